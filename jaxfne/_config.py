@@ -1,0 +1,336 @@
+"""Immutable, chainable configuration.
+
+``Configuration`` is a frozen dataclass of frozen sections. Every method returns
+a new Configuration with one section replaced; arguments left out keep their
+current value. Each value is validated where it is given and a bad one raises
+:class:`~jaxfne.ConfigurationError` naming the method, the field, the value and
+what is allowed. Nothing here creates arrays: that is ``construct``'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from ._errors import ConfigurationError, bad_value
+from ._presets import FAMILIES, get_preset
+from ._validate import parse_bool, parse_choice, parse_float, parse_int, parse_mapping
+
+CELL_TYPES = ("E", "I")
+PATHWAYS = ("E->E", "E->I", "I->E", "I->I")
+DTYPES = ("float32", "float64")
+PROBES = ("SPK", "Vm", "source", "LFP-proxy", "CSD-proxy")
+
+#: Default depth range (um below the pia) of each layer: approximate rodent
+#: sensory cortex, used to place neurons and to span the field-proxy contacts.
+LAYER_DEPTHS_UM = {"L1": (0.0, 100.0), "L2/3": (100.0, 400.0), "L4": (400.0, 600.0),
+                   "L5": (600.0, 900.0), "L6": (900.0, 1200.0)}
+#: Default share of a column's neurons per layer when ``n`` is a total.
+LAYER_FRACTIONS = {"L1": 0.05, "L2/3": 0.30, "L4": 0.25, "L5": 0.25, "L6": 0.15}
+
+_UNSET: Any = object()
+
+
+def _pairs(mapping: dict) -> tuple:
+    return tuple(sorted(mapping.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSpec:
+    seed: int = 0
+    dtype: str = "float32"
+    duration_ms: float = 1000.0
+    dt_ms: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnSpec:
+    name: str = "column"
+    layers: tuple = ("L2/3",)
+    #: neurons per layer, in the order of ``layers``
+    n_per_layer: tuple = (100,)
+
+    @property
+    def n(self) -> int:
+        return sum(self.n_per_layer)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellTypesSpec:
+    fractions: tuple = (("E", 0.8), ("I", 0.2))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectivitySpec:
+    p: float = 1.0
+    #: per pathway "pre->post": summed mean weight onto one postsynaptic cell
+    #: from its whole presynaptic population (current units, see docs)
+    strength: tuple = (("E->E", 20.0), ("E->I", 40.0), ("I->E", 20.0), ("I->I", 30.0))
+    tau_exc_ms: float = 5.0
+    tau_inh_ms: float = 10.0
+    shared: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class EmitterSpec:
+    family: str = "izhikevich"
+    #: preset name per cell type
+    preset: tuple = (("E", "cortical_eig"), ("I", "cortical_eig"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DriveSpec:
+    #: constant current per cell type
+    current: tuple = (("E", 4.0), ("I", 0.0))
+    #: noise per cell type: standard deviation of the current times sqrt(ms)
+    noise: tuple = (("E", 2.0), ("I", 2.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbesSpec:
+    names: tuple = ("SPK", "Vm")
+    contacts: int = 16
+
+
+_SECTIONS = ("runtime", "column", "cell_types", "connectivity", "emitter", "drive", "probes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+    """What to simulate. Build it by chaining methods; it never changes in place."""
+
+    runtime_spec: RuntimeSpec = RuntimeSpec()
+    column_spec: ColumnSpec = ColumnSpec()
+    cell_types_spec: CellTypesSpec = CellTypesSpec()
+    connectivity_spec: ConnectivitySpec = ConnectivitySpec()
+    emitter_spec: EmitterSpec = EmitterSpec()
+    drive_spec: DriveSpec = DriveSpec()
+    probes_spec: ProbesSpec = ProbesSpec()
+
+    # -- chainable methods -------------------------------------------------
+    def runtime(self, seed=_UNSET, dtype=_UNSET, duration_ms=_UNSET, dt_ms=_UNSET) -> "Configuration":
+        """Seed, float dtype ("float32" or "float64"), duration and time step in ms."""
+        w, cur = "runtime", self.runtime_spec
+        seed = cur.seed if seed is _UNSET else parse_int(w, "seed", seed, minimum=0)
+        if seed >= 2**32:
+            raise bad_value(w, "seed", seed, "it must be < 2**32")
+        dtype = cur.dtype if dtype is _UNSET else parse_choice(w, "dtype", dtype, DTYPES)
+        duration_ms = cur.duration_ms if duration_ms is _UNSET else parse_float(
+            w, "duration_ms", duration_ms, positive=True)
+        dt_ms = cur.dt_ms if dt_ms is _UNSET else parse_float(w, "dt_ms", dt_ms, positive=True)
+        if dt_ms > duration_ms:
+            raise bad_value(w, "dt_ms", dt_ms, f"it must be <= duration_ms ({duration_ms})")
+        steps = duration_ms / dt_ms
+        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+            raise bad_value(w, "duration_ms", duration_ms,
+                            f"it must be a whole number of time steps of dt_ms={dt_ms}")
+        return dataclasses.replace(self, runtime_spec=RuntimeSpec(seed, dtype, duration_ms, dt_ms))
+
+    def column(self, name=_UNSET, layers=_UNSET, n=_UNSET) -> "Configuration":
+        """A named column with its layers and neuron count (a total, or a dict per layer)."""
+        w, cur = "column", self.column_spec
+        if name is _UNSET:
+            name = cur.name
+        elif not isinstance(name, str) or not name.strip():
+            raise bad_value(w, "name", name, "a non-empty string is required")
+        if layers is _UNSET:
+            layers = cur.layers
+        else:
+            if isinstance(layers, str) or not hasattr(layers, "__iter__"):
+                raise bad_value(w, "layers", layers, "a list of layer names is required")
+            layers = tuple(layers)
+            if not layers:
+                raise bad_value(w, "layers", list(layers), "at least one layer is required")
+            for lay in layers:
+                parse_choice(w, "layers", lay, LAYER_DEPTHS_UM)
+            if len(set(layers)) != len(layers):
+                raise bad_value(w, "layers", list(layers), "layer names must not repeat")
+        if n is _UNSET:
+            n = cur.n if len(layers) != len(cur.layers) or layers != cur.layers else dict(zip(cur.layers, cur.n_per_layer))
+        if hasattr(n, "items"):
+            n = parse_mapping(w, "n", n)
+            if set(n) != set(layers):
+                raise bad_value(w, "n", n, f"a dict of n must give every layer exactly once: {list(layers)}")
+            n_per_layer = tuple(parse_int(w, f"n[{lay!r}]", n[lay], minimum=1) for lay in layers)
+        else:
+            total = parse_int(w, "n", n, minimum=1)
+            n_per_layer = _split_total(total, layers)
+            if min(n_per_layer) < 1:
+                raise bad_value(w, "n", total, f"it is too small to give each of {len(layers)} layers a neuron")
+        return dataclasses.replace(self, column_spec=ColumnSpec(name, layers, n_per_layer))
+
+    def cell_types(self, fractions=_UNSET) -> "Configuration":
+        """Fractions of excitatory ("E") and inhibitory ("I") cells; they must sum to 1."""
+        w = "cell_types"
+        if fractions is _UNSET:
+            return self
+        fractions = parse_mapping(w, "fractions", fractions)
+        if not fractions:
+            raise bad_value(w, "fractions", fractions, "at least one cell type is required")
+        for key, val in fractions.items():
+            if key not in CELL_TYPES:
+                raise bad_value(w, "fractions", fractions,
+                                f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
+            parse_float(w, f"fractions[{key!r}]", val, minimum=0.0, maximum=1.0)
+        total = sum(float(v) for v in fractions.values())
+        if abs(total - 1.0) > 1e-9:
+            raise bad_value(w, "fractions", fractions,
+                            f"the fractions sum to {total:.6g}, not 1; they are not normalised for you")
+        full = {t: float(fractions.get(t, 0.0)) for t in CELL_TYPES}
+        return dataclasses.replace(self, cell_types_spec=CellTypesSpec(_pairs(full)))
+
+    def connectivity(self, p=_UNSET, strength=_UNSET, tau_exc_ms=_UNSET, tau_inh_ms=_UNSET,
+                     shared=_UNSET) -> "Configuration":
+        """Random connectivity without self-connections.
+
+        ``p`` is the connection probability (1.0 = all-to-all). ``strength`` maps
+        pathways ("E->E", "E->I", "I->E", "I->I") to the summed mean weight a
+        postsynaptic cell receives from the whole presynaptic population; weights
+        are divided by the expected number of inputs, so balance does not change
+        with n or p. ``tau_exc_ms``/``tau_inh_ms`` are the synaptic decay times.
+        ``shared=True`` gives every ensemble member the same connectivity.
+        """
+        w, cur = "connectivity", self.connectivity_spec
+        p = cur.p if p is _UNSET else parse_float(w, "p", p, minimum=0.0, maximum=1.0)
+        strengths = dict(cur.strength)
+        if strength is not _UNSET:
+            for key, val in parse_mapping(w, "strength", strength).items():
+                if key not in PATHWAYS:
+                    raise bad_value(w, "strength", {key: val},
+                                    f"pathway {key!r} is unknown; valid pathways are {', '.join(PATHWAYS)}")
+                strengths[key] = parse_float(w, f"strength[{key!r}]", val, minimum=0.0)
+        tau_e = cur.tau_exc_ms if tau_exc_ms is _UNSET else parse_float(w, "tau_exc_ms", tau_exc_ms, positive=True)
+        tau_i = cur.tau_inh_ms if tau_inh_ms is _UNSET else parse_float(w, "tau_inh_ms", tau_inh_ms, positive=True)
+        shared = cur.shared if shared is _UNSET else parse_bool(w, "shared", shared)
+        spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared)
+        return dataclasses.replace(self, connectivity_spec=spec)
+
+    def set_emitter(self, family=_UNSET, preset=_UNSET) -> "Configuration":
+        """Neuron family ("izhikevich") and preset: one name, or a dict per cell type."""
+        w, cur = "set_emitter", self.emitter_spec
+        family = cur.family if family is _UNSET else parse_choice(w, "family", family, FAMILIES)
+        presets = dict(cur.preset)
+        if preset is not _UNSET:
+            if isinstance(preset, str):
+                get_preset(preset, w, "preset")
+                presets = {t: preset for t in CELL_TYPES}
+            else:
+                for key, val in parse_mapping(w, "preset", preset).items():
+                    if key not in CELL_TYPES:
+                        raise bad_value(w, "preset", {key: val},
+                                        f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
+                    get_preset(val, w, f"preset[{key!r}]")
+                    presets[key] = val
+        return dataclasses.replace(self, emitter_spec=EmitterSpec(family, _pairs(presets)))
+
+    def drive(self, current=_UNSET, noise=_UNSET) -> "Configuration":
+        """External drive: a constant current plus Gaussian white noise, per cell type.
+
+        Each is a float (every type) or a dict per cell type (types left out keep
+        their value). ``noise`` is the noise intensity sigma: the current noise has
+        standard deviation sigma / sqrt(dt_ms) at each step, so statistics do not
+        depend on dt.
+        """
+        w, cur = "drive", self.drive_spec
+        out = {}
+        for field, value, old in (("current", current, cur.current), ("noise", noise, cur.noise)):
+            vals = dict(old)
+            if value is not _UNSET:
+                minimum = 0.0 if field == "noise" else None
+                if hasattr(value, "items"):
+                    for key, val in value.items():
+                        if key not in CELL_TYPES:
+                            raise bad_value(w, field, {key: val},
+                                            f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
+                        vals[key] = parse_float(w, f"{field}[{key!r}]", val, minimum=minimum)
+                else:
+                    val = parse_float(w, field, value, minimum=minimum)
+                    vals = {t: val for t in CELL_TYPES}
+            out[field] = _pairs(vals)
+        return dataclasses.replace(self, drive_spec=DriveSpec(**out))
+
+    def probes(self, names=_UNSET, contacts=_UNSET) -> "Configuration":
+        """What to record: any of SPK, Vm, source, LFP-proxy, CSD-proxy.
+
+        Spikes (SPK) are always recorded. ``contacts`` is the number of virtual
+        recording contacts spread evenly over the column's depth.
+        """
+        w, cur = "probes", self.probes_spec
+        if names is _UNSET:
+            names = cur.names
+        else:
+            if isinstance(names, str) or not hasattr(names, "__iter__"):
+                raise bad_value(w, "names", names, "a list of probe names is required")
+            names = list(names)
+            for name in names:
+                parse_choice(w, "names", name, PROBES)
+            if "SPK" not in names:
+                names = ["SPK", *names]
+            names = tuple(p for p in PROBES if p in names)  # canonical order, no repeats
+        contacts = cur.contacts if contacts is _UNSET else parse_int(w, "contacts", contacts, minimum=3)
+        return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts))
+
+    # -- derived views -------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return self.column_spec.n
+
+    def to_dict(self) -> dict:
+        """A plain nested dict (JSON/TOML friendly) that ``from_dict`` turns back."""
+        rt, col, ct = self.runtime_spec, self.column_spec, self.cell_types_spec
+        con, em, dr, pr = self.connectivity_spec, self.emitter_spec, self.drive_spec, self.probes_spec
+        return {
+            "runtime": dataclasses.asdict(rt),
+            "column": {"name": col.name, "layers": list(col.layers),
+                       "n": dict(zip(col.layers, col.n_per_layer))},
+            "cell_types": {"fractions": dict(ct.fractions)},
+            "connectivity": {"p": con.p, "strength": dict(con.strength), "tau_exc_ms": con.tau_exc_ms,
+                             "tau_inh_ms": con.tau_inh_ms, "shared": con.shared},
+            "emitter": {"family": em.family, "preset": dict(em.preset)},
+            "drive": {"current": dict(dr.current), "noise": dict(dr.noise)},
+            "probes": {"names": list(pr.names), "contacts": pr.contacts},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "Configuration.from_dict") -> "Configuration":
+        """Rebuild a configuration from ``to_dict`` output, validating every value."""
+        if not hasattr(data, "items"):
+            raise bad_value(where, "data", data, "a mapping of sections is required")
+        methods = {"runtime": "runtime", "column": "column", "cell_types": "cell_types",
+                   "connectivity": "connectivity", "emitter": "set_emitter", "drive": "drive",
+                   "probes": "probes"}
+        cfg = cls()
+        for section, values in data.items():
+            if section not in methods:
+                raise bad_value(where, "section", section, f"valid sections are {', '.join(methods)}")
+            if not hasattr(values, "items"):
+                raise bad_value(where, section, values, "a mapping of keyword arguments is required")
+            method = getattr(cfg, methods[section])
+            try:
+                cfg = method(**dict(values))
+            except TypeError as exc:
+                import inspect
+                allowed = [p for p in inspect.signature(method).parameters]
+                raise ConfigurationError(
+                    f"{where}: section {section!r} has an unknown key ({exc}); valid keys are {', '.join(allowed)}"
+                ) from None
+        return cfg
+
+    def config_hash(self) -> str:
+        """SHA-256 of the canonical JSON form: equal configurations, equal hashes."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split_total(total: int, layers: tuple) -> tuple:
+    """Split ``total`` neurons over ``layers`` by LAYER_FRACTIONS (largest remainder)."""
+    weights = [LAYER_FRACTIONS[lay] for lay in layers]
+    s = sum(weights)
+    exact = [total * wgt / s for wgt in weights]
+    base = [int(x) for x in exact]
+    order = sorted(range(len(layers)), key=lambda i: exact[i] - base[i], reverse=True)
+    for i in order[: total - sum(base)]:
+        base[i] += 1
+    return tuple(base)

@@ -1,0 +1,34 @@
+"""One error hierarchy for jaxfne.
+
+Every error a user can trigger derives from :class:`JaxfneError`, itself a
+``ValueError``, so ``except ValueError`` keeps working for callers that do not
+know jaxfne. Messages name the place (method, field), the value received and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+
+class JaxfneError(ValueError):
+    """Base class of every error raised by jaxfne."""
+
+
+class ConfigurationError(JaxfneError):
+    """A configuration value is invalid; raised where the value is given."""
+
+
+class SimulationError(JaxfneError):
+    """A simulation could not run or produced an invalid state."""
+
+
+class ReadoutError(JaxfneError):
+    """A readout specification does not fit the signals it is applied to."""
+
+
+class StoreError(JaxfneError):
+    """A Zarr store could not be created, read, resumed or written."""
+
+
+def bad_value(where: str, field: str, value, allowed: str) -> ConfigurationError:
+    """Build a ConfigurationError with the standard message shape."""
+    return ConfigurationError(f"{where}: {field}={value!r} is invalid; {allowed}")

@@ -1,0 +1,158 @@
+"""``construct``: the one place where a configuration becomes arrays and shapes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._config import CELL_TYPES, LAYER_DEPTHS_UM, PATHWAYS, Configuration
+from ._errors import ConfigurationError
+from ._fields import R0_UM, contact_depths_um
+from ._network import Knobs, NetParams, build_network
+from ._presets import PARAMS, get_preset
+
+
+def precision(dtype: str):
+    """Context in which ``dtype`` really is available (float64 needs x64)."""
+    if dtype == "float64":
+        enable = getattr(jax, "enable_x64", None)
+        if enable is None:  # pragma: no cover - very old or very new JAX
+            if not jax.config.jax_enable_x64:
+                raise ConfigurationError(
+                    "runtime: dtype='float64' needs 64-bit JAX; set JAX_ENABLE_X64=1 before starting Python")
+            return contextlib.nullcontext()
+        return enable(True)
+    return contextlib.nullcontext()
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Everything that fixes a shape: static, shared by all members."""
+
+    n: int
+    layers: tuple
+    n_per_layer: tuple
+    contacts: int
+    contact_z_um: tuple
+    probes: tuple
+    dtype: str
+    n_steps: int
+    dt_ms: float
+
+    @property
+    def contact_spacing_um(self) -> float:
+        z = self.contact_z_um
+        return (z[-1] - z[0]) / (len(z) - 1)
+
+
+def member_knobs(cfg: Configuration) -> dict[str, Any]:
+    """Numbers of one member as plain numpy values (host side)."""
+    rt, con, em, dr = cfg.runtime_spec, cfg.connectivity_spec, cfg.emitter_spec, cfg.drive_spec
+    strength = dict(con.strength)
+    g = np.zeros((2, 2))
+    for path in PATHWAYS:
+        pre, post = path.split("->")
+        g[CELL_TYPES.index(post), CELL_TYPES.index(pre)] = strength[path]
+    presets = dict(em.preset)
+    coeffs = np.zeros((2, 4, 3))
+    for ti, ctype in enumerate(CELL_TYPES):
+        row = get_preset(presets[ctype]).row(ctype)
+        for pi, name in enumerate(PARAMS):
+            coeffs[ti, pi] = row[name]
+    cur, noi = dict(dr.current), dict(dr.noise)
+    return dict(seed=rt.seed, conn_seed=rt.seed, p=con.p, g=g, tau_exc_ms=con.tau_exc_ms,
+                tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
+                current=np.array([cur[t] for t in CELL_TYPES]),
+                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms)
+
+
+def cell_assignment(cfg: Configuration) -> np.ndarray:
+    """is_exc (N,): within each layer the first round(f_E * n_layer) cells are E."""
+    f_exc = dict(cfg.cell_types_spec.fractions)["E"]
+    parts = []
+    for n_layer in cfg.column_spec.n_per_layer:
+        n_exc = int(np.floor(f_exc * n_layer + 0.5))
+        parts.append(np.arange(n_layer) < n_exc)
+    return np.concatenate(parts)
+
+
+def layer_index(cfg: Configuration) -> np.ndarray:
+    return np.repeat(np.arange(len(cfg.column_spec.layers)), cfg.column_spec.n_per_layer)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+    """A constructed model: the configuration, its static layout and its arrays.
+
+    ``params`` holds every per-member array with a leading member axis;
+    ``neuron_coords`` the per-neuron labels (cell type, layer, depth) and
+    ``member_coords`` the per-member labels (seed and swept values).
+    """
+
+    config: Configuration
+    layout: Layout
+    params: NetParams
+    neuron_coords: dict
+    member_coords: dict
+    ensemble: bool = False
+
+    @property
+    def n_members(self) -> int:
+        return int(self.params.a.shape[0])
+
+    def compute_readout(self, signals, specs):
+        from ._readout import compute_readout
+        return compute_readout(signals, specs)
+
+    def manifest(self, signals=None, readouts=None):
+        from ._manifest import manifest
+        return manifest(self, signals=signals, readouts=readouts)
+
+    def health(self, signals):
+        from ._health import check_health
+        return check_health(signals)
+
+
+def construct(cfg: Configuration) -> Model:
+    """Turn a configuration into a Model (arrays on the default device)."""
+    if not isinstance(cfg, Configuration):
+        raise ConfigurationError(f"construct: cfg={type(cfg).__name__} is invalid; a jaxfne.Configuration is required")
+    members = [cfg]
+    return _construct_members(cfg, members, member_coords={"seed": np.array([cfg.runtime_spec.seed])},
+                              ensemble=False)
+
+
+def _construct_members(cfg: Configuration, members: list, member_coords: dict, ensemble: bool) -> Model:
+    rt, col, pr = cfg.runtime_spec, cfg.column_spec, cfg.probes_spec
+    top = LAYER_DEPTHS_UM[col.layers[0]][0]
+    bottom = LAYER_DEPTHS_UM[col.layers[-1]][1]
+    tops = [min(LAYER_DEPTHS_UM[lay]) for lay in col.layers]
+    top, bottom = min(tops), max(max(LAYER_DEPTHS_UM[lay]) for lay in col.layers)
+    contact_z = contact_depths_um(top, bottom, pr.contacts)
+    layout = Layout(n=col.n, layers=col.layers, n_per_layer=col.n_per_layer, contacts=pr.contacts,
+                    contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
+                    n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms)
+    lidx = layer_index(cfg)
+    depth_lo = np.array([LAYER_DEPTHS_UM[col.layers[i]][0] for i in lidx])
+    depth_hi = np.array([LAYER_DEPTHS_UM[col.layers[i]][1] for i in lidx])
+    is_exc = np.stack([cell_assignment(m) for m in members])
+    knobs_np = [member_knobs(m) for m in members]
+    with precision(rt.dtype):
+        dtype = jnp.dtype(rt.dtype)
+        knobs = Knobs(**{k: jnp.asarray(np.stack([kn[k] for kn in knobs_np]),
+                                        dtype=(jnp.uint32 if k in ("seed", "conn_seed") else dtype))
+                         for k in Knobs._fields})
+        build = jax.jit(jax.vmap(lambda kn, ex: build_network(
+            kn, ex, jnp.asarray(depth_lo, dtype), jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
+            dtype=dtype, r0_um=R0_UM)))
+        params, depth = build(knobs, jnp.asarray(is_exc))
+    cell_type = np.where(is_exc, "E", "I")
+    neuron_coords = {"cell_type": cell_type, "layer": np.asarray(col.layers)[lidx],
+                     "depth_um": np.asarray(depth)}
+    return Model(config=cfg, layout=layout, params=params, neuron_coords=neuron_coords,
+                 member_coords=member_coords, ensemble=ensemble)

@@ -1,0 +1,114 @@
+"""Per-network parameters and state: the arrays one Izhikevich network needs.
+
+``build_network`` is written for one network. ``construct`` vmaps it over the
+member axis; every random draw derives from the member's own seed through
+``fold_in`` with a fixed tag, never from its position in a batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# fold_in tags: one independent stream per purpose
+TAG_HETEROGENEITY = 1
+TAG_CONNECTIVITY = 2
+TAG_DEPTH = 3
+TAG_NOISE = 4
+
+
+class Knobs(NamedTuple):
+    """Every per-member number a sweep may change (scalars per member)."""
+
+    seed: jax.Array            # uint32 pair source: member seed (int)
+    conn_seed: jax.Array       # seed used for connectivity (== seed unless shared)
+    p: jax.Array
+    g: jax.Array               # (2, 2) strength[post_type, pre_type]; 0 = E, 1 = I
+    tau_exc_ms: jax.Array
+    tau_inh_ms: jax.Array
+    coeffs: jax.Array          # (2, 4, 3) preset polynomial per type, parameter, power
+    current: jax.Array         # (2,) per type
+    noise: jax.Array           # (2,) per type
+    dt_ms: jax.Array
+
+
+class NetParams(NamedTuple):
+    """Arrays of one network (leading member axis once batched)."""
+
+    a: jax.Array
+    b: jax.Array
+    c: jax.Array
+    d: jax.Array
+    is_exc: jax.Array          # (N,) bool
+    w: jax.Array               # (N, N) [post, pre], >= 0; sign from the pre cell type
+    i_mean: jax.Array          # (N,) constant drive
+    noise_scale: jax.Array     # (N,) sigma / sqrt(dt): current noise std per step
+    decay_exc: jax.Array       # exp(-dt / tau_exc)
+    decay_inh: jax.Array
+    dt_ms: jax.Array
+    noise_key: jax.Array       # raw uint32[2] key of the noise stream
+    lfp_kernel: jax.Array      # (C, N) contact-by-neuron weights of the LFP proxy
+    active: jax.Array          # False for padding members
+
+
+class NetState(NamedTuple):
+    v: jax.Array
+    u: jax.Array
+    s_exc: jax.Array           # excitatory synaptic current
+    s_inh: jax.Array           # inhibitory synaptic current (enters with a minus sign)
+
+
+def member_key(seed):
+    """The root key of a member: a function of its seed only."""
+    return jax.random.PRNGKey(seed)
+
+
+def build_network(knobs: Knobs, is_exc, depth_lo, depth_hi, contact_z, *, dtype, r0_um):
+    """Arrays of one network from its knobs; ``is_exc``/``depth_*`` are (N,)."""
+    n = is_exc.shape[0]
+    key = member_key(knobs.seed)
+    r = jax.random.uniform(jax.random.fold_in(key, TAG_HETEROGENEITY), (n,), dtype=dtype)
+    t = jnp.where(is_exc, 0, 1)
+    coeffs = knobs.coeffs.astype(dtype)[t]                      # (N, 4, 3)
+    powers = jnp.stack([jnp.ones_like(r), r, r * r], axis=-1)    # (N, 3)
+    abcd = jnp.sum(coeffs * powers[:, None, :], axis=-1)         # (N, 4)
+
+    # connectivity: W[post, pre] = mask * 2 u * g[post, pre] / expected inputs
+    ckey = jax.random.fold_in(member_key(knobs.conn_seed), TAG_CONNECTIVITY)
+    kmask, kw = jax.random.split(ckey)
+    p = knobs.p.astype(dtype)
+    mask = jax.random.uniform(kmask, (n, n), dtype=dtype) < p
+    mask = mask & ~jnp.eye(n, dtype=bool)
+    u = jax.random.uniform(kw, (n, n), dtype=dtype)
+    n_exc = jnp.sum(is_exc).astype(dtype)
+    n_inh = jnp.asarray(n, dtype) - n_exc
+    pre_count = jnp.where(is_exc, n_exc, n_inh)                   # size of the pre population
+    same = t[:, None] == t[None, :]
+    expected = p * (pre_count[None, :] - same.astype(dtype))
+    g = knobs.g.astype(dtype)[t[:, None], t[None, :]]
+    w = jnp.where(mask & (expected > 0), 2.0 * u * g / jnp.maximum(expected, 1e-30), 0.0).astype(dtype)
+
+    depth = depth_lo + (depth_hi - depth_lo) * jax.random.uniform(
+        jax.random.fold_in(key, TAG_DEPTH), (n,), dtype=dtype)
+    dz = contact_z.astype(dtype)[:, None] - depth[None, :]
+    kernel = r0_um / jnp.sqrt(dz * dz + r0_um * r0_um)
+
+    dt = knobs.dt_ms.astype(dtype)
+    noise_key = jax.random.fold_in(key, TAG_NOISE)
+    params = NetParams(
+        a=abcd[:, 0], b=abcd[:, 1], c=abcd[:, 2], d=abcd[:, 3], is_exc=is_exc,
+        w=w, i_mean=knobs.current.astype(dtype)[t],
+        noise_scale=knobs.noise.astype(dtype)[t] / jnp.sqrt(dt),
+        decay_exc=jnp.exp(-dt / knobs.tau_exc_ms.astype(dtype)),
+        decay_inh=jnp.exp(-dt / knobs.tau_inh_ms.astype(dtype)),
+        dt_ms=dt, noise_key=jax.random.key_data(noise_key) if jnp.issubdtype(noise_key.dtype, jax.dtypes.prng_key) else noise_key,
+        lfp_kernel=kernel.astype(dtype), active=jnp.asarray(True),
+    )
+    return params, depth
+
+
+def initial_state(params: NetParams) -> NetState:
+    v = jnp.full_like(params.a, -65.0)
+    return NetState(v=v, u=params.b * v, s_exc=jnp.zeros_like(v), s_inh=jnp.zeros_like(v))

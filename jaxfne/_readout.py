@@ -1,0 +1,179 @@
+"""Readouts: named scalar metrics of recorded signals, one value per member."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import xarray as xr
+
+from ._config import CELL_TYPES, LAYER_DEPTHS_UM
+from ._errors import ConfigurationError, ReadoutError
+
+#: metric -> (probe it reads, units)
+METRICS = {
+    "spike_rate_hz": ("SPK", "Hz"),
+    "spike_count": ("SPK", "spikes"),
+    "cv_isi": ("SPK", "1"),
+    "mean_V_m": ("Vm", "mV"),
+    "min_V_m": ("Vm", "mV"),
+    "max_V_m": ("Vm", "mV"),
+    "source_abs_mean": ("source", "a.u."),
+    "lfp_abs_mean": ("LFP-proxy", "a.u. (proxy)"),
+    "csd_abs_mean": ("CSD-proxy", "a.u./mm^2 (proxy)"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadoutSpec:
+    name: str
+    metric: str
+    cell_type: str | None = None
+    layer: str | None = None
+    time_window_ms: tuple | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Readout:
+    """A computed readout: ``value`` is a float (one network) or an array (one per member)."""
+
+    name: str
+    metric: str
+    value: object
+    units: str
+    data: xr.DataArray
+    selectors: dict
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def to_dict(self) -> dict:
+        val = self.value
+        val = val.tolist() if isinstance(val, np.ndarray) else float(val)
+        return {"metric": self.metric, "value": val, "units": self.units, "selectors": self.selectors}
+
+
+def readout_spec(name, metric, *, cell_type=None, layer=None, time_window_ms=None) -> ReadoutSpec:
+    """Declare a readout: its name, a metric from METRICS and optional selectors."""
+    w = "readout_spec"
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{w}: name={name!r} is invalid; a non-empty string is required")
+    if metric not in METRICS:
+        raise ConfigurationError(f"{w}: metric={metric!r} is unknown; valid metrics are {', '.join(sorted(METRICS))}")
+    if cell_type is not None and cell_type not in CELL_TYPES:
+        raise ConfigurationError(f"{w}: cell_type={cell_type!r} is unknown; valid cell types are {', '.join(CELL_TYPES)}")
+    if layer is not None and layer not in LAYER_DEPTHS_UM:
+        raise ConfigurationError(f"{w}: layer={layer!r} is unknown; valid layers are {', '.join(LAYER_DEPTHS_UM)}")
+    if time_window_ms is not None:
+        ok = (hasattr(time_window_ms, "__len__") and len(time_window_ms) == 2
+              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in time_window_ms)
+              and 0 <= time_window_ms[0] < time_window_ms[1])
+        if not ok:
+            raise ConfigurationError(f"{w}: time_window_ms={time_window_ms!r} is invalid; a pair (start, stop) "
+                                     "with 0 <= start < stop in ms is required")
+        time_window_ms = (float(time_window_ms[0]), float(time_window_ms[1]))
+    if metric in ("lfp_abs_mean", "csd_abs_mean") and cell_type is not None:
+        raise ConfigurationError(f"{w}: cell_type={cell_type!r} is invalid for metric {metric!r}; "
+                                 "field proxies sum all cells (select contacts with layer=)")
+    return ReadoutSpec(name, metric, cell_type, layer, time_window_ms)
+
+
+def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
+    if spec.time_window_ms is not None:
+        start, stop = spec.time_window_ms
+        if start >= da.sizes["time"] * dt_ms:
+            raise ReadoutError(f"readout {spec.name!r}: time_window_ms={spec.time_window_ms} starts after the "
+                               f"recording ends ({da.sizes['time'] * dt_ms} ms)")
+        t = da["time"].values
+        da = da.isel(time=np.flatnonzero((t >= start - 1e-9) & (t < stop - 1e-9)))
+    if "neuron" in da.dims:
+        if spec.layer is not None:
+            layers = np.asarray(da["layer"].values)
+            if spec.layer not in layers:
+                raise ReadoutError(f"readout {spec.name!r}: layer={spec.layer!r} is not in this column; "
+                                   f"its layers are {', '.join(dict.fromkeys(layers.tolist()))}")
+            da = da.isel(neuron=np.flatnonzero(layers == spec.layer))
+        if spec.cell_type is not None:
+            mask = da["cell_type"] == spec.cell_type
+            da = da.where(mask)  # works for per-member cell types too
+    elif spec.layer is not None:
+        lo, hi = LAYER_DEPTHS_UM[spec.layer]
+        z = da["contact_depth_um"].values
+        idx = np.flatnonzero((z >= lo) & (z <= hi))
+        if idx.size == 0:
+            raise ReadoutError(f"readout {spec.name!r}: no contact lies in layer {spec.layer!r} ({lo}-{hi} um)")
+        da = da.isel(contact=idx)
+    return da
+
+
+def _cv_isi(spk: np.ndarray) -> float:
+    """Mean over neurons with >= 2 ISIs of std(ISI)/mean(ISI); NaN if none."""
+    cvs = []
+    for col in np.asarray(spk, dtype=bool).T:
+        times = np.flatnonzero(col)
+        if times.size >= 3:
+            isi = np.diff(times).astype(float)
+            cvs.append(isi.std() / isi.mean())
+    return float(np.mean(cvs)) if cvs else float("nan")
+
+
+def _compute_one(signals, spec: ReadoutSpec) -> Readout:
+    probe, units = METRICS[spec.metric]
+    if probe not in signals:
+        raise ReadoutError(f"readout {spec.name!r}: metric {spec.metric!r} needs probe {probe!r}, which was not "
+                           f"recorded; add it with Configuration.probes([... , {probe!r}])")
+    dt_ms = signals.dt_ms
+    da = _select(signals[probe], spec, dt_ms)
+    other = [d for d in da.dims if d != "member"]
+    m = spec.metric
+    if m in ("spike_rate_hz", "spike_count"):
+        spikes = da.astype(float)
+        count = spikes.sum(other)
+        if m == "spike_count":
+            out = count
+        else:
+            cells = (da["cell_type"] == spec.cell_type).sum("neuron") if spec.cell_type else da.sizes["neuron"]
+            out = count / (cells * da.sizes["time"] * dt_ms / 1000.0)
+    elif m == "cv_isi":
+        arr = da.fillna(False).astype(bool)
+        if "member" in arr.dims:
+            vals = []
+            for i in range(arr.sizes["member"]):
+                sub = arr.isel(member=i)
+                if spec.cell_type is not None:
+                    sub = sub.isel(neuron=np.flatnonzero(np.asarray(sub["cell_type"]) == spec.cell_type))
+                vals.append(_cv_isi(sub.values))
+            out = xr.DataArray(np.array(vals), dims=("member",), coords={k: v for k, v in da.coords.items()
+                                                                       if v.dims == ("member",)})
+        else:
+            if spec.cell_type is not None:
+                arr = arr.isel(neuron=np.flatnonzero(np.asarray(arr["cell_type"]) == spec.cell_type))
+            out = xr.DataArray(_cv_isi(arr.values))
+    elif m == "mean_V_m":
+        out = da.mean(other)
+    elif m == "min_V_m":
+        out = da.min(other)
+    elif m == "max_V_m":
+        out = da.max(other)
+    else:  # *_abs_mean
+        out = abs(da).mean(other)
+    out = out.astype(float)
+    value = float(out.values) if out.ndim == 0 else np.asarray(out.values)
+    selectors = {k: v for k, v in (("cell_type", spec.cell_type), ("layer", spec.layer),
+                                   ("time_window_ms", spec.time_window_ms)) if v is not None}
+    return Readout(spec.name, spec.metric, value, units, out.rename(spec.name), selectors)
+
+
+def compute_readout(signals, specs) -> dict:
+    """Compute readouts; ``specs`` is one ReadoutSpec or a list of them."""
+    if isinstance(specs, ReadoutSpec):
+        specs = [specs]
+    out = {}
+    for spec in specs:
+        if not isinstance(spec, ReadoutSpec):
+            raise ReadoutError(f"compute_readout: {spec!r} is not a readout spec; build specs with jaxfne.readout_spec")
+        if spec.name in out:
+            raise ReadoutError(f"compute_readout: readout name {spec.name!r} is used twice")
+        out[spec.name] = _compute_one(signals, spec)
+    return out

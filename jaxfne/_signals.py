@@ -1,0 +1,101 @@
+"""Signals: recorded probes as labelled arrays (an xarray Dataset underneath)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+UNITS = {"SPK": "1", "Vm": "mV", "source": "a.u. (current proxy)",
+         "LFP-proxy": "a.u. (proxy, uncalibrated)", "CSD-proxy": "a.u./mm^2 (proxy, uncalibrated)"}
+DESCRIPTIONS = {
+    "SPK": "spike raster: True where the neuron crossed 30 mV in that step",
+    "Vm": "membrane potential; spikes shown at their 30 mV peak",
+    "source": "net synaptic current per neuron (s_exc - s_inh), the source proxy",
+    "LFP-proxy": "distance-weighted sum of sources per contact; a proxy, no volume conductor",
+    "CSD-proxy": "minus the second spatial derivative of the LFP proxy; a proxy",
+}
+
+
+class Signals(Mapping):
+    """Recorded probes, keyed by probe name, each an ``xarray.DataArray``.
+
+    Single networks have dims (time, neuron) or (time, contact); ensembles add
+    a leading ``member`` dim with member coordinates (seed and swept values).
+    ``np.asarray(signals["Vm"])`` gives the plain array.
+    """
+
+    def __init__(self, dataset: xr.Dataset):
+        self._ds = dataset
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        return self._ds
+
+    @property
+    def attrs(self) -> dict:
+        return self._ds.attrs
+
+    @property
+    def dt_ms(self) -> float:
+        return float(self._ds.attrs["dt_ms"])
+
+    @property
+    def duration_ms(self) -> float:
+        return float(self._ds.sizes["time"] * self.dt_ms)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return "member" in self._ds.dims
+
+    def __getitem__(self, name: str) -> xr.DataArray:
+        if name not in self._ds.data_vars:
+            from ._errors import ReadoutError
+            raise ReadoutError(f"signals[{name!r}]: no such probe; recorded probes are {', '.join(self)}")
+        return self._ds[name]
+
+    def __iter__(self):
+        return iter(self._ds.data_vars)
+
+    def __len__(self) -> int:
+        return len(self._ds.data_vars)
+
+    def sel(self, **indexers) -> "Signals":
+        return Signals(self._ds.sel(**indexers))
+
+    def isel(self, **indexers) -> "Signals":
+        return Signals(self._ds.isel(**indexers))
+
+    def __repr__(self) -> str:
+        return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
+
+
+def build_signals(arrays: dict, model, *, squeeze_member: bool) -> Signals:
+    """Wrap host arrays (member, time, ...) in a labelled Dataset."""
+    layout = model.layout
+    n_time = next(iter(arrays.values())).shape[1]
+    time_ms = np.arange(n_time) * layout.dt_ms
+    coords = {
+        "time": ("time", time_ms, {"units": "ms", "description": "start of the step"}),
+        "neuron": ("neuron", np.arange(layout.n)),
+        "layer": ("neuron", model.neuron_coords["layer"]),
+        "contact": ("contact", np.arange(layout.contacts)),
+        "contact_depth_um": ("contact", np.asarray(layout.contact_z_um), {"units": "um"}),
+    }
+    per_member = {"cell_type": model.neuron_coords["cell_type"], "depth_um": model.neuron_coords["depth_um"]}
+    data_vars = {}
+    for name, arr in arrays.items():
+        last = "contact" if name in ("LFP-proxy", "CSD-proxy") else "neuron"
+        data_vars[name] = (("member", "time", last), arr, {"units": UNITS[name], "description": DESCRIPTIONS[name]})
+    for key, val in per_member.items():
+        coords[key] = (("member", "neuron"), val)
+    for key, val in model.member_coords.items():
+        coords[key] = ("member", np.asarray(val))
+    attrs = {"dt_ms": layout.dt_ms, "config_hash": model.config.config_hash(),
+             "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions"}
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    if squeeze_member:
+        ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
+        ds = ds.drop_vars([k for k in model.member_coords if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
+    return Signals(ds)

@@ -1,0 +1,31 @@
+"""Test setup: several CPU devices, set before JAX starts."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+import jaxfne as jtfne  # noqa: E402
+
+SEED_PROBES = ["SPK", "Vm", "source", "LFP-proxy", "CSD-proxy"]
+
+
+def seed_page_configuration(seed=42):
+    """The configuration exactly as written on the tutorial page."""
+    return (jtfne.Configuration()
+            .runtime(seed=seed, duration_ms=1000.0, dt_ms=0.1)
+            .column(name="L2/3_column", layers=["L2/3"], n=100)
+            .cell_types({"E": 0.75, "I": 0.25})
+            .connectivity()
+            .set_emitter(family="izhikevich", preset="cortical_eig")
+            .probes(SEED_PROBES))
+
+
+@pytest.fixture(scope="session")
+def seed_run():
+    cfg = seed_page_configuration(42)
+    model = jtfne.construct(cfg)
+    signals = jtfne.simulate(model, duration_ms=1000.0, dt_ms=0.1, seed=42)
+    return model, signals
