@@ -94,6 +94,14 @@ class ProbesSpec:
     contacts: int = 16
 
 
+@dataclasses.dataclass(frozen=True)
+class EnsembleSpec:
+    seeds: tuple = ()
+    #: ((path, (value, ...)), ...) in the order given
+    sweep: tuple = ()
+    mode: str = "grid"
+
+
 _SECTIONS = ("runtime", "column", "cell_types", "connectivity", "emitter", "drive", "probes")
 
 
@@ -108,6 +116,7 @@ class Configuration:
     emitter_spec: EmitterSpec = EmitterSpec()
     drive_spec: DriveSpec = DriveSpec()
     probes_spec: ProbesSpec = ProbesSpec()
+    ensemble_spec: EnsembleSpec | None = None
 
     # -- chainable methods -------------------------------------------------
     def runtime(self, seed=_UNSET, dtype=_UNSET, duration_ms=_UNSET, dt_ms=_UNSET) -> "Configuration":
@@ -272,6 +281,20 @@ class Configuration:
         contacts = cur.contacts if contacts is _UNSET else parse_int(w, "contacts", contacts, minimum=3)
         return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts))
 
+    def ensemble(self, seeds=_UNSET, sweep=_UNSET, mode=_UNSET) -> "Configuration":
+        """Make this an ensemble: every sweep combination (grid) or tuple (zip) for every seed.
+
+        ``sweep`` maps a path (for example "cell_types.E", "drive.current.E",
+        "connectivity.strength.E->I", "emitter.preset") to a list of values. See
+        docs/ensembles.md for the grammar; an unknown path lists the valid ones.
+        """
+        from ._ensemble import parse_ensemble
+        cur = self.ensemble_spec or EnsembleSpec(seeds=(self.runtime_spec.seed,))
+        spec = parse_ensemble(self, cur.seeds if seeds is _UNSET else seeds,
+                              dict(cur.sweep) if sweep is _UNSET else sweep,
+                              cur.mode if mode is _UNSET else mode)
+        return dataclasses.replace(self, ensemble_spec=spec)
+
     # -- derived views -------------------------------------------------------
     @property
     def n(self) -> int:
@@ -291,6 +314,10 @@ class Configuration:
             "emitter": {"family": em.family, "preset": dict(em.preset)},
             "drive": {"current": dict(dr.current), "noise": dict(dr.noise)},
             "probes": {"names": list(pr.names), "contacts": pr.contacts},
+            **({} if self.ensemble_spec is None else {"ensemble": {
+                "seeds": list(self.ensemble_spec.seeds),
+                "sweep": {k: list(v) for k, v in self.ensemble_spec.sweep},
+                "mode": self.ensemble_spec.mode}}),
         }
 
     @classmethod
@@ -300,7 +327,7 @@ class Configuration:
             raise bad_value(where, "data", data, "a mapping of sections is required")
         methods = {"runtime": "runtime", "column": "column", "cell_types": "cell_types",
                    "connectivity": "connectivity", "emitter": "set_emitter", "drive": "drive",
-                   "probes": "probes"}
+                   "probes": "probes", "ensemble": "ensemble"}
         cfg = cls()
         for section, values in data.items():
             if section not in methods:

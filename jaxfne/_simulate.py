@@ -75,18 +75,25 @@ def resolve_overrides(model: Model, duration_ms=None, dt_ms=None, seed=None) -> 
     return construct(cfg)
 
 
-def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=None, progress=False):
+def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=None, store=None,
+             overwrite=False, progress=False):
     """Run ``model`` and return its Signals.
 
     ``duration_ms``, ``dt_ms`` and ``seed`` override the configuration's runtime
     (the model is constructed again with them). ``chunk_ms`` sets how much
-    simulated time one compiled call advances.
+    simulated time one compiled call advances. With ``store=PATH`` the outputs
+    stream chunk by chunk into a Zarr v3 store (resuming an interrupted run
+    there) and lazily backed Signals are returned.
     """
     if not isinstance(model, Model):
         raise SimulationError(f"simulate: model={type(model).__name__} is invalid; pass the result of jaxfne.construct")
     model = resolve_overrides(model, duration_ms, dt_ms, seed)
     layout: Layout = model.layout
     chunk_steps = _chunk_steps(layout, chunk_ms)
+    if store is not None:
+        from ._stream import simulate_to_store
+        with precision(layout.dtype):
+            return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress)
     with precision(layout.dtype):
         arrays = _run_in_memory(model, chunk_steps, progress)
     return build_signals(arrays, model, squeeze_member=not model.ensemble)
@@ -103,29 +110,60 @@ def _chunk_steps(layout: Layout, chunk_ms) -> int:
     return min(int(round(steps)), layout.n_steps)
 
 
-def _run_in_memory(model: Model, chunk_steps: int, progress) -> dict:
+def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None):
+    """Advance ``model`` chunk by chunk; a generator of per-chunk results.
+
+    Yields ``(t0, n_keep, outputs, state)`` for each chunk: ``t0`` is the global
+    index of the chunk's first step, ``n_keep`` how many of its ``chunk_steps``
+    steps are inside the run (the last chunk may overrun and is trimmed),
+    ``outputs`` a dict probe -> device array (members, chunk_steps, ...) and
+    ``state`` the NetState after the chunk (members leading). Only real members
+    are returned. Chunk k+1 is dispatched before chunk k is yielded, so the
+    device computes while the caller transfers and writes.
+
+    ``state`` (a NetState of host or device arrays) and ``start_step`` resume a
+    run from a chunk boundary; by default the run starts from the initial state.
+    """
     layout = model.layout
     fn = chunk_function(layout.probes, layout.contact_spacing_um, chunk_steps)
     params = model.params
-    state = jax.vmap(initial_state)(params)
-    pieces: dict[str, list] = {}
-    finite_all = np.ones(model.n_members, bool)
-    t0 = 0
+    if state is None:
+        state = jax.vmap(initial_state)(params)
+    else:
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+    t0 = start_step
+    pending = None
     while t0 < layout.n_steps:
         state, out, finite = fn(state, params, jnp.int32(t0))
-        keep = min(chunk_steps, layout.n_steps - t0)
-        for name, arr in out.items():
-            pieces.setdefault(name, []).append(np.asarray(arr[:, :keep]))
-        finite_all &= np.asarray(finite)
+        current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite)
+        if pending is not None:
+            yield _finish(model, pending)
+        pending = current
         t0 += chunk_steps
+    if pending is not None:
+        yield _finish(model, pending)
+
+
+def _finish(model, pending):
+    t0, keep, out, state, finite = pending
+    finite = np.asarray(finite)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        warnings.warn(f"simulate: non-finite membrane state in member(s) {bad[:10].tolist()} by step "
+                      f"{t0 + keep}; reduce dt_ms (e.g. 0.01), use dtype='float64', or check the Izhikevich "
+                      "parameters", RuntimeWarning, stacklevel=4)
+    return t0, keep, out, state
+
+
+def _run_in_memory(model: Model, chunk_steps: int, progress) -> dict:
+    layout = model.layout
+    pieces: dict[str, list] = {}
+    for t0, keep, out, _state in run_chunks(model, chunk_steps):
+        for name, arr in out.items():
+            pieces.setdefault(name, []).append(np.asarray(arr)[:, :keep])
         if progress:
-            print(f"\rjaxfne: {min(t0, layout.n_steps) * layout.dt_ms:.0f}/{layout.n_steps * layout.dt_ms:.0f} ms",
+            print(f"\rjaxfne: {(t0 + keep) * layout.dt_ms:.0f}/{layout.n_steps * layout.dt_ms:.0f} ms",
                   end="", flush=True)
     if progress:
         print()
-    if not finite_all.all():
-        bad = np.flatnonzero(~finite_all)
-        warnings.warn(f"simulate: non-finite membrane state in member(s) {bad[:10].tolist()}; reduce dt_ms "
-                      "(e.g. 0.01), use dtype='float64', or check the Izhikevich parameters", RuntimeWarning,
-                      stacklevel=3)
     return {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}
