@@ -43,6 +43,9 @@ class Layout:
     dtype: str
     n_steps: int
     dt_ms: float
+    #: spike slots processed per block by the event-driven recurrent input
+    capacity: int
+    shared_weights: bool = False
 
     @property
     def contact_spacing_um(self) -> float:
@@ -69,6 +72,12 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
                 noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms)
+
+
+def spike_capacity(n: int, dt_ms: float) -> int:
+    """Spike slots per block: twice the spikes per step expected at 50 Hz, at least 4."""
+    expected = n * 50.0 * dt_ms / 1000.0
+    return int(min(n, max(4, 2 * int(np.ceil(expected)))))
 
 
 def cell_assignment(cfg: Configuration) -> np.ndarray:
@@ -122,6 +131,9 @@ def construct(cfg: Configuration) -> Model:
     """Turn a configuration into a Model (arrays on the default device)."""
     if not isinstance(cfg, Configuration):
         raise ConfigurationError(f"construct: cfg={type(cfg).__name__} is invalid; a jaxfne.Configuration is required")
+    if cfg.ensemble_spec is not None:
+        from ._ensemble import construct_ensemble
+        return construct_ensemble(cfg)
     members = [cfg]
     return _construct_members(cfg, members, member_coords={"seed": np.array([cfg.runtime_spec.seed])},
                               ensemble=False)
@@ -136,12 +148,17 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
     contact_z = contact_depths_um(top, bottom, pr.contacts)
     layout = Layout(n=col.n, layers=col.layers, n_per_layer=col.n_per_layer, contacts=pr.contacts,
                     contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
-                    n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms)
+                    n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms,
+                    capacity=spike_capacity(col.n, rt.dt_ms),
+                    shared_weights=cfg.connectivity_spec.shared)
     lidx = layer_index(cfg)
     depth_lo = np.array([LAYER_DEPTHS_UM[col.layers[i]][0] for i in lidx])
     depth_hi = np.array([LAYER_DEPTHS_UM[col.layers[i]][1] for i in lidx])
     is_exc = np.stack([cell_assignment(m) for m in members])
     knobs_np = [member_knobs(m) for m in members]
+    if cfg.connectivity_spec.shared:
+        for kn in knobs_np:
+            kn["conn_seed"] = cfg.runtime_spec.seed
     with precision(rt.dtype):
         dtype = jnp.dtype(rt.dtype)
         knobs = Knobs(**{k: jnp.asarray(np.stack([kn[k] for kn in knobs_np]),
@@ -151,6 +168,8 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
             kn, ex, jnp.asarray(depth_lo, dtype), jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
             dtype=dtype, r0_um=R0_UM)))
         params, depth = build(knobs, jnp.asarray(is_exc))
+        if cfg.connectivity_spec.shared:  # one weight matrix for every member
+            params = params._replace(w=params.w[0])
     cell_type = np.where(is_exc, "E", "I")
     neuron_coords = {"cell_type": cell_type, "layer": np.asarray(col.layers)[lidx],
                      "depth_um": np.asarray(depth)}

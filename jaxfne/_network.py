@@ -42,7 +42,7 @@ class NetParams(NamedTuple):
     c: jax.Array
     d: jax.Array
     is_exc: jax.Array          # (N,) bool
-    w: jax.Array               # (N, N) [post, pre], >= 0; sign from the pre cell type
+    w: jax.Array               # (N + 1, N) [pre, post], >= 0; sign from the pre type; last row 0
     i_mean: jax.Array          # (N,) constant drive
     noise_scale: jax.Array     # (N,) sigma / sqrt(dt): current noise std per step
     decay_exc: jax.Array       # exp(-dt / tau_exc)
@@ -72,8 +72,9 @@ def build_network(knobs: Knobs, is_exc, depth_lo, depth_hi, contact_z, *, dtype,
     r = jax.random.uniform(jax.random.fold_in(key, TAG_HETEROGENEITY), (n,), dtype=dtype)
     t = jnp.where(is_exc, 0, 1)
     coeffs = knobs.coeffs.astype(dtype)[t]                      # (N, 4, 3)
-    powers = jnp.stack([jnp.ones_like(r), r, r * r], axis=-1)    # (N, 3)
-    abcd = jnp.sum(coeffs * powers[:, None, :], axis=-1)         # (N, 4)
+    # elementwise, in a fixed order (a reduction here could be reordered by XLA
+    # differently for different batch sizes and break bit-identity across layouts)
+    abcd = coeffs[..., 0] + coeffs[..., 1] * r[:, None] + coeffs[..., 2] * (r * r)[:, None]  # (N, 4)
 
     # connectivity: W[post, pre] = mask * 2 u * g[post, pre] / expected inputs
     ckey = jax.random.fold_in(member_key(knobs.conn_seed), TAG_CONNECTIVITY)
@@ -89,6 +90,7 @@ def build_network(knobs: Knobs, is_exc, depth_lo, depth_hi, contact_z, *, dtype,
     expected = p * (pre_count[None, :] - same.astype(dtype))
     g = knobs.g.astype(dtype)[t[:, None], t[None, :]]
     w = jnp.where(mask & (expected > 0), 2.0 * u * g / jnp.maximum(expected, 1e-30), 0.0).astype(dtype)
+    w = jnp.concatenate([w.T, jnp.zeros((1, n), dtype)], axis=0)   # pre-major rows + a zero row
 
     depth = depth_lo + (depth_hi - depth_lo) * jax.random.uniform(
         jax.random.fold_in(key, TAG_DEPTH), (n,), dtype=dtype)

@@ -71,8 +71,13 @@ class Signals(Mapping):
         return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
 
 
-def build_signals(arrays: dict, model, *, squeeze_member: bool) -> Signals:
-    """Wrap host arrays (member, time, ...) in a labelled Dataset."""
+def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None) -> Signals:
+    """Wrap host arrays (member, time, ...) in a labelled Dataset.
+
+    ``members`` are the global indices of the members in ``arrays`` (all by
+    default; a subset for one process of a multi-process run).
+    """
+    members = np.arange(model.n_members) if members is None else np.asarray(members)
     layout = model.layout
     n_time = next(iter(arrays.values())).shape[1]
     time_ms = np.arange(n_time) * layout.dt_ms
@@ -83,18 +88,23 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool) -> Signals:
         "contact": ("contact", np.arange(layout.contacts)),
         "contact_depth_um": ("contact", np.asarray(layout.contact_z_um), {"units": "um"}),
     }
-    per_member = {"cell_type": model.neuron_coords["cell_type"], "depth_um": model.neuron_coords["depth_um"]}
+    per_member = {"cell_type": model.neuron_coords["cell_type"][members],
+                  "depth_um": model.neuron_coords["depth_um"][members]}
     data_vars = {}
     for name, arr in arrays.items():
         last = "contact" if name in ("LFP-proxy", "CSD-proxy") else "neuron"
         data_vars[name] = (("member", "time", last), arr, {"units": UNITS[name], "description": DESCRIPTIONS[name]})
     for key, val in per_member.items():
         coords[key] = (("member", "neuron"), val)
+    coords["member"] = ("member", members)
     for key, val in model.member_coords.items():
-        coords[key] = ("member", np.asarray(val))
+        coords[key] = ("member", np.asarray(val)[members])
     attrs = {"dt_ms": layout.dt_ms, "config_hash": model.config.config_hash(),
              "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions"}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    if not squeeze_member:
+        for key in model.member_coords:  # .sel(seed=...) and .sel(**{"drive.current.E": ...})
+            ds = ds.set_xindex(key)
     if squeeze_member:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in model.member_coords if k in ds.coords and ds[k].ndim == 0 and k != "seed"])

@@ -10,11 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ._errors import SimulationError
 from ._fields import csd_proxy, lfp_proxy
 from ._model import Layout, Model, construct, precision
-from ._network import initial_state
+from ._network import NetParams, initial_state
 from ._signals import build_signals
 from ._step import step
 
@@ -22,18 +24,34 @@ from ._step import step
 DEFAULT_CHUNK_STEPS = 10_000
 
 
+def param_axes(shared_weights: bool) -> NetParams:
+    """vmap axes of NetParams: every leaf has a member axis except shared weights."""
+    return NetParams(*[0] * len(NetParams._fields))._replace(w=None if shared_weights else 0)
+
+
+def member_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: every device) with one axis, "member"."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise SimulationError("simulate: devices=[] is invalid; at least one device is required")
+    return jax.make_mesh((len(devices),), ("member",), axis_types=(AxisType.Explicit,), devices=devices)
+
+
 @functools.lru_cache(maxsize=64)
-def chunk_function(probes: tuple, contact_spacing_um: float, n_steps: int):
+def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
     """A jitted function advancing a batch of networks by ``n_steps``.
 
-    Cached on what fixes the program, so repeated runs and numeric sweeps of the
-    same shapes reuse one compilation.
+    The batch is the member axis, sharded over ``mesh``; inside ``shard_map``
+    each device advances only the members it holds (no communication). Cached
+    on what fixes the program, so repeated runs and numeric sweeps of the same
+    shapes reuse one compilation.
     """
+    probes = layout.probes
     need_source = any(p in probes for p in ("source", "LFP-proxy", "CSD-proxy"))
+    axes = param_axes(layout.shared_weights)
+    batched_step = jax.vmap(functools.partial(step, capacity=layout.capacity), in_axes=(0, axes, None))
 
-    def run_chunk(state, params, t0):
-        batched_step = jax.vmap(step, in_axes=(0, 0, None))
-
+    def local_chunk(state, params, t0):
         def body(st, k):
             st, obs = batched_step(st, params, (t0 + k).astype(jnp.uint32))
             keep = {"SPK": obs["SPK"]}
@@ -50,13 +68,25 @@ def chunk_function(probes: tuple, contact_spacing_um: float, n_steps: int):
             if "LFP-proxy" in probes:
                 out["LFP-proxy"] = lfp
             if "CSD-proxy" in probes:
-                out["CSD-proxy"] = csd_proxy(lfp, contact_spacing_um)
+                out["CSD-proxy"] = csd_proxy(lfp, layout.contact_spacing_um)
         if "source" not in probes:
             out.pop("source", None)
         finite = jnp.all(jnp.isfinite(state.v), axis=-1) & jnp.all(jnp.isfinite(state.u), axis=-1)
         return state, out, finite
 
-    return jax.jit(run_chunk, donate_argnums=(0,))
+    member = P("member")
+    pspec = jax.tree_util.tree_map(lambda ax: P() if ax is None else member, axes,
+                                   is_leaf=lambda x: x is None)
+    sharded = jax.shard_map(local_chunk, mesh=mesh, in_specs=(member, pspec, P()),
+                            out_specs=(member, member, member))
+    return jax.jit(sharded, donate_argnums=(0,))
+
+
+def pad_members(x, n_pad: int):
+    """Append ``n_pad`` copies of the last member (made inert by active=False)."""
+    if n_pad == 0:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], n_pad, axis=0)], axis=0)
 
 
 def resolve_overrides(model: Model, duration_ms=None, dt_ms=None, seed=None) -> Model:
@@ -76,14 +106,15 @@ def resolve_overrides(model: Model, duration_ms=None, dt_ms=None, seed=None) -> 
 
 
 def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=None, store=None,
-             overwrite=False, progress=False):
+             overwrite=False, progress=False, devices=None):
     """Run ``model`` and return its Signals.
 
     ``duration_ms``, ``dt_ms`` and ``seed`` override the configuration's runtime
     (the model is constructed again with them). ``chunk_ms`` sets how much
     simulated time one compiled call advances. With ``store=PATH`` the outputs
     stream chunk by chunk into a Zarr v3 store (resuming an interrupted run
-    there) and lazily backed Signals are returned.
+    there) and lazily backed Signals are returned. The member axis is sharded
+    over ``devices`` (default: every device JAX sees).
     """
     if not isinstance(model, Model):
         raise SimulationError(f"simulate: model={type(model).__name__} is invalid; pass the result of jaxfne.construct")
@@ -95,8 +126,9 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
         with precision(layout.dtype):
             return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress)
     with precision(layout.dtype):
-        arrays = _run_in_memory(model, chunk_steps, progress)
-    return build_signals(arrays, model, squeeze_member=not model.ensemble)
+        arrays = _run_in_memory(model, chunk_steps, progress, devices)
+    members = local_member_indices(model, devices)
+    return build_signals(arrays, model, squeeze_member=not model.ensemble, members=members)
 
 
 def _chunk_steps(layout: Layout, chunk_ms) -> int:
@@ -110,43 +142,89 @@ def _chunk_steps(layout: Layout, chunk_ms) -> int:
     return min(int(round(steps)), layout.n_steps)
 
 
-def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None):
+def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None):
     """Advance ``model`` chunk by chunk; a generator of per-chunk results.
 
     Yields ``(t0, n_keep, outputs, state)`` for each chunk: ``t0`` is the global
     index of the chunk's first step, ``n_keep`` how many of its ``chunk_steps``
     steps are inside the run (the last chunk may overrun and is trimmed),
-    ``outputs`` a dict probe -> device array (members, chunk_steps, ...) and
-    ``state`` the NetState after the chunk (members leading). Only real members
-    are returned. Chunk k+1 is dispatched before chunk k is yielded, so the
-    device computes while the caller transfers and writes.
+    ``outputs`` a dict probe -> array (members, chunk_steps, ...) and ``state``
+    the NetState after the chunk (members leading). Only real members are
+    returned. Chunk k+1 is dispatched before chunk k is yielded, so the devices
+    compute while the caller transfers and writes.
 
-    ``state`` (a NetState of host or device arrays) and ``start_step`` resume a
-    run from a chunk boundary; by default the run starts from the initial state.
+    The member axis is sharded over ``devices`` (default: all); an ensemble
+    whose size is not a multiple of the device count is padded internally with
+    inert members. ``state`` (host or device arrays, real members only) and
+    ``start_step`` resume a run from a chunk boundary.
     """
     layout = model.layout
-    fn = chunk_function(layout.probes, layout.contact_spacing_um, chunk_steps)
-    params = model.params
+    mesh = member_mesh(devices)
+    n_dev = mesh.devices.size
+    n_real = model.n_members
+    n_pad = (-n_real) % n_dev
+    axes = param_axes(layout.shared_weights)
+    host_params = jax.tree_util.tree_map(np.asarray, model.params)
+    if n_pad:
+        host_params = NetParams(*[x if ax is None else pad_members(x, n_pad)
+                                  for x, ax in zip(host_params, axes)])
+        host_params = host_params._replace(active=host_params.active.copy())
+        host_params.active[n_real:] = False
+    params = NetParams(*[_put(x, mesh, P() if ax is None else P("member")) for x, ax in zip(host_params, axes)])
     if state is None:
-        state = jax.vmap(initial_state)(params)
-    else:
-        state = jax.tree_util.tree_map(jnp.asarray, state)
+        state = jax.vmap(initial_state, in_axes=(axes,))(model.params)
+    state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
+    fn = chunk_function(layout, chunk_steps, mesh)
     t0 = start_step
     pending = None
     while t0 < layout.n_steps:
-        state, out, finite = fn(state, params, jnp.int32(t0))
-        current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite)
+        state, out, finite = fn(state, params, _put(np.int32(t0), mesh, P()))
+        current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad)
         if pending is not None:
-            yield _finish(model, pending)
+            yield _finish(pending)
         pending = current
         t0 += chunk_steps
     if pending is not None:
-        yield _finish(model, pending)
+        yield _finish(pending)
 
 
-def _finish(model, pending):
-    t0, keep, out, state, finite = pending
-    finite = np.asarray(finite)
+def _put(x, mesh, spec):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda idx: x[idx])
+
+
+def local_host(x, n_real: int) -> np.ndarray:
+    """The members of a member-sharded array that this process holds, as numpy.
+
+    Single process: every real member, in order. Under jax.distributed: the
+    members on this process's devices (see ``local_members``), padding dropped.
+    """
+    if x.is_fully_addressable:
+        return np.asarray(x)[:n_real]
+    shards = sorted(x.addressable_shards, key=lambda sh: sh.index[0].start or 0)
+    seen, parts = set(), []
+    for sh in shards:
+        start = sh.index[0].start or 0
+        if start in seen:  # replicated copies of the same block
+            continue
+        seen.add(start)
+        parts.append(np.asarray(sh.data))
+    data = np.concatenate(parts, axis=0)
+    idx = local_members_of(x)
+    return data[idx < n_real]
+
+
+def local_members_of(x) -> np.ndarray:
+    """Global member indices held by this process for a member-sharded array."""
+    starts = sorted({(sh.index[0].start or 0, sh.index[0].stop or x.shape[0]) for sh in x.addressable_shards})
+    return np.concatenate([np.arange(a, b) for a, b in starts])
+
+
+def _finish(pending):
+    t0, keep, out, state, finite, n_real, n_pad = pending
+    out = {k: local_host(v, n_real) for k, v in out.items()}
+    state = jax.tree_util.tree_map(lambda x: local_host(x, n_real), state)
+    finite = local_host(finite, n_real)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         warnings.warn(f"simulate: non-finite membrane state in member(s) {bad[:10].tolist()} by step "
@@ -155,10 +233,26 @@ def _finish(model, pending):
     return t0, keep, out, state
 
 
-def _run_in_memory(model: Model, chunk_steps: int, progress) -> dict:
+def local_member_indices(model: Model, devices=None) -> np.ndarray:
+    """Global indices of the (real) members this process simulates, ascending.
+
+    All members on a single process; under ``jax.distributed`` the members
+    whose shard lives on this process's devices.
+    """
+    mesh = member_mesh(devices)
+    n_real = model.n_members
+    n_total = n_real + (-n_real) % mesh.devices.size
+    sharding = NamedSharding(mesh, P("member"))
+    blocks = {(ix[0].start or 0, ix[0].stop if ix[0].stop is not None else n_total)
+              for ix in sharding.addressable_devices_indices_map((n_total,)).values()}
+    idx = np.concatenate([np.arange(a, b) for a, b in sorted(blocks)])
+    return idx[idx < n_real]
+
+
+def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None) -> dict:
     layout = model.layout
     pieces: dict[str, list] = {}
-    for t0, keep, out, _state in run_chunks(model, chunk_steps):
+    for t0, keep, out, _state in run_chunks(model, chunk_steps, devices=devices):
         for name, arr in out.items():
             pieces.setdefault(name, []).append(np.asarray(arr)[:, :keep])
         if progress:

@@ -1,0 +1,137 @@
+"""Ensembles: sweeps of independent networks, expanded into member configurations.
+
+Sweep paths name a configuration value by its place in the chain::
+
+    cell_types.E | cell_types.I                 (the other type gets 1 - value)
+    drive.current | drive.current.E | drive.current.I
+    drive.noise   | drive.noise.E   | drive.noise.I
+    connectivity.p | connectivity.tau_exc_ms | connectivity.tau_inh_ms
+    connectivity.strength.<pre>-><post>         (E->E, E->I, I->E, I->I)
+    emitter.preset | emitter.preset.E | emitter.preset.I
+
+``grid`` takes the Cartesian product of the swept values (in the order the
+paths are given, the last varying fastest), ``zip`` pairs the i-th values of
+every path; each combination is repeated for every seed (seed varies fastest).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ._errors import ConfigurationError, bad_value
+from ._validate import parse_choice, parse_int
+
+
+def _cell_types(t):
+    other = "I" if t == "E" else "E"
+    return lambda cfg, v: cfg.cell_types({t: v, other: 1.0 - v})
+
+
+SWEEP_PATHS = {
+    "cell_types.E": _cell_types("E"),
+    "cell_types.I": _cell_types("I"),
+    "drive.current": lambda cfg, v: cfg.drive(current=v),
+    "drive.current.E": lambda cfg, v: cfg.drive(current={"E": v}),
+    "drive.current.I": lambda cfg, v: cfg.drive(current={"I": v}),
+    "drive.noise": lambda cfg, v: cfg.drive(noise=v),
+    "drive.noise.E": lambda cfg, v: cfg.drive(noise={"E": v}),
+    "drive.noise.I": lambda cfg, v: cfg.drive(noise={"I": v}),
+    "connectivity.p": lambda cfg, v: cfg.connectivity(p=v),
+    "connectivity.tau_exc_ms": lambda cfg, v: cfg.connectivity(tau_exc_ms=v),
+    "connectivity.tau_inh_ms": lambda cfg, v: cfg.connectivity(tau_inh_ms=v),
+    **{f"connectivity.strength.{pw}": (lambda pw: lambda cfg, v: cfg.connectivity(strength={pw: v}))(pw)
+       for pw in ("E->E", "E->I", "I->E", "I->I")},
+    "emitter.preset": lambda cfg, v: cfg.set_emitter(preset=v),
+    "emitter.preset.E": lambda cfg, v: cfg.set_emitter(preset={"E": v}),
+    "emitter.preset.I": lambda cfg, v: cfg.set_emitter(preset={"I": v}),
+}
+
+#: paths that would change a shape or the program, with the reason they are refused
+REFUSED_PATHS = {
+    "column.n": "it changes the number of neurons, a shape shared by all members",
+    "column.layers": "it changes the layers and so the number of neurons",
+    "column.name": "all members share one column",
+    "runtime.dt_ms": "it changes the number of time steps, a shape shared by all members",
+    "runtime.duration_ms": "it changes the number of time steps, a shape shared by all members",
+    "runtime.dtype": "all members share one dtype",
+    "runtime.seed": "seeds are given with ensemble(seeds=[...])",
+    "probes.names": "recorded probes fix output shapes shared by all members",
+    "probes.contacts": "the number of contacts is a shape shared by all members",
+    "connectivity.shared": "sharing is a property of the whole ensemble",
+    "emitter.family": "all members share one neuron family",
+}
+
+#: paths that change the weights, refused when connectivity is shared
+_WEIGHT_PATHS = ("cell_types.", "connectivity.p", "connectivity.strength.")
+
+
+def parse_ensemble(cfg, seeds, sweep, mode):
+    """Validate an ensemble section against ``cfg``; return an EnsembleSpec."""
+    from ._config import EnsembleSpec
+    w = "ensemble"
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise bad_value(w, "seeds", seeds, "a list of integer seeds is required")
+    seeds = tuple(parse_int(w, "seeds", s, minimum=0) for s in seeds)
+    if not seeds:
+        raise bad_value(w, "seeds", list(seeds), "at least one seed is required")
+    if any(s >= 2**32 for s in seeds):
+        raise bad_value(w, "seeds", [s for s in seeds if s >= 2**32][:3], "every seed must be < 2**32")
+    if len(set(seeds)) != len(seeds):
+        raise bad_value(w, "seeds", list(seeds), "seeds must not repeat")
+    mode = parse_choice(w, "mode", mode, ("grid", "zip"))
+    if not hasattr(sweep, "items"):
+        raise bad_value(w, "sweep", sweep, "a dict of path -> list of values is required")
+    parsed = []
+    for path, values in sweep.items():
+        if path in REFUSED_PATHS:
+            raise ConfigurationError(f"ensemble: sweep path {path!r} cannot be swept: {REFUSED_PATHS[path]}; "
+                                     "run separate ensembles instead")
+        if path not in SWEEP_PATHS:
+            raise ConfigurationError(f"ensemble: sweep path {path!r} is unknown; valid paths are "
+                                     f"{', '.join(sorted(SWEEP_PATHS))}")
+        if cfg.connectivity_spec.shared and path.startswith(_WEIGHT_PATHS):
+            raise ConfigurationError(f"ensemble: sweep path {path!r} changes the weights, but "
+                                     "connectivity(shared=True) gives every member the same weights")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise bad_value(w, f"sweep[{path!r}]", values, "a list of values is required")
+        values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+        if not values:
+            raise bad_value(w, f"sweep[{path!r}]", [], "at least one value is required")
+        for v in values:
+            try:
+                SWEEP_PATHS[path](cfg, v)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"ensemble: sweep[{path!r}] value {v!r} is invalid: {exc}") from None
+        parsed.append((path, values))
+    if mode == "zip" and len({len(v) for _, v in parsed}) > 1:
+        raise bad_value(w, "sweep", {p: len(v) for p, v in parsed},
+                        "mode='zip' needs the same number of values on every path")
+    return EnsembleSpec(seeds=seeds, sweep=tuple(parsed), mode=mode)
+
+
+def expand_members(cfg):
+    """(member configurations, member coordinates) of an ensemble configuration."""
+    spec = cfg.ensemble_spec
+    base = cfg.__class__(**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__ if f != "ensemble_spec"})
+    paths = [p for p, _ in spec.sweep]
+    lists = [v for _, v in spec.sweep]
+    combos = list(itertools.product(*lists)) if spec.mode == "grid" else list(zip(*lists)) if lists else [()]
+    members, coords = [], {"seed": [], **{p: [] for p in paths}}
+    for combo in combos:
+        member = base
+        for path, value in zip(paths, combo):
+            member = SWEEP_PATHS[path](member, value)
+        for seed in spec.seeds:
+            members.append(member.runtime(seed=seed))
+            coords["seed"].append(seed)
+            for path, value in zip(paths, combo):
+                coords[path].append(value)
+    return members, {k: np.asarray(v) for k, v in coords.items()}
+
+
+def construct_ensemble(cfg):
+    from ._model import _construct_members
+    members, coords = expand_members(cfg)
+    return _construct_members(cfg, members, member_coords=coords, ensemble=True)
