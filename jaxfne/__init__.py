@@ -14,11 +14,12 @@ from ._presets import preset_names
 from ._readout import METRICS, Readout, ReadoutSpec, compute_readout, readout_spec
 from ._signals import Signals
 from ._simulate import simulate
+from ._stream import open_signals
 from ._version import __version__
 
 __all__ = [
     "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "preset_names",
-    "readout_spec", "simulate", "write_manifest",
+    "open_signals", "readout_spec", "simulate", "write_manifest",
 ]

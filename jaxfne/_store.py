@@ -1,0 +1,365 @@
+"""The on-disk layout of a streamed run: one Zarr v3 group, schema ``jaxfne.store/1``.
+
+This module knows the layout (docs/store.md is its user-facing description)
+and nothing about simulation: it creates a store for a Model, checks that an
+existing store belongs to the same run, writes one chunk of one member-block,
+and keeps the resume checkpoint.
+
+Crash safety rests on three rules:
+
+* the skeleton (every array's metadata, coordinates, attributes) is built in a
+  sibling folder and renamed into place, so a store either exists whole or not
+  at all; metadata is never rewritten afterwards;
+* a chunk counts as complete only once its progress marker is written, and the
+  marker is written last, after the chunk's data and its state checkpoint;
+* checkpoint and marker use two slots that alternate from chunk to chunk, and
+  the marker carries a checksum, so a write torn by a kill leaves the previous
+  chunk's slot intact and is recognised as torn.
+
+Member-blocks: the member axis is split into blocks of ``member_block``
+members; a block's data, checkpoint and marker live in their own chunks (the
+shard of a probe array is one block by one simulation chunk), so processes
+writing different blocks never write the same object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from ._errors import StoreError
+from ._signals import DESCRIPTIONS, UNITS
+
+SCHEMA = "jaxfne.store/1"
+SCHEMA_VERSION = 1
+#: suffixes of the sibling folders used for atomic creation and deletion
+CREATING, DELETING = ".jaxfne-creating", ".jaxfne-deleting"
+STATE_FIELDS = ("v", "u", "s_exc", "s_inh")
+FIELD_PROBES = ("LFP-proxy", "CSD-proxy")
+#: spike rasters are ~99.9% zeros: zstd on 1-byte bools is fast and ~100-200x smaller
+SPK_COMPRESSOR = ZstdCodec(level=0)
+#: noisy float traces barely compress; byte-shuffled lz4 gains ~1.4x at ~300 MB/s
+FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+#: the progress marker: a checksum makes a torn write detectable
+MARKER_COMPRESSOR = ZstdCodec(level=0, checksum=True)
+COORD_CHUNK_BYTES = 8 * 2**20
+#: attributes every Signals carries (as build_signals sets them)
+SIGNAL_ATTRS = ("dt_ms", "config_hash", "scope")
+
+
+def probe_dims(name: str) -> tuple:
+    return ("member", "time", "contact" if name in FIELD_PROBES else "neuron")
+
+
+def resolve_path(store) -> Path:
+    """The local folder of ``store`` (a str or os.PathLike)."""
+    if isinstance(store, (str, os.PathLike)) and str(store):
+        return Path(store).expanduser().absolute()
+    raise StoreError(f"store={store!r} is invalid; a local folder path (str or pathlib.Path) is required")
+
+
+def members_digest(member_coords: dict) -> str:
+    """SHA-256 of the member coordinates (names, dtypes, values), to tell ensembles apart."""
+    text = json.dumps({k: np.asarray(v).tolist() for k, v in sorted(member_coords.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunKey:
+    """What a store must agree on with a call before that call may resume it."""
+
+    config_hash: str
+    members_digest: str
+    n_members: int
+    n_steps: int
+    chunk_steps: int
+    member_block: int
+
+    @classmethod
+    def of(cls, model, chunk_steps: int, member_block: int | None = None) -> "RunKey":
+        n_members = model.n_members
+        block = n_members if member_block is None else int(member_block)
+        if not 1 <= block <= n_members:
+            raise StoreError(f"member_block={member_block!r} is invalid; it must be between 1 and the "
+                             f"number of members ({n_members})")
+        return cls(model.config.config_hash(), members_digest(model.member_coords), n_members,
+                   model.layout.n_steps, int(chunk_steps), block)
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_members // self.member_block)
+
+    def block_members(self, block: int) -> range:
+        start = block * self.member_block
+        return range(start, min(start + self.member_block, self.n_members))
+
+
+# -- creation ------------------------------------------------------------------
+
+
+def _coord_chunks(shape: tuple, itemsize: int) -> tuple:
+    if len(shape) != 1:
+        return shape
+    return (max(1, min(shape[0], COORD_CHUNK_BYTES // max(itemsize, 1))),)
+
+
+def _write_coord(group, name: str, dims: tuple, values, attrs: dict | None = None) -> None:
+    values = np.asarray(values)
+    dtype = "string" if values.dtype.kind in "UO" else values.dtype
+    arr = group.create_array(name, shape=values.shape, dtype=dtype, dimension_names=dims,
+                             chunks=_coord_chunks(values.shape, values.dtype.itemsize),
+                             fill_value="" if dtype == "string" else None)
+    arr[...] = values.astype(str) if dtype == "string" else values
+    if attrs:
+        arr.attrs.update(attrs)
+
+
+def coordinate_specs(model, n_steps: int) -> dict:
+    """name -> (dims, values, attrs) of every coordinate, as build_signals names them."""
+    layout = model.layout
+    out = {
+        "time": (("time",), np.arange(n_steps) * layout.dt_ms, {"units": "ms", "description": "start of the step"}),
+        "neuron": (("neuron",), np.arange(layout.n), {}),
+        "layer": (("neuron",), np.asarray(model.neuron_coords["layer"]), {}),
+        "contact": (("contact",), np.arange(layout.contacts), {}),
+        "contact_depth_um": (("contact",), np.asarray(layout.contact_z_um), {"units": "um"}),
+        "member": (("member",), np.arange(model.n_members), {}),
+        "cell_type": (("member", "neuron"), np.asarray(model.neuron_coords["cell_type"]), {}),
+        "depth_um": (("member", "neuron"), np.asarray(model.neuron_coords["depth_um"]), {}),
+    }
+    for name, values in model.member_coords.items():
+        if name in out:
+            raise StoreError(f"member coordinate {name!r} clashes with a coordinate of the store layout")
+        out[name] = (("member",), np.asarray(values), {})
+    return out
+
+
+def root_attrs(model, key: RunKey) -> dict:
+    """The store's root attributes (JSON)."""
+    from ._manifest import SCOPE
+    layout = model.layout
+    return {
+        "jaxfne_schema": SCHEMA,
+        "jaxfne_schema_version": SCHEMA_VERSION,
+        "dt_ms": layout.dt_ms,
+        "n_steps": layout.n_steps,
+        "chunk_steps": key.chunk_steps,
+        "n_members": key.n_members,
+        "member_block": key.member_block,
+        "ensemble": bool(model.ensemble),
+        "dtype": layout.dtype,
+        "probes": list(layout.probes),
+        "member_coords": list(model.member_coords),
+        "spk_encoding": "bool",
+        "config_hash": key.config_hash,
+        "members_digest": key.members_digest,
+        "config": model.config.to_dict(),
+        "manifest": model.manifest(),
+        "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions",
+        "scope_status": SCOPE["scope_status"],
+    }
+
+
+def build_skeleton(target: Path, model, key: RunKey) -> None:
+    """Write every array's metadata, the coordinates and the attributes into ``target``."""
+    layout = model.layout
+    group = zarr.open_group(target, mode="w", zarr_format=3, attributes=root_attrs(model, key))
+    coords = coordinate_specs(model, layout.n_steps)
+    for name, (dims, values, attrs) in coords.items():
+        _write_coord(group, name, dims, values, attrs)
+    coord_list = " ".join(n for n in coords if n not in ("time", "neuron", "contact", "member"))
+    for name in layout.probes:
+        last = layout.contacts if name in FIELD_PROBES else layout.n
+        is_spk = name == "SPK"
+        arr = group.create_array(
+            name, shape=(key.n_members, layout.n_steps, last), dtype=bool if is_spk else layout.dtype,
+            chunks=(1, key.chunk_steps, last), shards=(key.member_block, key.chunk_steps, last),
+            compressors=SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR,
+            fill_value=False if is_spk else 0.0, dimension_names=probe_dims(name))
+        arr.attrs.update({"units": UNITS[name], "description": DESCRIPTIONS[name], "coordinates": coord_list})
+    ckpt = group.create_group("checkpoint", attributes={
+        "description": "resume state: two alternating slots; a member-block's progress marker names the valid one"})
+    for field in STATE_FIELDS:
+        ckpt.create_array(field, shape=(2, key.n_members, layout.n), dtype=layout.dtype,
+                          chunks=(1, key.member_block, layout.n), fill_value=0.0,
+                          dimension_names=("slot", "member", "neuron"))
+    ckpt.create_array("completed_steps", shape=(key.n_blocks, 2), dtype="int64", chunks=(1, 1), fill_value=-1,
+                      compressors=MARKER_COMPRESSOR, dimension_names=("member_block", "slot"))
+    with warnings.catch_warnings():  # zarr warns that consolidated metadata is not in the v3 spec yet
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(target)
+
+
+def create(path: Path, model, key: RunKey) -> None:
+    """Create the store at ``path`` atomically (build beside it, then rename)."""
+    tmp = path.with_name(path.name + CREATING)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_skeleton(tmp, model, key)
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        os.rename(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"store {str(path)!r}: cannot create it ({exc}); choose a writable folder") from exc
+
+
+def remove(path: Path) -> None:
+    """Delete a jaxfne store: rename it aside first so a kill never leaves half a store."""
+    aside = path.with_name(path.name + DELETING)
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        raise StoreError(f"store {str(path)!r}: cannot remove it for overwrite=True ({exc})") from exc
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- opening and checking ---------------------------------------------------------
+
+
+def read_attrs(path: Path) -> dict | None:
+    """Root attributes of a jaxfne store at ``path``; None when nothing is there."""
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise StoreError(f"store {str(path)!r} is a file, not a folder; choose a folder path for the Zarr store")
+    if not (path / "zarr.json").exists():
+        if any(path.iterdir()):
+            raise StoreError(f"store {str(path)!r} is a non-empty folder that is not a Zarr store; "
+                             "jaxfne will not write into it or delete it; choose a new path")
+        return None
+    try:
+        with open(path / "zarr.json", encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"store {str(path)!r}: cannot read its zarr.json ({exc})") from exc
+    attrs = meta.get("attributes", {})
+    if meta.get("zarr_format") != 3 or meta.get("node_type") != "group" or "jaxfne_schema" not in attrs:
+        raise StoreError(f"store {str(path)!r} holds a Zarr store that jaxfne did not write "
+                         "(no 'jaxfne_schema' attribute); choose a new path")
+    version = attrs.get("jaxfne_schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"store {str(path)!r}: jaxfne_schema_version={version!r} is not supported; "
+                         f"this jaxfne reads version {SCHEMA_VERSION} ({SCHEMA})")
+    return attrs
+
+
+def mismatch(attrs: dict, key: RunKey) -> str | None:
+    """Why the store at hand cannot continue the run ``key``; None if it can."""
+    checks = (("config_hash", key.config_hash, "the configuration differs (configuration hash)"),
+              ("members_digest", key.members_digest, "the ensemble members (seeds or swept values) differ"),
+              ("n_members", key.n_members, "the number of members differs"),
+              ("n_steps", key.n_steps, "the number of time steps differs"))
+    for field, want, why in checks:
+        if attrs.get(field) != want:
+            return f"{why}: the store has {field}={attrs.get(field)!r}, this run has {want!r}"
+    return None
+
+
+def layout_mismatch(attrs: dict, key: RunKey) -> str | None:
+    """Why an unfinished store cannot be continued with this chunking; None if it can."""
+    for field, want in (("chunk_steps", key.chunk_steps), ("member_block", key.member_block)):
+        if attrs.get(field) != want:
+            return f"{field}={want} differs from the store's {field}={attrs.get(field)!r}"
+    return None
+
+
+class Store:
+    """An open jaxfne store: writes chunks of member-blocks and keeps the checkpoint."""
+
+    def __init__(self, path: Path, mode: str = "r+"):
+        self.path = path
+        try:
+            self.group = zarr.open_group(path, mode=mode, zarr_format=3, use_consolidated=False)
+        except Exception as exc:  # zarr raises several types for broken metadata
+            raise StoreError(f"store {str(path)!r}: cannot open it ({exc})") from exc
+        self.attrs = dict(self.group.attrs)
+        self.chunk_steps = int(self.attrs["chunk_steps"])
+        self.member_block = int(self.attrs["member_block"])
+        self.n_members = int(self.attrs["n_members"])
+        self.n_steps = int(self.attrs["n_steps"])
+        self.probes = tuple(self.attrs["probes"])
+        self._arrays = {}
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_members // self.member_block)
+
+    def array(self, name: str):
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
+
+    def block_members(self, block: int) -> slice:
+        start = block * self.member_block
+        return slice(start, min(start + self.member_block, self.n_members))
+
+    # -- progress marker -------------------------------------------------------
+    def completed_steps(self, block: int) -> tuple[int, int | None]:
+        """(completed steps, valid slot) of a member-block; (0, None) before the first chunk.
+
+        Each slot is read on its own; a slot torn by a kill fails its checksum
+        and is ignored, so the other slot (the previous chunk) is used.
+        """
+        marker = self.array("checkpoint/completed_steps")
+        best, slot = 0, None
+        for s in (0, 1):
+            try:
+                value = int(marker[block, s])
+            except Exception:  # torn or unreadable slot: ignore it  # noqa: BLE001
+                continue
+            if value > best:
+                best, slot = value, s
+        return best, slot
+
+    def completed_all(self) -> int:
+        """Steps completed by every member-block."""
+        return min(self.completed_steps(b)[0] for b in range(self.n_blocks))
+
+    def read_state(self, block: int, slot: int) -> dict:
+        sel = self.block_members(block)
+        return {f: np.asarray(self.array(f"checkpoint/{f}")[slot, sel]) for f in STATE_FIELDS}
+
+    # -- writing -----------------------------------------------------------------
+    def write_chunk(self, block: int, t0: int, arrays: dict) -> None:
+        """Write the probes of one simulation chunk of one member-block (time from ``t0``)."""
+        sel = self.block_members(block)
+        for name in self.probes:
+            data = arrays[name]
+            self._write(name, f"chunk {t0 // self.chunk_steps} (steps {t0}-{t0 + data.shape[1]}) of probe {name!r}",
+                        (sel, slice(t0, t0 + data.shape[1])), data)
+
+    def commit(self, block: int, t0: int, n_keep: int, state: dict) -> None:
+        """Save the state after a chunk, then mark the chunk complete (the marker last)."""
+        chunk = t0 // self.chunk_steps
+        slot = chunk % 2
+        sel = self.block_members(block)
+        where = f"chunk {chunk} (steps {t0}-{t0 + n_keep})"
+        for field in STATE_FIELDS:
+            self._write(f"checkpoint/{field}", f"{where}, checkpoint {field!r}", (slot, sel), state[field])
+        self._write("checkpoint/completed_steps", f"{where}, progress marker", (block, slot), t0 + n_keep)
+
+    def _write(self, name: str, where: str, selection, data) -> None:
+        try:
+            self.array(name)[selection] = data
+        except Exception as exc:  # OSError, PermissionError, codec or store errors
+            try:
+                done = self.completed_all()
+            except Exception:  # noqa: BLE001 - the message must not fail
+                done = "an unknown number of"
+            raise StoreError(
+                f"store {str(self.path)!r}: writing {where} failed ({type(exc).__name__}: {exc}); the chunks "
+                f"before it ({done} steps) are complete and readable with "
+                "jaxfne.open_signals(path, allow_incomplete=True); fix the cause (disk space, permissions) and "
+                "run the same call again to resume") from exc

@@ -1,0 +1,228 @@
+"""Streaming a run into a Zarr store, resuming it, and opening it lazily.
+
+The device computes chunk k+1 while a writer thread stores chunk k. The
+thread takes chunks from a bounded queue, so a slow disk blocks the driver
+(back-pressure) instead of letting finished chunks pile up in memory: host
+memory holds at most ``QUEUE_CHUNKS`` + 2 chunks whatever the duration.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+import xarray as xr
+
+from . import _store
+from ._errors import StoreError
+from ._signals import Signals
+
+#: chunks waiting for the writer; the driver blocks when this many are queued
+QUEUE_CHUNKS = 2
+#: target size of one Dask block of an opened store (one member, all neurons)
+DASK_BLOCK_BYTES = 32 * 2**20
+
+
+def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False, progress: bool = False,
+                      member_block: int | None = None, blocks=None) -> Signals:
+    """Run ``model`` into the Zarr store at ``store``; return lazily backed Signals.
+
+    A new store is created; a store of the same run continues from its last
+    completed chunk (a complete one is returned as it is); a store of another
+    run is refused unless ``overwrite``. ``member_block`` (default: every
+    member) sets how many members one stored object holds and ``blocks`` which
+    member-blocks this process writes (default: all); see docs/store.md on
+    several processes writing one store.
+    """
+    path = _store.resolve_path(store)
+    key = _store.RunKey.of(model, chunk_steps, member_block)
+    for suffix in (_store.CREATING, _store.DELETING):
+        leftover = path.with_name(path.name + suffix)
+        if leftover.exists():  # left by a kill during creation or deletion: ours by name
+            import shutil
+            shutil.rmtree(leftover, ignore_errors=True)
+    attrs = _store.read_attrs(path)
+    if attrs is not None and overwrite:
+        _store.remove(path)
+        attrs = None
+    if attrs is None:
+        _store.create(path, model, key)
+    else:
+        why = _store.mismatch(attrs, key)
+        if why is not None:
+            raise StoreError(f"simulate(store={str(path)!r}): the store holds a different run ({why}); pass "
+                             "overwrite=True to replace it, or choose another path")
+    st = _store.Store(path)
+    blocks = list(range(st.n_blocks)) if blocks is None else [int(b) for b in blocks]
+    start = min(st.completed_steps(b)[0] for b in range(st.n_blocks))
+    if start >= st.n_steps:
+        return open_signals(path)      # complete: nothing is recomputed
+    why = _store.layout_mismatch(st.attrs, key)
+    if why is not None:
+        raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; call "
+                         f"again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} (as the run was started), "
+                         "or pass overwrite=True to start over")
+    state = None if start == 0 else _state_at(st, blocks, start)
+    _run(model, st, blocks, chunk_steps, start, state, progress)
+    return open_signals(path)
+
+
+def _state_at(st: _store.Store, blocks: list, steps: int):
+    """The checkpointed NetState of ``blocks`` after ``steps`` (one of the two newest slots)."""
+    from ._network import NetState
+    parts = []
+    marker = st.array("checkpoint/completed_steps")
+    for b in blocks:
+        slot = None
+        for s in (0, 1):
+            try:
+                if int(marker[b, s]) == steps:
+                    slot = s
+            except Exception:  # noqa: BLE001 - a torn slot is not the one we want
+                continue
+        if slot is None:
+            raise StoreError(f"store {str(st.path)!r}: member-block {b} has no checkpoint at step {steps}; "
+                             "the store is inconsistent, pass overwrite=True to start over")
+        parts.append(st.read_state(b, slot))
+    return NetState(**{f: np.concatenate([p[f] for p in parts], axis=0) for f in _store.STATE_FIELDS})
+
+
+class _Writer(threading.Thread):
+    """Writes queued chunks in order; remembers the first error instead of dying silently."""
+
+    def __init__(self, st: _store.Store, blocks: list, progress: bool, dt_ms: float):
+        super().__init__(name="jaxfne-store-writer", daemon=True)
+        self.st, self.blocks, self.progress, self.dt_ms = st, blocks, progress, dt_ms
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        # rows of the yielded arrays: the members of this process's blocks, in order
+        self.rows, row = [], 0
+        for b in blocks:
+            sel = st.block_members(b)
+            self.rows.append((b, slice(row, row + sel.stop - sel.start)))
+            row += sel.stop - sel.start
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None or self.stop.is_set():
+                continue
+            try:
+                self._write(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver thread
+                self.error = exc
+
+    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
+        host = {name: np.asarray(arr)[:, :n_keep] for name, arr in outputs.items()}  # device -> host
+        for block, rows in self.rows:
+            self.st.write_chunk(block, t0, {k: v[rows] for k, v in host.items()})
+            self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()})
+        if self.progress:
+            total = self.st.n_steps * self.dt_ms
+            print(f"\rjaxfne: {(t0 + n_keep) * self.dt_ms:.0f}/{total:.0f} ms -> {self.st.path}", end="", flush=True)
+
+    def put(self, item) -> None:
+        """Queue a chunk; blocks while the queue is full (back-pressure)."""
+        while True:
+            self.check()
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self, abort: bool) -> None:
+        if abort:
+            self.stop.set()
+        while self.is_alive():
+            try:
+                self.queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.join()
+
+    def check(self) -> None:
+        if self.error is not None:
+            if isinstance(self.error, StoreError):
+                raise self.error
+            raise StoreError(f"store {str(self.st.path)!r}: writing failed ({type(self.error).__name__}: "
+                             f"{self.error})") from self.error
+
+
+def _run(model, st: _store.Store, blocks: list, chunk_steps: int, start: int, state, progress: bool) -> None:
+    from ._simulate import run_chunks
+    writer = _Writer(st, blocks, progress, model.layout.dt_ms)
+    writer.start()
+    ok = False
+    try:
+        for t0, n_keep, outputs, new_state in run_chunks(model, chunk_steps, start_step=start, state=state):
+            # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
+            host_state = {f: np.array(getattr(new_state, f)) for f in _store.STATE_FIELDS}
+            writer.put((t0, n_keep, outputs, host_state))
+        ok = True
+    finally:
+        writer.finish(abort=not ok)
+    writer.check()
+    if progress:
+        print()
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def _time_chunk(attrs: dict, n_last: int) -> int:
+    """Dask block length in time: whole shards, about DASK_BLOCK_BYTES per block."""
+    chunk = int(attrs["chunk_steps"])
+    itemsize = 8 if attrs.get("dtype") == "float64" else 4
+    per_shard = int(attrs["member_block"]) * chunk * max(n_last, 1) * itemsize
+    return chunk * max(1, DASK_BLOCK_BYTES // per_shard)
+
+
+def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
+    """Signals of a jaxfne Zarr store, backed by Dask arrays (nothing is loaded).
+
+    The result has the names, dims and coordinates of in-memory Signals of the
+    same run. An unfinished store raises StoreError unless
+    ``allow_incomplete=True``, which gives the completed chunks only.
+    """
+    path = _store.resolve_path(store)
+    attrs = _store.read_attrs(path)
+    if attrs is None:
+        raise StoreError(f"open_signals: store {str(path)!r} does not exist; run jaxfne.simulate(model, "
+                         "store=path) first")
+    st = _store.Store(path, mode="r")
+    done = st.completed_all()
+    n_steps = int(attrs["n_steps"])
+    if done < n_steps and not allow_incomplete:
+        raise StoreError(f"open_signals: store {str(path)!r} is unfinished ({done} of {n_steps} steps "
+                         "complete); run the same simulate call again to finish it, or pass "
+                         "allow_incomplete=True to read the completed part")
+    n_last = max(st.group["neuron"].shape[0], st.group["contact"].shape[0])
+    chunks = {"member": int(attrs["member_block"]), "time": _time_chunk(attrs, n_last)}
+    try:
+        ds = xr.open_zarr(path, consolidated=True, chunks=chunks, decode_times=False)
+    except Exception as exc:
+        raise StoreError(f"open_signals: store {str(path)!r} cannot be opened with xarray ({exc})") from exc
+    probes = list(attrs["probes"])
+    ds = ds[probes]
+    if done < n_steps:
+        ds = ds.isel(time=slice(0, done))
+    # coordinates are small: load them, with numpy fixed-width strings as in-memory Signals have
+    for name in list(ds.coords):
+        values = np.asarray(ds[name].values)
+        if values.dtype.kind == "T" or values.dtype == object:
+            values = np.array(values.tolist(), dtype=str).reshape(values.shape)
+        ds = ds.assign_coords({name: (ds[name].dims, values, ds[name].attrs)})
+    ds.attrs = {k: attrs[k] for k in _store.SIGNAL_ATTRS}
+    if attrs["ensemble"]:
+        for name in attrs["member_coords"]:  # as build_signals: .sel(seed=...), .sel(**{"drive.current.E": ...})
+            ds = ds.set_xindex(name)
+    else:
+        ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
+        ds = ds.drop_vars([k for k in attrs["member_coords"] if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
+    return Signals(ds)
