@@ -178,7 +178,9 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     t0 = start_step
     pending = None
     while t0 < layout.n_steps:
-        state, out, finite = fn(state, params, _put(np.int32(t0), mesh, P()))
+        # fn donates its state argument: pass a copy, so the state yielded with the previous
+        # chunk (still pending) stays valid after this dispatch
+        state, out, finite = fn(jax.tree_util.tree_map(jnp.copy, state), params, _put(np.int32(t0), mesh, P()))
         current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad)
         if pending is not None:
             yield _finish(pending)
