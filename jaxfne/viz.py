@@ -1,0 +1,524 @@
+"""Figures of one network and of ensembles (matplotlib).
+
+Every function takes Signals (or per-member values) and returns a
+``matplotlib.figure.Figure``; nothing touches pyplot's global state, so figures
+are never left open and any backend works (Agg in tests). Reductions are
+written as xarray operations, so Signals backed by a Zarr store (Dask arrays)
+work too: only reduced data -- binned counts, a few traces, spike coordinates,
+time blocks of bounded size -- is pulled into memory.
+
+One network: :func:`raster`, :func:`rates`, :func:`voltages`, :func:`fields`,
+:func:`summary` (the five figures of the tutorial). Signals of an ensemble
+need ``member=`` to pick one network.
+
+Ensembles: :func:`sweep_heatmap` (a readout averaged over seeds on a grid of
+two swept coordinates) and :func:`distribution` (a histogram across members).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from ._errors import ReadoutError
+from ._health import RUNAWAY_HZ, SILENT_HZ, check_health
+
+#: colour of each cell type in every figure
+COLORS = {"E": "#c0392b", "I": "#2874a6"}
+#: time steps per block when spikes or histograms are gathered block by block
+BLOCK_STEPS = 50_000
+#: Vm histogram bins (mV)
+VM_BINS_MV = np.arange(-100.0, 41.0, 1.0)
+
+_PROXY_TITLES = {
+    "source": "source proxy: net synaptic current, summed per depth bin",
+    "LFP-proxy": "LFP proxy (uncalibrated, no volume conductor)",
+    "CSD-proxy": "CSD proxy (uncalibrated, -d2/dz2 of the LFP proxy; colours scaled to interior contacts)",
+}
+
+# units of swept paths and member coordinates, by prefix (first match wins)
+_COORD_UNITS = (
+    ("seed", None), ("cell_types.", "fraction"), ("drive.current", "current, a.u."),
+    ("drive.noise", "a.u. ms^0.5"), ("connectivity.strength", "current, a.u."),
+    ("connectivity.p", "probability"), ("emitter.", None),
+)
+
+
+# -- helpers ---------------------------------------------------------------
+def _network(signals, member, where: str):
+    """The Signals of one network: select ``member`` of an ensemble."""
+    if signals.is_ensemble:
+        n = signals.dataset.sizes["member"]
+        if member is None:
+            raise ReadoutError(f"{where}: these signals hold an ensemble of {n} members; pick one network "
+                               f"with member=<index 0..{n - 1}>")
+        if isinstance(member, bool) or not isinstance(member, (int, np.integer)) or not 0 <= member < n:
+            raise ReadoutError(f"{where}: member={member!r} is invalid; an index 0..{n - 1} is required")
+        return signals.isel(member=int(member))
+    if member is not None:
+        raise ReadoutError(f"{where}: member={member!r} is invalid; these signals hold one network (member=None)")
+    return signals
+
+
+def _recorded(signals, probe: str) -> bool:
+    """Whether ``probe`` was recorded (iterates names; lookups of a missing probe raise)."""
+    return probe in list(signals)
+
+
+def _new_figure(figsize, **kw) -> Figure:
+    return Figure(figsize=figsize, layout="constrained", **kw)
+
+
+def _bin_steps(bin_ms, dt_ms: float, where: str) -> int:
+    if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, float)) or not math.isfinite(bin_ms) or bin_ms <= 0:
+        raise ReadoutError(f"{where}: bin_ms={bin_ms!r} is invalid; a positive number of ms is required")
+    steps = bin_ms / dt_ms
+    if round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        raise ReadoutError(f"{where}: bin_ms={bin_ms!r} is invalid; it must be a whole number of steps of "
+                           f"dt_ms={dt_ms}")
+    return int(round(steps))
+
+
+def _time_blocks(da: xr.DataArray, block: int = BLOCK_STEPS):
+    """Yield (start, numpy block) along time, ``block`` steps at a time."""
+    n = da.sizes["time"]
+    for start in range(0, n, block):
+        yield start, np.asarray(da.isel(time=slice(start, start + block)).values)
+
+
+def spike_coordinates(signals):
+    """Spike times (ms) and neuron labels of one network, sorted by time.
+
+    Read block by block along time, so store-backed signals never load whole.
+    """
+    spk = signals["SPK"].transpose("time", "neuron")
+    time_ms = np.asarray(spk["time"].values)
+    neuron = np.asarray(spk["neuron"].values)
+    times, idx = [], []
+    for start, block in _time_blocks(spk):
+        ti, ni = np.nonzero(block)
+        times.append(time_ms[start + ti])
+        idx.append(neuron[ni])
+    if not times:
+        return np.zeros(0), np.zeros(0, dtype=int)
+    return np.concatenate(times), np.concatenate(idx)
+
+
+def _cell_types(spk: xr.DataArray) -> np.ndarray:
+    return np.asarray(spk["cell_type"].values).astype(str)
+
+
+def _types_present(cell_type: np.ndarray) -> list:
+    return [t for t in COLORS if t in set(cell_type.tolist())]
+
+
+def _units(da: xr.DataArray) -> str:
+    return str(da.attrs.get("units", "a.u."))
+
+
+def population_rates(signals, bin_ms: float = 5.0, *, member=None) -> dict:
+    """Population rate per cell type in time bins.
+
+    Returns ``{cell_type: (edges_ms, rate_hz, n_cells)}``: the rate in a bin is
+    the spike count of that type divided by (cells x bin width in s). The last
+    bin may be shorter and uses its own width, so ``sum(rate * width_s) *
+    n_cells`` equals the spike count exactly.
+    """
+    sig = _network(signals, member, "viz.population_rates")
+    spk = sig["SPK"]
+    dt = sig.dt_ms
+    steps = _bin_steps(bin_ms, dt, "viz.population_rates")
+    n_time = spk.sizes["time"]
+    n_bins = -(-n_time // steps)
+    edges = np.minimum(np.arange(n_bins + 1) * steps, n_time) * dt
+    width_s = np.diff(edges) / 1000.0
+    cell_type = _cell_types(spk)
+    out = {}
+    for ctype in _types_present(cell_type):
+        idx = np.flatnonzero(cell_type == ctype)
+        counts = spk.isel(neuron=idx).sum("neuron")
+        binned = np.asarray(counts.coarsen(time=steps, boundary="pad").sum().values, dtype=float)
+        out[ctype] = (edges, binned / (idx.size * width_s), idx.size)
+    return out
+
+
+def _coord_label(name: str, coord: xr.DataArray | None = None) -> str:
+    units = None if coord is None else coord.attrs.get("units")
+    if units is None:
+        for prefix, u in _COORD_UNITS:
+            if name.startswith(prefix):
+                units = u
+                break
+        else:
+            for suffix, u in (("_ms", "ms"), ("_hz", "Hz"), ("_um", "um"), ("_mV", "mV")):
+                if name.endswith(suffix):
+                    units = u
+    return name if units is None else f"{name} ({units})"
+
+
+# -- one network ---------------------------------------------------------
+def raster(signals, *, member=None, t_range_ms=None, markersize: float = 4.0) -> Figure:
+    """Spike raster: neuron index against time (ms), E and I in their colours.
+
+    One marker per spike; the collection of each cell type has the label of the
+    type and the gid ``raster-<type>``.
+    """
+    sig = _network(signals, member, "viz.raster")
+    spk = sig["SPK"]
+    times, neurons = spike_coordinates(sig)
+    neuron_labels = np.asarray(spk["neuron"].values)
+    cell_type = _cell_types(spk)
+    type_of = dict(zip(neuron_labels.tolist(), cell_type.tolist()))
+    spike_type = np.array([type_of[n] for n in neurons.tolist()], dtype=str)
+    fig = _new_figure((9, 4.5))
+    ax = fig.add_subplot()
+    for ctype in _types_present(cell_type):
+        sel = spike_type == ctype
+        coll = ax.scatter(times[sel], neurons[sel], s=markersize, marker="|", linewidths=0.8,
+                          color=COLORS[ctype], label=f"{ctype} ({int(sel.sum())} spikes)")
+        coll.set_gid(f"raster-{ctype}")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("neuron index")
+    ax.set_xlim(*(t_range_ms or (0.0, sig.duration_ms)))
+    ax.set_ylim(neuron_labels.min() - 0.5, neuron_labels.max() + 0.5)
+    ax.set_title(f"Spike raster: {times.size} spikes from {neuron_labels.size} neurons")
+    ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
+    return fig
+
+
+def rates(signals, bin_ms: float = 5.0, *, member=None) -> Figure:
+    """Population rate (Hz) over time per cell type, in bins of ``bin_ms``.
+
+    Each curve is a step plot (``StepPatch``, gid ``rate-<type>``) whose values
+    are the binned rates and whose edges are the bin edges in ms.
+    """
+    curves = population_rates(signals, bin_ms, member=member)
+    fig = _new_figure((9, 3.5))
+    ax = fig.add_subplot()
+    for ctype, (edges, rate, n_cells) in curves.items():
+        mean = float(np.sum(rate * np.diff(edges)) / (edges[-1] - edges[0]))
+        patch = ax.stairs(rate, edges, color=COLORS[ctype], linewidth=1.2,
+                          label=f"{ctype}: {n_cells} cells, mean {mean:.1f} Hz")
+        patch.set_gid(f"rate-{ctype}")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("population rate (Hz)")
+    ax.set_title(f"Population rate per cell type ({bin_ms:g} ms bins)")
+    ax.set_xlim(0.0, max(e[-1] for e, _, _ in curves.values()) if curves else 1.0)
+    ax.set_ylim(bottom=0.0)
+    ax.legend(loc="upper right", framealpha=0.9)
+    return fig
+
+
+def _default_neurons(cell_type: np.ndarray, labels: np.ndarray) -> list:
+    chosen = []
+    for ctype, k in (("E", 3), ("I", 2)):
+        idx = np.flatnonzero(cell_type == ctype)
+        if idx.size:
+            picks = np.unique(np.linspace(0, idx.size - 1, min(k, idx.size)).round().astype(int))
+            chosen.extend(labels[idx[picks]].tolist())
+    return chosen
+
+
+def voltages(signals, neurons=None, *, member=None, t_range_ms=None) -> Figure:
+    """Membrane potential traces (mV) of a few neurons, one panel each.
+
+    ``neurons`` are neuron indices (default: three E and two I cells spread
+    over the population). Spikes show at their 30 mV peak.
+    """
+    sig = _network(signals, member, "viz.voltages")
+    if not _recorded(sig, "Vm"):
+        raise ReadoutError("viz.voltages: probe 'Vm' was not recorded; add it with Configuration.probes([..., 'Vm'])")
+    vm = sig["Vm"]
+    labels = np.asarray(vm["neuron"].values)
+    cell_type = _cell_types(vm)
+    if neurons is None:
+        neurons = _default_neurons(cell_type, labels)
+    neurons = [int(n) for n in np.atleast_1d(neurons)]
+    bad = [n for n in neurons if n not in set(labels.tolist())]
+    if bad or not neurons:
+        raise ReadoutError(f"viz.voltages: neurons={neurons!r} is invalid; indices 0..{labels.size - 1} are required")
+    sub = vm.sel(neuron=neurons)
+    if t_range_ms is not None:
+        sub = sub.sel(time=slice(*t_range_ms))
+    traces = np.asarray(sub.transpose("time", "neuron").values)
+    t = np.asarray(sub["time"].values)
+    fig = _new_figure((9, 1.3 + 1.2 * len(neurons)))
+    axes = fig.subplots(len(neurons), 1, sharex=True, squeeze=False)[:, 0]
+    layer = np.asarray(vm["layer"].values).astype(str)
+    pos = {n: i for i, n in enumerate(labels.tolist())}
+    for k, (ax, n) in enumerate(zip(axes, neurons)):
+        ctype = cell_type[pos[n]]
+        line, = ax.plot(t, traces[:, k], color=COLORS.get(ctype, "k"), linewidth=0.7)
+        line.set_gid(f"vm-{n}")
+        ax.set_ylabel("Vm (mV)")
+        ax.set_title(f"neuron {n} ({ctype}, {layer[pos[n]]})", fontsize=9, loc="left")
+    axes[-1].set_xlabel("time (ms)")
+    axes[-1].set_xlim(t[0] if t.size else 0.0, (t[-1] + sig.dt_ms) if t.size else 1.0)
+    fig.suptitle("Membrane potential of sample neurons")
+    return fig
+
+
+def _depth_edges(z: np.ndarray) -> np.ndarray:
+    mid = (z[1:] + z[:-1]) / 2.0
+    first = z[0] - (mid[0] - z[0]) if z.size > 1 else z[0] - 1.0
+    last = z[-1] + (z[-1] - mid[-1]) if z.size > 1 else z[-1] + 1.0
+    return np.concatenate([[first], mid, [last]])
+
+
+def field_maps(signals, bin_ms=None, *, member=None) -> dict:
+    """Depth-by-time maps of the recorded source, LFP-proxy and CSD-proxy.
+
+    Returns ``{probe: (time_edges_ms, depth_edges_um, values[contact, time_bin])}``.
+    Time is averaged in bins of ``bin_ms`` (default: at most 1000 bins). The
+    source map sums the neurons whose depth falls in each contact's depth bin.
+    """
+    sig = _network(signals, member, "viz.fields")
+    present = [p for p in _PROXY_TITLES if _recorded(sig, p)]
+    if not present:
+        raise ReadoutError("viz.fields: none of 'source', 'LFP-proxy', 'CSD-proxy' was recorded; add them with "
+                           "Configuration.probes([...])")
+    dt = sig.dt_ms
+    n_time = sig[present[0]].sizes["time"]
+    steps = max(1, -(-n_time // 1000)) if bin_ms is None else _bin_steps(bin_ms, dt, "viz.fields")
+    n_bins = -(-n_time // steps)
+    t_edges = np.minimum(np.arange(n_bins + 1) * steps, n_time) * dt
+    z = np.asarray(sig.dataset["contact_depth_um"].values, dtype=float)
+    z_edges = _depth_edges(z)
+    out = {}
+    for probe in present:
+        da = sig[probe]
+        if probe == "source":
+            depth = np.asarray(da["depth_um"].values, dtype=float)
+            which = np.clip(np.searchsorted(z_edges, depth, side="right") - 1, 0, z.size - 1)
+            assign = xr.DataArray((which[None, :] == np.arange(z.size)[:, None]).astype(float),
+                                  dims=("contact", "neuron"))
+            da = xr.dot(da.astype(float), assign, dim="neuron")
+        binned = da.coarsen(time=steps, boundary="pad").mean()
+        out[probe] = (t_edges, z_edges, np.asarray(binned.transpose("contact", "time").values, dtype=float))
+    return out
+
+
+def fields(signals, bin_ms=None, *, member=None) -> Figure:
+    """Source, LFP-proxy and CSD-proxy as depth-by-time heat maps.
+
+    Depth below the pia (um) on the y axis, increasing downward; a diverging
+    colour map symmetric about zero; titles say "proxy" because these are
+    uncalibrated proxies, not volume-conductor solutions.
+    """
+    maps = field_maps(signals, bin_ms, member=member)
+    sig = _network(signals, member, "viz.fields")
+    fig = _new_figure((9, 2.6 * len(maps)))
+    axes = fig.subplots(len(maps), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (probe, (t_edges, z_edges, values)) in zip(axes, maps.items()):
+        # the CSD proxy's edge contacts (Vaknin convention: a first difference)
+        # dwarf the interior; scale the colours to the interior and saturate edges
+        scaled = values[1:-1] if probe == "CSD-proxy" and values.shape[0] >= 5 else values
+        finite = scaled[np.isfinite(scaled)]
+        vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+        mesh = ax.pcolormesh(t_edges, z_edges, values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="flat")
+        mesh.set_gid(f"field-{probe}")
+        ax.invert_yaxis()
+        ax.set_ylabel("depth below pia (um)")
+        ax.set_title(_PROXY_TITLES[probe], fontsize=10, loc="left")
+        units = _units(sig[probe])
+        fig.colorbar(mesh, ax=ax, label=("summed source, " + units) if probe == "source" else units,
+                     extend="both" if scaled is not values else "neither")
+    axes[-1].set_xlabel("time (ms)")
+    return fig
+
+
+def _isi_cv(times: np.ndarray, neurons: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """ISI CV per neuron (NaN for neurons with fewer than 3 spikes)."""
+    out = np.full(labels.size, np.nan)
+    order = np.lexsort((times, neurons))
+    t_sorted, n_sorted = times[order], neurons[order]
+    pos = {n: i for i, n in enumerate(labels.tolist())}
+    for n in np.unique(n_sorted):
+        isi = np.diff(t_sorted[n_sorted == n])
+        if isi.size >= 2 and isi.mean() > 0:
+            out[pos[int(n)]] = isi.std() / isi.mean()
+    return out
+
+
+def vm_histogram(signals, bins=VM_BINS_MV, *, member=None) -> tuple:
+    """Counts of Vm samples (mV) in ``bins``, gathered block by block."""
+    sig = _network(signals, member, "viz.vm_histogram")
+    counts = np.zeros(len(bins) - 1, dtype=np.int64)
+    for _, block in _time_blocks(sig["Vm"]):
+        counts += np.histogram(block[np.isfinite(block)], bins=bins)[0]
+    return counts, np.asarray(bins)
+
+
+def summary(signals, readouts=None, *, member=None) -> Figure:
+    """Summary panel: mean rate per type (Hz), ISI CV per neuron, Vm histogram
+    (mV) and the health report (plus ``readouts`` when given)."""
+    sig = _network(signals, member, "viz.summary")
+    spk = sig["SPK"]
+    labels = np.asarray(spk["neuron"].values)
+    cell_type = _cell_types(spk)
+    times, neurons = spike_coordinates(sig)
+    duration_s = sig.duration_ms / 1000.0
+    types = _types_present(cell_type)
+    pos = {n: i for i, n in enumerate(labels.tolist())}
+    spike_type = cell_type[[pos[n] for n in neurons.tolist()]] if neurons.size else np.zeros(0, dtype=str)
+
+    fig = _new_figure((10, 7))
+    (ax_rate, ax_cv), (ax_vm, ax_text) = fig.subplots(2, 2)
+
+    names = [*types, "all"]
+    values = [np.sum(spike_type == t) / (np.sum(cell_type == t) * duration_s) for t in types]
+    values.append(times.size / (labels.size * duration_s))
+    bars = ax_rate.bar(names, values, color=[COLORS[t] for t in types] + ["0.4"])
+    for bar, name in zip(bars, names):
+        bar.set_gid(f"summary-rate-{name}")
+    ax_rate.bar_label(bars, fmt="%.1f")
+    ax_rate.axhline(SILENT_HZ, color="0.5", linestyle=":", linewidth=1, label=f"silent < {SILENT_HZ:g} Hz")
+    ax_rate.axhline(RUNAWAY_HZ, color="0.3", linestyle="--", linewidth=1, label=f"runaway > {RUNAWAY_HZ:g} Hz")
+    ax_rate.set_ylabel("mean rate (Hz)")
+    ax_rate.set_xlabel("cell type")
+    ax_rate.set_title("Mean firing rate per cell type", fontsize=10)
+    ax_rate.set_ylim(0, max(max(values) * 1.25, RUNAWAY_HZ * 1.1))
+    ax_rate.legend(fontsize=8, loc="upper left")
+
+    cv = _isi_cv(times, neurons, labels)
+    finite_cv = cv[np.isfinite(cv)]
+    cv_bins = np.linspace(0.0, max(2.0, float(finite_cv.max()) if finite_cv.size else 2.0), 25)
+    for t in types:
+        vals = cv[(cell_type == t) & np.isfinite(cv)]
+        ax_cv.hist(vals, bins=cv_bins, color=COLORS[t], alpha=0.6, label=f"{t} ({vals.size} neurons)")
+    ax_cv.set_xlabel("ISI CV (dimensionless)")
+    ax_cv.set_ylabel("neurons (count)")
+    ax_cv.set_title("ISI coefficient of variation (neurons with >= 3 spikes)", fontsize=10)
+    if finite_cv.size:
+        ax_cv.legend(fontsize=8)
+
+    ax_vm.set_xlabel("Vm (mV)")
+    ax_vm.set_ylabel("samples (count)")
+    ax_vm.set_title("Membrane potential distribution", fontsize=10)
+    if _recorded(sig, "Vm"):
+        counts, edges = vm_histogram(sig)
+        patch = ax_vm.stairs(counts, edges, fill=True, color="0.35")
+        patch.set_gid("summary-vm")
+        if counts.any():
+            ax_vm.set_yscale("log")
+    else:
+        ax_vm.text(0.5, 0.5, "Vm not recorded", ha="center", va="center", transform=ax_vm.transAxes)
+
+    health = check_health(sig)
+    lines = [f"health: {health.status}", f"population rate: {health.rate_hz:.2f} Hz",
+             f"all outputs finite: {health.finite}", f"duration: {sig.duration_ms:g} ms, dt {sig.dt_ms:g} ms",
+             f"neurons: {labels.size} (" + ", ".join(f"{t}: {int(np.sum(cell_type == t))}" for t in types) + ")"]
+    for msg in health.messages:
+        lines.extend(textwrap.wrap(msg, 60))
+    if readouts:
+        lines.append("readouts:")
+        for name, r in readouts.items():
+            val = r.value
+            text = f"{float(val):.4g}" if np.ndim(val) == 0 else np.array2string(np.asarray(val), precision=3)
+            lines.append(f"  {name} = {text} {r.units}")
+    ax_text.axis("off")
+    ax_text.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8.5,
+                 transform=ax_text.transAxes, gid="summary-health")
+    ax_text.set_title("Health and readouts", fontsize=10)
+    fig.suptitle("Network summary (proxy-scale, uncalibrated)")
+    return fig
+
+
+# -- ensembles -----------------------------------------------------------
+def _member_values(values, where: str):
+    """A DataArray over ``member`` (from a DataArray or a Readout) and its units."""
+    units = None
+    if hasattr(values, "data") and hasattr(values, "units") and isinstance(getattr(values, "data"), xr.DataArray):
+        units, name, da = values.units, values.name, values.data
+    elif isinstance(values, xr.DataArray):
+        da, name = values, values.name
+        units = values.attrs.get("units")
+    else:
+        raise ReadoutError(f"{where}: values={type(values).__name__} is invalid; an xarray.DataArray over "
+                           "'member' (or a Readout of an ensemble) is required")
+    if da.dims != ("member",):
+        raise ReadoutError(f"{where}: values has dims {da.dims}; one value per member (dims ('member',)) is "
+                           "required, e.g. a readout of ensemble signals")
+    return da, str(name) if name is not None else "value", units
+
+
+def _value_label(name: str, units) -> str:
+    return name if units in (None, "") else f"{name} ({units})"
+
+
+def sweep_grid(values, x: str, y: str) -> xr.DataArray:
+    """Mean of ``values`` over members sharing (y, x): dims (y, x), NaN where empty."""
+    da, _, _ = _member_values(values, "viz.sweep_grid")
+    for c in (x, y):
+        if c not in da.coords or da[c].dims != ("member",):
+            valid = sorted(str(k) for k, v in da.coords.items() if v.dims == ("member",) and k != "member")
+            raise ReadoutError(f"viz.sweep_heatmap: coordinate {c!r} is not a member coordinate of values; "
+                               f"valid ones are {', '.join(valid)}")
+    if x == y:
+        raise ReadoutError(f"viz.sweep_heatmap: x and y are both {x!r}; two different coordinates are required")
+    return da.astype(float).groupby([y, x]).mean()
+
+
+def sweep_heatmap(values, x: str, y: str, *, annotate: bool = True, cmap: str = "viridis") -> Figure:
+    """Heat map of a per-member value on the grid of two member coordinates.
+
+    Members with equal (x, y) -- typically different seeds -- are averaged
+    (``groupby([y, x]).mean()``); cells with no member are blank. The mesh
+    (gid ``sweep-heatmap``) holds the grouped means, rows y and columns x.
+    """
+    da, name, units = _member_values(values, "viz.sweep_heatmap")
+    grid = sweep_grid(values, x, y)
+    data = np.asarray(grid.transpose(y, x).values, dtype=float)
+    xs, ys = np.asarray(grid[x].values), np.asarray(grid[y].values)
+    fig = _new_figure((1.6 + 0.9 * max(xs.size, 3), 1.6 + 0.7 * max(ys.size, 3)))
+    ax = fig.add_subplot()
+    mesh = ax.pcolormesh(np.arange(xs.size + 1) - 0.5, np.arange(ys.size + 1) - 0.5,
+                         np.ma.masked_invalid(data), cmap=cmap, shading="flat")
+    mesh.set_gid("sweep-heatmap")
+    ax.set_xticks(np.arange(xs.size), [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in xs])
+    ax.set_yticks(np.arange(ys.size), [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in ys])
+    ax.set_xlabel(_coord_label(x, da[x]))
+    ax.set_ylabel(_coord_label(y, da[y]))
+    if annotate:
+        for (i, j), val in np.ndenumerate(data):
+            if np.isfinite(val):
+                ax.text(j, i, f"{val:.3g}", ha="center", va="center", fontsize=8, color="w")
+    n_seeds = int(da.groupby([y, x]).count().max()) if da.size else 0
+    fig.colorbar(mesh, ax=ax, label=_value_label(f"mean {name}", units))
+    ax.set_title(f"{name}: mean over up to {n_seeds} member(s) per cell", fontsize=10)
+    return fig
+
+
+def distribution(values, *, bins="auto") -> Figure:
+    """Histogram of a per-member value across the members of an ensemble.
+
+    Non-finite values (e.g. an ISI CV with too few spikes) are left out and
+    counted in the title. The bars are one ``StepPatch`` (gid ``distribution``).
+    """
+    da, name, units = _member_values(values, "viz.distribution")
+    vals = np.asarray(da.values, dtype=float)
+    finite = vals[np.isfinite(vals)]
+    counts, edges = np.histogram(finite, bins=bins) if finite.size else (np.zeros(1, int), np.array([0.0, 1.0]))
+    fig = _new_figure((6, 4))
+    ax = fig.add_subplot()
+    patch = ax.stairs(counts, edges, fill=True, color="0.45")
+    patch.set_gid("distribution")
+    if finite.size:
+        ax.axvline(float(finite.mean()), color="k", linestyle="--", linewidth=1,
+                   label=f"mean {finite.mean():.3g}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel(_value_label(name, units))
+    ax.set_ylabel("members (count)")
+    left_out = vals.size - finite.size
+    ax.set_title(f"{name} across {vals.size} members" + (f" ({left_out} non-finite left out)" if left_out else ""),
+                 fontsize=10)
+    return fig
+
+
+__all__ = ["COLORS", "distribution", "field_maps", "fields", "population_rates", "raster", "rates",
+           "spike_coordinates", "summary", "sweep_grid", "sweep_heatmap", "voltages", "vm_histogram"]
