@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from typing import Any
 
@@ -29,6 +30,9 @@ LAYER_DEPTHS_UM = {"L1": (0.0, 100.0), "L2/3": (100.0, 400.0), "L4": (400.0, 600
                    "L5": (600.0, 900.0), "L6": (900.0, 1200.0)}
 #: Default share of a column's neurons per layer when ``n`` is a total.
 LAYER_FRACTIONS = {"L1": 0.05, "L2/3": 0.30, "L4": 0.25, "L5": 0.25, "L6": 0.15}
+
+#: The driver counts steps in int32, so a run has fewer than 2**31 steps.
+MAX_STEPS = 2**31
 
 _UNSET: Any = object()
 
@@ -132,6 +136,9 @@ class Configuration:
         if dt_ms > duration_ms:
             raise bad_value(w, "dt_ms", dt_ms, f"it must be <= duration_ms ({duration_ms})")
         steps = duration_ms / dt_ms
+        if not steps < MAX_STEPS:  # also catches inf (a tiny dt_ms) before round() would fail
+            raise bad_value(w, "duration_ms", duration_ms,
+                            f"it is too many time steps of dt_ms={dt_ms}; at most {MAX_STEPS - 1} steps are allowed")
         if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
             raise bad_value(w, "duration_ms", duration_ms,
                             f"it must be a whole number of time steps of dt_ms={dt_ms}")
@@ -186,7 +193,7 @@ class Configuration:
         total = sum(float(v) for v in fractions.values())
         if abs(total - 1.0) > 1e-9:
             raise bad_value(w, "fractions", fractions,
-                            f"the fractions sum to {total:.6g}, not 1; they are not normalised for you")
+                            f"they sum to {total:.6g} and do not sum to 1; they are not normalised for you")
         full = {t: float(fractions.get(t, 0.0)) for t in CELL_TYPES}
         return dataclasses.replace(self, cell_types_spec=CellTypesSpec(_pairs(full)))
 
@@ -222,8 +229,8 @@ class Configuration:
         family = cur.family if family is _UNSET else parse_choice(w, "family", family, FAMILIES)
         presets = dict(cur.preset)
         if preset is not _UNSET:
-            if isinstance(preset, str):
-                get_preset(preset, w, "preset")
+            if isinstance(preset, str) or not hasattr(preset, "items"):
+                get_preset(preset, w, "preset")   # a name, or an error listing the valid names
                 presets = {t: preset for t in CELL_TYPES}
             else:
                 for key, val in parse_mapping(w, "preset", preset).items():
@@ -328,21 +335,24 @@ class Configuration:
         methods = {"runtime": "runtime", "column": "column", "cell_types": "cell_types",
                    "connectivity": "connectivity", "emitter": "set_emitter", "drive": "drive",
                    "probes": "probes", "ensemble": "ensemble"}
-        cfg = cls()
-        for section, values in data.items():
+        for section in data:
             if section not in methods:
                 raise bad_value(where, "section", section, f"valid sections are {', '.join(methods)}")
+        cfg = cls()
+        # canonical order, whatever order the mapping has (JSON/TOML writers may sort
+        # keys): the ensemble section is checked against everything else, so it is last
+        for section in (s for s in methods if s in data):
+            values = data[section]
             if not hasattr(values, "items"):
                 raise bad_value(where, section, values, "a mapping of keyword arguments is required")
             method = getattr(cfg, methods[section])
-            try:
-                cfg = method(**dict(values))
-            except TypeError as exc:
-                import inspect
-                allowed = [p for p in inspect.signature(method).parameters]
+            allowed = [p for p in inspect.signature(method).parameters]
+            unknown = [k for k in values if k not in allowed]
+            if unknown:
                 raise ConfigurationError(
-                    f"{where}: section {section!r} has an unknown key ({exc}); valid keys are {', '.join(allowed)}"
-                ) from None
+                    f"{where}: section {section!r} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                    f"valid keys are {', '.join(allowed)}")
+            cfg = method(**dict(values))
         return cfg
 
     def config_hash(self) -> str:

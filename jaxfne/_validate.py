@@ -21,7 +21,10 @@ def parse_float(where, field, value, *, minimum=None, maximum=None, positive=Fal
     """A finite real number, optionally bounded (bounds inclusive)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise bad_value(where, field, value, "a finite real number is required")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise bad_value(where, field, value, "it is too large; a finite number is required") from None
     if not math.isfinite(value):
         raise bad_value(where, field, value, "NaN and infinity are not allowed; a finite number is required")
     if positive and value <= 0:
