@@ -43,8 +43,6 @@ class Layout:
     dtype: str
     n_steps: int
     dt_ms: float
-    #: spike slots processed per block by the event-driven recurrent input
-    capacity: int
     shared_weights: bool = False
 
     @property
@@ -72,12 +70,6 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
                 noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms)
-
-
-def spike_capacity(n: int, dt_ms: float) -> int:
-    """Spike slots per block: twice the spikes per step expected at 50 Hz, at least 4."""
-    expected = n * 50.0 * dt_ms / 1000.0
-    return int(min(n, max(4, 2 * int(np.ceil(expected)))))
 
 
 def cell_assignment(cfg: Configuration) -> np.ndarray:
@@ -149,7 +141,6 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
     layout = Layout(n=col.n, layers=col.layers, n_per_layer=col.n_per_layer, contacts=pr.contacts,
                     contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
                     n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms,
-                    capacity=spike_capacity(col.n, rt.dt_ms),
                     shared_weights=cfg.connectivity_spec.shared)
     lidx = layer_index(cfg)
     depth_lo = np.array([LAYER_DEPTHS_UM[col.layers[i]][0] for i in lidx])

@@ -49,7 +49,7 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
     probes = layout.probes
     need_source = any(p in probes for p in ("source", "LFP-proxy", "CSD-proxy"))
     axes = param_axes(layout.shared_weights)
-    batched_step = jax.vmap(functools.partial(step, capacity=layout.capacity), in_axes=(0, axes, None))
+    batched_step = jax.vmap(step, in_axes=(0, axes, None))
 
     def local_chunk(state, params, t0):
         def body(st, k):
