@@ -27,6 +27,16 @@ def contact_depths_um(top_um: float, bottom_um: float, contacts: int) -> np.ndar
     return np.linspace(top_um, bottom_um, contacts)
 
 
+def distance_kernel(contact_z_um, depth_um, r0_um: float = R0_UM):
+    """(C,) contact depths and (N,) neuron depths -> (C, N) weights r0 / sqrt(dz**2 + r0**2).
+
+    The weight is 1 where a contact is at the neuron's depth and falls off as
+    1/|dz| far away. Works on numpy and JAX arrays alike.
+    """
+    dz = contact_z_um[:, None] - depth_um[None, :]
+    return r0_um / (dz * dz + r0_um * r0_um) ** 0.5
+
+
 def lfp_proxy(source, kernel):
     """(..., T, N) sources and (..., C, N) kernel -> (..., T, C) LFP proxy."""
     return jnp.einsum("...tn,...cn->...tc", source, kernel)
