@@ -487,7 +487,9 @@ def sweep_heatmap(values, x: str, y: str, *, annotate: bool = True, cmap: str = 
     if annotate:
         for (i, j), val in np.ndenumerate(data):
             if np.isfinite(val):
-                ax.text(j, i, f"{val:.3g}", ha="center", va="center", fontsize=8, color="w")
+                r, g, b, _ = mesh.cmap(mesh.norm(val))
+                ax.text(j, i, f"{val:.3g}", ha="center", va="center", fontsize=8,
+                        color="k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w")
     n_seeds = int(da.groupby([y, x]).count().max()) if da.size else 0
     fig.colorbar(mesh, ax=ax, label=_value_label(f"mean {name}", units))
     ax.set_title(f"{name}: mean over up to {n_seeds} member(s) per cell", fontsize=10)
