@@ -252,3 +252,17 @@ def test_distribution_counts_every_member(ensemble):
     with pytest.raises(jtfne.ReadoutError, match="one value per member"):
         viz.distribution(xr.DataArray(np.zeros((2, 2)), dims=("member", "x")))
     close(fig)
+
+
+def test_store_backed_signals(tmp_path):
+    cfg = seed_page_configuration(42).runtime(duration_ms=100.0)
+    model = jtfne.construct(cfg)
+    lazy = jtfne.simulate(model, store=tmp_path / "run.zarr")
+    mem = jtfne.simulate(model)
+    assert lazy["SPK"].chunks is not None
+    for gid in ("raster-E", "raster-I"):
+        assert np.array_equal(find(viz.raster(lazy), PathCollection, gid).get_offsets(),
+                              find(viz.raster(mem), PathCollection, gid).get_offsets())
+    a, b = viz.field_maps(lazy), viz.field_maps(mem)
+    assert all(np.allclose(a[k][2], b[k][2], rtol=1e-5, atol=1e-3) for k in a)
+    close(viz.summary(lazy))
