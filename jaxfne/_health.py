@@ -48,6 +48,8 @@ def check_health(signals) -> HealthReport:
             continue
         da = signals[name]
         finite &= np.asarray(np.isfinite(da).all([d for d in da.dims if d != "member"]))
+    if "state_finite" in spk.coords:   # the final (v, u), when the driver recorded it
+        finite &= np.asarray(spk.coords["state_finite"].values, dtype=bool)
     status = np.where(~finite, "non_finite", np.where(rate < SILENT_HZ, "silent",
                                                       np.where(rate > RUNAWAY_HZ, "runaway", "ok")))
     messages = tuple(REMEDIES[s] for s in dict.fromkeys(np.atleast_1d(status).tolist()) if s != "ok")

@@ -87,6 +87,9 @@ def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
                                f"recording ends ({da.sizes['time'] * dt_ms} ms)")
         t = da["time"].values
         da = da.isel(time=np.flatnonzero((t >= start - 1e-9) & (t < stop - 1e-9)))
+        if da.sizes["time"] == 0:
+            raise ReadoutError(f"readout {spec.name!r}: time_window_ms={spec.time_window_ms} contains no step "
+                               f"start (steps start every {dt_ms} ms); widen the window")
     if "neuron" in da.dims:
         if spec.layer is not None:
             layers = np.asarray(da["layer"].values)
@@ -96,7 +99,12 @@ def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
             da = da.isel(neuron=np.flatnonzero(layers == spec.layer))
         if spec.cell_type is not None:
             mask = da["cell_type"] == spec.cell_type
-            da = da.where(mask)  # works for per-member cell types too
+            if not bool(mask.any()):
+                where = f" in layer {spec.layer!r}" if spec.layer is not None else ""
+                raise ReadoutError(f"readout {spec.name!r}: cell_type={spec.cell_type!r} selects no neuron{where}; "
+                                   "this network has none of that type")
+            # works for per-member cell types too; a member without the type reads NaN
+            da = da.where(mask)
     elif spec.layer is not None:
         lo, hi = LAYER_DEPTHS_UM[spec.layer]
         z = da["contact_depth_um"].values

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+from ._errors import ReadoutError
+
 UNITS = {"SPK": "1", "Vm": "mV", "source": "a.u. (current proxy)",
          "LFP-proxy": "a.u. (proxy, uncalibrated)", "CSD-proxy": "a.u./mm^2 (proxy, uncalibrated)"}
 DESCRIPTIONS = {
@@ -16,6 +18,13 @@ DESCRIPTIONS = {
     "LFP-proxy": "distance-weighted sum of sources per contact; a proxy, no volume conductor",
     "CSD-proxy": "minus the second spatial derivative of the LFP proxy; a proxy",
 }
+
+
+class MissingProbeError(ReadoutError, KeyError):
+    """A probe that was not recorded: a ReadoutError, and a KeyError for the Mapping protocol
+    (so ``signals.get(name)`` and ``name in signals`` work)."""
+
+    __str__ = BaseException.__str__   # KeyError would quote the message
 
 
 class Signals(Mapping):
@@ -50,10 +59,12 @@ class Signals(Mapping):
         return "member" in self._ds.dims
 
     def __getitem__(self, name: str) -> xr.DataArray:
-        if name not in self._ds.data_vars:
-            from ._errors import ReadoutError
-            raise ReadoutError(f"signals[{name!r}]: no such probe; recorded probes are {', '.join(self)}")
+        if not self.__contains__(name):
+            raise MissingProbeError(f"signals[{name!r}]: no such probe; recorded probes are {', '.join(self)}")
         return self._ds[name]
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in self._ds.data_vars
 
     def __iter__(self):
         return iter(self._ds.data_vars)
@@ -71,11 +82,15 @@ class Signals(Mapping):
         return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
 
 
-def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None) -> Signals:
+def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, state_finite=None) -> Signals:
     """Wrap host arrays (member, time, ...) in a labelled Dataset.
 
     ``members`` are the global indices of the members in ``arrays`` (all by
     default; a subset for one process of a multi-process run).
+    ``state_finite`` (bool per member of the model, optional) says whether
+    the final membrane state (v, u) was finite; it becomes the ``state_finite``
+    coordinate that :func:`jaxfne.check_health` reads, because a recorded Vm can
+    stay finite (spikes are shown at 30 mV) while u has overflowed.
     """
     members = np.arange(model.n_members) if members is None else np.asarray(members)
     layout = model.layout
@@ -99,6 +114,8 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None) ->
     coords["member"] = ("member", members)
     for key, val in model.member_coords.items():
         coords[key] = ("member", np.asarray(val)[members])
+    if state_finite is not None:
+        coords["state_finite"] = ("member", np.asarray(state_finite, dtype=bool).reshape(-1)[members])
     attrs = {"dt_ms": layout.dt_ms, "config_hash": model.config.config_hash(),
              "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions"}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
