@@ -1,0 +1,228 @@
+"""The ``jaxfne`` command line: run, info, analyze, plot, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+from ._errors import JaxfneError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def load_spec(path) -> "Configuration":  # noqa: F821
+    """A Configuration from a TOML file whose tables mirror the chainable API."""
+    import tomllib
+
+    from ._config import Configuration
+    from ._errors import ConfigurationError
+    path = pathlib.Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+    return Configuration.from_dict(data, where=str(path))
+
+
+def _devices(count):
+    if count is None:
+        return None
+    import jax
+    devs = jax.devices()
+    if count < 1 or count > len(devs):
+        raise JaxfneError(f"--devices={count} is invalid; between 1 and {len(devs)} devices are available")
+    return devs[:count]
+
+
+def cmd_run(args) -> int:
+    import jaxfne as jtfne
+    cfg = load_spec(args.spec)
+    model = jtfne.construct(cfg)
+    try:
+        signals = jtfne.simulate(model, store=args.store, chunk_ms=args.chunk_ms, overwrite=args.overwrite,
+                                 progress=not args.quiet, devices=_devices(args.devices))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.store} holds every completed chunk; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    n = signals["SPK"].sizes.get("member", 1)
+    print(f"done: {n} member(s), {signals.duration_ms:g} ms, store {args.store}")
+    return 0
+
+
+def store_summary(path) -> dict:
+    """What a store holds and how complete it is."""
+    from . import _store
+    from ._errors import StoreError
+    p = _store.resolve_path(path)
+    attrs = _store.read_attrs(p)
+    if attrs is None:
+        raise StoreError(f"{p}: not a jaxfne store")
+    st = _store.Store(p, mode="r")
+    done = st.completed_all()
+    size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return {"path": str(p), "schema": attrs["jaxfne_schema"], "members": attrs["n_members"],
+            "ensemble": attrs["ensemble"], "probes": attrs["probes"], "dt_ms": attrs["dt_ms"],
+            "duration_ms": attrs["n_steps"] * attrs["dt_ms"], "completed_ms": done * attrs["dt_ms"],
+            "complete": done >= attrs["n_steps"], "member_coords": attrs["member_coords"],
+            "config_hash": attrs["config_hash"], "bytes_on_disk": size}
+
+
+def cmd_info(args) -> int:
+    info = store_summary(args.store)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    pct = 100.0 * info["completed_ms"] / info["duration_ms"]
+    print(f"store        {info['path']} ({info['schema']})")
+    print(f"members      {info['members']} (coordinates: {', '.join(info['member_coords'])})")
+    print(f"probes       {', '.join(info['probes'])}")
+    print(f"time         {info['completed_ms']:g} of {info['duration_ms']:g} ms at dt {info['dt_ms']} ms "
+          f"({pct:.0f}% complete{'' if info['complete'] else ': run the same command again to resume'})")
+    print(f"on disk      {info['bytes_on_disk'] / 2**20:.1f} MiB")
+    print(f"config hash  {info['config_hash']}")
+    return 0
+
+
+def readout_table(signals, group_by=None):
+    """Per-member (or per-group mean) readouts as a pandas DataFrame."""
+    import xarray as xr
+
+    from . import analysis
+    # Fano factor in 100 ms bins, or five bins for runs shorter than 500 ms
+    fano_bin_ms = 100.0 if signals.duration_ms >= 500.0 else round(signals.duration_ms / 5 / signals.dt_ms) * signals.dt_ms
+    metrics = {"rate_hz": analysis.firing_rate(signals), "cv_isi": analysis.cv_isi(signals),
+               "fano_factor": analysis.fano_factor(signals, bin_ms=fano_bin_ms),
+               "synchrony": analysis.synchrony(signals)}
+    cols = []
+    for name, da in metrics.items():
+        da = da.compute()
+        for ct in da["cell_type"].values if "cell_type" in da.dims else [None]:
+            sub = da.sel(cell_type=ct) if ct is not None else da
+            cols.append(sub.rename(f"{name}_{ct}" if ct else name))
+    ds = xr.merge([c.drop_vars("cell_type", errors="ignore") for c in cols], compat="override")
+    if "member" not in ds.dims:
+        return ds.expand_dims("member").to_dataframe()
+    if group_by:
+        ds = ds.groupby(list(group_by) if len(group_by) > 1 else group_by[0]).mean()
+        return ds.to_dataframe()
+    frame = ds.reset_coords().to_dataframe()
+    return frame
+
+
+def cmd_analyze(args) -> int:
+    from ._stream import open_signals
+    signals = open_signals(args.store)
+    frame = readout_table(signals, args.group_by)
+    if args.format == "json":
+        text = frame.reset_index().to_json(orient="records", indent=2)
+    else:
+        text = frame.to_csv()
+    if args.out:
+        pathlib.Path(args.out).write_text(text)
+        print(f"wrote {len(frame)} rows to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def write_figures(signals, out, member=0) -> list:
+    """The standard figures of a run (one member of an ensemble) plus sweep figures."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import analysis, viz
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sel = {"member": member} if signals.is_ensemble else {}
+    figs = {"raster": viz.raster(signals, **sel), "rates": viz.rates(signals, **sel),
+            "summary": viz.summary(signals, **sel)}
+    if "Vm" in signals:
+        figs["voltages"] = viz.voltages(signals, **sel)
+    if any(p in signals for p in ("source", "LFP-proxy", "CSD-proxy")):
+        figs["fields"] = viz.fields(signals, **sel)
+    if signals.is_ensemble:
+        rate_e = analysis.firing_rate(signals).sel(cell_type="E").compute()
+        swept = [c for c in signals["SPK"].coords if signals["SPK"][c].dims == ("member",)
+                 and c not in ("seed", "member")]
+        if len(swept) >= 2:
+            figs["sweep_E_rate"] = viz.sweep_heatmap(rate_e, x=swept[0], y=swept[1])
+        figs["E_rate_distribution"] = viz.distribution(rate_e)
+    paths = []
+    for name, fig in figs.items():
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def cmd_plot(args) -> int:
+    from ._stream import open_signals
+    paths = write_figures(open_signals(args.store), args.out, member=args.member)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from ._bench import scaling_table
+    scaling_table(members=args.members, duration_ms=args.duration_ms, devices=_devices(args.devices),
+                  json_path=args.json, baseline=not args.no_baseline)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="jaxfne", description="Ensembles of spiking Izhikevich networks in JAX.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a TOML spec into a Zarr store (resumes an unfinished one)")
+    r.add_argument("spec", help="TOML file with tables runtime, column, cell_types, connectivity, emitter, "
+                                "drive, probes, ensemble")
+    r.add_argument("--store", required=True, help="Zarr store path")
+    r.add_argument("--chunk-ms", type=float, default=None, help="simulated ms per chunk")
+    r.add_argument("--devices", type=int, default=None, help="number of devices to use (default: all)")
+    r.add_argument("--overwrite", action="store_true", help="replace a store that holds a different run")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+    i = sub.add_parser("info", help="what a store holds and how complete it is")
+    i.add_argument("store")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    a = sub.add_parser("analyze", help="readouts per member, or grouped by swept parameters (lazy)")
+    a.add_argument("store")
+    a.add_argument("--group-by", nargs="+", default=None, help="member coordinates to average over seeds by")
+    a.add_argument("--format", choices=("csv", "json"), default="csv")
+    a.add_argument("--out", help="write to this file instead of standard output")
+    a.set_defaults(func=cmd_analyze)
+    p = sub.add_parser("plot", help="write the standard figures of a store as PNG")
+    p.add_argument("store")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--member", type=int, default=0, help="member shown in single-network figures")
+    p.set_defaults(func=cmd_plot)
+    b = sub.add_parser("bench", help="scaling benchmark on this machine (neuron-steps per second)")
+    b.add_argument("--members", type=int, nargs="+", default=[16, 64, 256, 1024])
+    b.add_argument("--duration-ms", type=float, default=200.0)
+    b.add_argument("--devices", type=int, default=None)
+    b.add_argument("--json", help="write the table as JSON here")
+    b.add_argument("--no-baseline", action="store_true", help="skip the plain-JAX dense baseline")
+    b.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except JaxfneError as exc:
+        print(f"jaxfne {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

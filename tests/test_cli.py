@@ -1,0 +1,117 @@
+"""The jaxfne command line, run as a user would: real subprocesses, real stores."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+SPEC = """
+[runtime]
+seed = 1
+duration_ms = {duration}
+dt_ms = 0.1
+
+[column]
+n = 60
+
+[cell_types]
+fractions = {{ E = 0.8, I = 0.2 }}
+
+[probes]
+names = ["SPK", "Vm", "LFP-proxy"]
+
+[ensemble]
+seeds = [0, 1]
+sweep = {{ "cell_types.E" = [0.75, 0.8], "drive.current.E" = [3.0, 5.0] }}
+"""
+
+
+def jaxfne(*args, check=True, **kw):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-m", "jaxfne.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, **kw)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    (d / "spec.toml").write_text(SPEC.format(duration=100.0))
+    jaxfne("run", str(d / "spec.toml"), "--store", str(d / "run.zarr"), "--chunk-ms", "25")
+    return d
+
+
+def test_run_info_analyze_plot(finished):
+    d = finished
+    info = json.loads(jaxfne("info", str(d / "run.zarr"), "--json").stdout)
+    assert info["members"] == 8 and info["complete"] and info["probes"] == ["SPK", "Vm", "LFP-proxy"]
+    ds = xr.open_zarr(d / "run.zarr")
+    assert ds["SPK"].dims == ("member", "time", "neuron")
+    out = jaxfne("analyze", str(d / "run.zarr"), "--group-by", "cell_types.E", "drive.current.E",
+                 "--format", "json").stdout
+    rows = json.loads(out)
+    assert len(rows) == 4
+    # the grouped E rate equals the seed-average of rates computed directly from the raster
+    spk = ds["SPK"].values
+    exc = ds["cell_type"].values == "E"
+    for row in rows:
+        sel = np.flatnonzero((ds["cell_types.E"].values == row["cell_types.E"])
+                             & (ds["drive.current.E"].values == row["drive.current.E"]))
+        direct = np.mean([spk[m][:, exc[m]].sum() / exc[m].sum() / 0.1 for m in sel])
+        assert row["rate_hz_E"] == pytest.approx(direct)
+    figs = jaxfne("plot", str(d / "run.zarr"), "--out", str(d / "figs")).stdout.split()
+    names = {os.path.basename(f) for f in figs}
+    assert {"raster.png", "rates.png", "voltages.png", "fields.png", "summary.png", "sweep_E_rate.png"} <= names
+    assert all(os.path.getsize(f) > 1000 for f in figs)
+
+
+def test_bad_spec_names_file_and_key(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[runtime]\nduration_ms = 100.0\ndt_msec = 0.1\n")
+    proc = jaxfne("run", str(spec), "--store", str(tmp_path / "x.zarr"), check=False)
+    assert proc.returncode == 2
+    assert "bad.toml" in proc.stderr and "dt_msec" in proc.stderr and "Traceback" not in proc.stderr
+    spec.write_text("[cell_types]\nfractions = { E = 0.7, I = 0.2 }\n")
+    proc = jaxfne("run", str(spec), "--store", str(tmp_path / "x.zarr"), check=False)
+    assert proc.returncode == 2 and "do not sum to 1" in proc.stderr
+    assert not (tmp_path / "x.zarr").exists()      # nothing was written
+
+
+def test_ctrl_c_leaves_a_resumable_store(tmp_path):
+    import jaxfne as jtfne
+    from jaxfne.cli import load_spec, store_summary
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(duration=2000.0))
+    store = tmp_path / "run.zarr"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.Popen([sys.executable, "-m", "jaxfne.cli", "run", str(spec), "--store", str(store),
+                             "--chunk-ms", "25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:   # interrupt as soon as one chunk is complete
+        try:
+            if store_summary(store)["completed_ms"] > 0:
+                break
+        except Exception:
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert not store_summary(store)["complete"]
+    jaxfne("run", str(spec), "--store", str(store), "--chunk-ms", "25")
+    assert store_summary(store)["complete"]
+    ref = jtfne.simulate(jtfne.construct(load_spec(spec)))        # uninterrupted, in memory
+    got = xr.open_zarr(store)
+    for name in ("SPK", "Vm", "LFP-proxy"):
+        np.testing.assert_array_equal(got[name].values, np.asarray(ref[name]))
