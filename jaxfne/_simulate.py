@@ -17,6 +17,7 @@ from ._errors import SimulationError
 from ._fields import csd_proxy, lfp_proxy
 from ._model import Layout, Model, construct, precision
 from ._network import NetParams, initial_state
+from ._progress import Progress
 from ._signals import build_signals
 from ._step import step
 
@@ -254,12 +255,10 @@ def local_member_indices(model: Model, devices=None) -> np.ndarray:
 def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None) -> dict:
     layout = model.layout
     pieces: dict[str, list] = {}
+    bar = Progress(layout.n_steps, layout.dt_ms, model.n_members, layout.n, enabled=bool(progress))
     for t0, keep, out, _state in run_chunks(model, chunk_steps, devices=devices):
         for name, arr in out.items():
             pieces.setdefault(name, []).append(np.asarray(arr)[:, :keep])
-        if progress:
-            print(f"\rjaxfne: {(t0 + keep) * layout.dt_ms:.0f}/{layout.n_steps * layout.dt_ms:.0f} ms",
-                  end="", flush=True)
-    if progress:
-        print()
+        bar.update(t0 + keep)
+    bar.close()
     return {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}
