@@ -10,10 +10,13 @@ SILENT_HZ = 1.0
 RUNAWAY_HZ = 50.0
 
 REMEDIES = {
-    "silent": "Silent network (< 1 Hz): try a different seed, switch the emitter preset to 'tonic_spiking', "
-              "or increase the external input current (Configuration.drive(current=...)).",
-    "runaway": "Runaway network (> 50 Hz): use a preset with stronger adaptation (e.g. 'chattering') or "
-               "increase the inhibitory coupling strength (connectivity(strength={'I->E': ...})).",
+    "silent": "Silent network (< 1 Hz): increase the external input current (Configuration.drive(current=...)) "
+              "or the noise; a different seed or the 'tonic_spiking' emitter preset helps only when the drive "
+              "is already near threshold.",
+    "runaway": "Runaway network (> 50 Hz): increase the inhibitory coupling strength "
+               "(connectivity(strength={'I->E': ...})) or lower the drive (Configuration.drive(current=...)); "
+               "a preset with stronger adaptation (e.g. 'spike_frequency_adaptation') helps less. "
+               "('chattering' bursts, and usually fires faster.)",
     "non_finite": "NaN/Inf in output: reduce the time step to 0.01 ms, use dtype='float64', or check the "
                   "Izhikevich parameter bounds.",
 }
