@@ -55,15 +55,25 @@ class ColumnSpec:
     layers: tuple = ("L2/3",)
     #: neurons per layer, in the order of ``layers``
     n_per_layer: tuple = (100,)
+    #: ((layer, (top_um, bottom_um)), ...) overriding LAYER_DEPTHS_UM
+    depths_um: tuple = ()
 
     @property
     def n(self) -> int:
         return sum(self.n_per_layer)
 
+    def depth_range(self, layer: str) -> tuple:
+        return dict(self.depths_um).get(layer, LAYER_DEPTHS_UM[layer])
+
 
 @dataclasses.dataclass(frozen=True)
 class CellTypesSpec:
     fractions: tuple = (("E", 0.8), ("I", 0.2))
+    #: ((layer, (("E", f), ("I", f))), ...) overriding ``fractions`` in those layers
+    per_layer: tuple = ()
+
+    def for_layer(self, layer: str) -> dict:
+        return dict(dict(self.per_layer).get(layer, self.fractions))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +85,10 @@ class ConnectivitySpec:
     tau_exc_ms: float = 5.0
     tau_inh_ms: float = 10.0
     shared: bool = False
+    #: delay of every pathway not given in ``pathways`` (0 = the next time step)
+    delay_ms: float = 0.0
+    #: (("L4.E->L2/3.E", (("delay_ms", d), ("p", p), ("strength", g))), ...) user pathways
+    pathways: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +110,8 @@ class DriveSpec:
 class ProbesSpec:
     names: tuple = ("SPK", "Vm")
     contacts: int = 16
+    #: contact spacing; None spreads the contacts over the column's depth
+    contact_spacing_um: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,8 +160,12 @@ class Configuration:
                             f"it must be a whole number of time steps of dt_ms={dt_ms}")
         return dataclasses.replace(self, runtime_spec=RuntimeSpec(seed, dtype, duration_ms, dt_ms))
 
-    def column(self, name=_UNSET, layers=_UNSET, n=_UNSET) -> "Configuration":
-        """A named column with its layers and neuron count (a total, or a dict per layer)."""
+    def column(self, name=_UNSET, layers=_UNSET, n=_UNSET, depths_um=_UNSET) -> "Configuration":
+        """A named column with its layers and neuron count (a total, or a dict per layer).
+
+        A total ``n`` is split over the layers by LAYER_FRACTIONS. ``depths_um``
+        overrides the depth range (top, bottom) in um of any layer.
+        """
         w, cur = "column", self.column_spec
         if name is _UNSET:
             name = cur.name
@@ -175,30 +195,41 @@ class Configuration:
             n_per_layer = _split_total(total, layers)
             if min(n_per_layer) < 1:
                 raise bad_value(w, "n", total, f"it is too small to give each of {len(layers)} layers a neuron")
-        return dataclasses.replace(self, column_spec=ColumnSpec(name, layers, n_per_layer))
+        depths = dict(cur.depths_um)
+        if depths_um is not _UNSET:
+            for lay, rng in parse_mapping(w, "depths_um", depths_um).items():
+                parse_choice(w, "depths_um", lay, LAYER_DEPTHS_UM)
+                if isinstance(rng, (str, bytes)) or not hasattr(rng, "__len__") or len(rng) != 2:
+                    raise bad_value(w, f"depths_um[{lay!r}]", rng, "a pair (top_um, bottom_um) is required")
+                top = parse_float(w, f"depths_um[{lay!r}][0]", rng[0], minimum=0.0)
+                bottom = parse_float(w, f"depths_um[{lay!r}][1]", rng[1], minimum=0.0)
+                if bottom <= top:
+                    raise bad_value(w, f"depths_um[{lay!r}]", list(rng), "bottom must be deeper than top")
+                depths[lay] = (top, bottom)
+        return dataclasses.replace(self, column_spec=ColumnSpec(name, layers, n_per_layer, _pairs(depths)))
 
     def cell_types(self, fractions=_UNSET) -> "Configuration":
-        """Fractions of excitatory ("E") and inhibitory ("I") cells; they must sum to 1."""
+        """Fractions of excitatory ("E") and inhibitory ("I") cells; they must sum to 1.
+
+        Either one dict for every layer, ``{"E": 0.8, "I": 0.2}``, or a dict per
+        layer, ``{"L2/3": {"E": 0.8, "I": 0.2}, "L4": {...}}`` (layers left out
+        keep the column-wide fractions).
+        """
         w = "cell_types"
         if fractions is _UNSET:
             return self
         fractions = parse_mapping(w, "fractions", fractions)
-        if not fractions:
-            raise bad_value(w, "fractions", fractions, "at least one cell type is required")
-        for key, val in fractions.items():
-            if key not in CELL_TYPES:
-                raise bad_value(w, "fractions", fractions,
-                                f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
-            parse_float(w, f"fractions[{key!r}]", val, minimum=0.0, maximum=1.0)
-        total = sum(float(v) for v in fractions.values())
-        if abs(total - 1.0) > 1e-9:
-            raise bad_value(w, "fractions", fractions,
-                            f"they sum to {total:.6g} and do not sum to 1; they are not normalised for you")
-        full = {t: float(fractions.get(t, 0.0)) for t in CELL_TYPES}
-        return dataclasses.replace(self, cell_types_spec=CellTypesSpec(_pairs(full)))
+        if fractions and all(k in LAYER_DEPTHS_UM for k in fractions):
+            per_layer = dict(self.cell_types_spec.per_layer)
+            for lay, sub in fractions.items():
+                per_layer[lay] = _parse_fractions(w, f"fractions[{lay!r}]", sub)
+            return dataclasses.replace(self, cell_types_spec=CellTypesSpec(self.cell_types_spec.fractions,
+                                                                           _pairs(per_layer)))
+        full = _parse_fractions(w, "fractions", fractions)
+        return dataclasses.replace(self, cell_types_spec=CellTypesSpec(full, self.cell_types_spec.per_layer))
 
     def connectivity(self, p=_UNSET, strength=_UNSET, tau_exc_ms=_UNSET, tau_inh_ms=_UNSET,
-                     shared=_UNSET) -> "Configuration":
+                     shared=_UNSET, delay_ms=_UNSET, pathways=_UNSET) -> "Configuration":
         """Random connectivity without self-connections.
 
         ``p`` is the connection probability (1.0 = all-to-all). ``strength`` maps
@@ -207,6 +238,15 @@ class Configuration:
         are divided by the expected number of inputs, so balance does not change
         with n or p. ``tau_exc_ms``/``tau_inh_ms`` are the synaptic decay times.
         ``shared=True`` gives every ensemble member the same connectivity.
+
+        Laminar columns: ``strength`` and ``p`` apply within each layer;
+        ``pathways`` sets any pre/post group pair, keyed "L4.E->L2/3.E", to a
+        dict of ``p``, ``strength`` and ``delay_ms`` (fields left out take the
+        column-wide ``p``, the within-layer strength of that type pair or 0
+        between layers, and ``delay_ms``). Feed-forward excitation
+        L4.E->L2/3.E and L2/3.E->L5.E is on by default (DEFAULT_PATHWAYS).
+        ``delay_ms`` is the synaptic delay of pathways that do not set their
+        own; a delay of d ms acts after max(1, round(d / dt_ms)) steps.
         """
         w, cur = "connectivity", self.connectivity_spec
         p = cur.p if p is _UNSET else parse_float(w, "p", p, minimum=0.0, maximum=1.0)
@@ -220,7 +260,27 @@ class Configuration:
         tau_e = cur.tau_exc_ms if tau_exc_ms is _UNSET else parse_float(w, "tau_exc_ms", tau_exc_ms, positive=True)
         tau_i = cur.tau_inh_ms if tau_inh_ms is _UNSET else parse_float(w, "tau_inh_ms", tau_inh_ms, positive=True)
         shared = cur.shared if shared is _UNSET else parse_bool(w, "shared", shared)
-        spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared)
+        delay = cur.delay_ms if delay_ms is _UNSET else parse_float(w, "delay_ms", delay_ms, minimum=0.0, maximum=1000.0)
+        paths = {k: dict(v) for k, v in cur.pathways}
+        if pathways is not _UNSET:
+            for key, val in parse_mapping(w, "pathways", pathways).items():
+                parse_pathway_key(w, key)
+                fields = parse_mapping(w, f"pathways[{key!r}]", val)
+                entry = paths.get(key, {})
+                for fname, fval in fields.items():
+                    if fname == "p":
+                        entry[fname] = parse_float(w, f"pathways[{key!r}].p", fval, minimum=0.0, maximum=1.0)
+                    elif fname == "strength":
+                        entry[fname] = parse_float(w, f"pathways[{key!r}].strength", fval, minimum=0.0)
+                    elif fname == "delay_ms":
+                        entry[fname] = parse_float(w, f"pathways[{key!r}].delay_ms", fval, minimum=0.0,
+                                                   maximum=1000.0)
+                    else:
+                        raise bad_value(w, f"pathways[{key!r}]", {fname: fval},
+                                        f"field {fname!r} is unknown; valid fields are delay_ms, p, strength")
+                paths[key] = entry
+        spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared, delay,
+                                tuple((k, _pairs(v)) for k, v in sorted(paths.items())))
         return dataclasses.replace(self, connectivity_spec=spec)
 
     def set_emitter(self, family=_UNSET, preset=_UNSET) -> "Configuration":
@@ -267,11 +327,12 @@ class Configuration:
             out[field] = _pairs(vals)
         return dataclasses.replace(self, drive_spec=DriveSpec(**out))
 
-    def probes(self, names=_UNSET, contacts=_UNSET) -> "Configuration":
+    def probes(self, names=_UNSET, contacts=_UNSET, contact_spacing_um=_UNSET) -> "Configuration":
         """What to record: any of SPK, Vm, source, LFP-proxy, CSD-proxy.
 
         Spikes (SPK) are always recorded. ``contacts`` is the number of virtual
-        recording contacts spread evenly over the column's depth.
+        recording contacts along the column's depth axis: spread evenly from its
+        top to its bottom, or ``contact_spacing_um`` apart from its top.
         """
         w, cur = "probes", self.probes_spec
         if names is _UNSET:
@@ -286,7 +347,13 @@ class Configuration:
                 names = ["SPK", *names]
             names = tuple(p for p in PROBES if p in names)  # canonical order, no repeats
         contacts = cur.contacts if contacts is _UNSET else parse_int(w, "contacts", contacts, minimum=3)
-        return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts))
+        if contacts > 4096:
+            raise bad_value(w, "contacts", contacts, "it must be <= 4096")
+        spacing = cur.contact_spacing_um
+        if contact_spacing_um is not _UNSET:
+            spacing = None if contact_spacing_um is None else parse_float(
+                w, "contact_spacing_um", contact_spacing_um, positive=True)
+        return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts, spacing))
 
     def ensemble(self, seeds=_UNSET, sweep=_UNSET, mode=_UNSET) -> "Configuration":
         """Make this an ensemble: every sweep combination (grid) or tuple (zip) for every seed.
@@ -314,13 +381,16 @@ class Configuration:
         return {
             "runtime": dataclasses.asdict(rt),
             "column": {"name": col.name, "layers": list(col.layers),
-                       "n": dict(zip(col.layers, col.n_per_layer))},
-            "cell_types": {"fractions": dict(ct.fractions)},
+                       "n": dict(zip(col.layers, col.n_per_layer)),
+                       **({"depths_um": {k: list(v) for k, v in col.depths_um}} if col.depths_um else {})},
+            "cell_types": {"fractions": {**dict(ct.fractions), **{k: dict(v) for k, v in ct.per_layer}}},
             "connectivity": {"p": con.p, "strength": dict(con.strength), "tau_exc_ms": con.tau_exc_ms,
-                             "tau_inh_ms": con.tau_inh_ms, "shared": con.shared},
+                             "tau_inh_ms": con.tau_inh_ms, "shared": con.shared, "delay_ms": con.delay_ms,
+                             **({"pathways": {k: dict(v) for k, v in con.pathways}} if con.pathways else {})},
             "emitter": {"family": em.family, "preset": dict(em.preset)},
             "drive": {"current": dict(dr.current), "noise": dict(dr.noise)},
-            "probes": {"names": list(pr.names), "contacts": pr.contacts},
+            "probes": {"names": list(pr.names), "contacts": pr.contacts,
+                       **({"contact_spacing_um": pr.contact_spacing_um} if pr.contact_spacing_um else {})},
             **({} if self.ensemble_spec is None else {"ensemble": {
                 "seeds": list(self.ensemble_spec.seeds),
                 "sweep": {k: list(v) for k, v in self.ensemble_spec.sweep},
@@ -371,3 +441,44 @@ def _split_total(total: int, layers: tuple) -> tuple:
     for i in order[: total - sum(base)]:
         base[i] += 1
     return tuple(base)
+
+
+#: Feed-forward excitation between layers, on when both layers are in the column.
+DEFAULT_PATHWAYS = {
+    "L4.E->L2/3.E": {"p": 0.5, "strength": 10.0, "delay_ms": 1.5},
+    "L2/3.E->L5.E": {"p": 0.5, "strength": 10.0, "delay_ms": 1.5},
+}
+
+
+def parse_pathway_key(where: str, key) -> tuple:
+    """'L4.E->L2/3.E' -> (('L4', 'E'), ('L2/3', 'E')); a clear error otherwise."""
+    allowed = ("a key 'LAYER.TYPE->LAYER.TYPE' such as 'L4.E->L2/3.E' with layers "
+               f"{', '.join(LAYER_DEPTHS_UM)} and types {', '.join(CELL_TYPES)}")
+    if not isinstance(key, str) or key.count("->") != 1:
+        raise bad_value(where, "pathways", key, allowed)
+    ends = []
+    for part in key.split("->"):
+        layer, _, ctype = part.strip().rpartition(".")
+        if layer not in LAYER_DEPTHS_UM:
+            raise bad_value(where, "pathways", key, f"layer {layer!r} is unknown; {allowed}")
+        if ctype not in CELL_TYPES:
+            raise bad_value(where, "pathways", key, f"cell type {ctype!r} is unknown; {allowed}")
+        ends.append((layer, ctype))
+    return tuple(ends)
+
+
+def _parse_fractions(w: str, field: str, fractions) -> tuple:
+    fractions = parse_mapping(w, field, fractions)
+    if not fractions:
+        raise bad_value(w, field, fractions, "at least one cell type is required")
+    for key, val in fractions.items():
+        if key not in CELL_TYPES:
+            raise bad_value(w, field, fractions,
+                            f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)} "
+                            f"(or a dict per layer: {', '.join(LAYER_DEPTHS_UM)})")
+        parse_float(w, f"{field}[{key!r}]", val, minimum=0.0, maximum=1.0)
+    total = sum(float(v) for v in fractions.values())
+    if abs(total - 1.0) > 1e-9:
+        raise bad_value(w, field, fractions,
+                        f"they sum to {total:.6g} and do not sum to 1; they are not normalised for you")
+    return _pairs({t: float(fractions.get(t, 0.0)) for t in CELL_TYPES})

@@ -8,6 +8,7 @@ Sweep paths name a configuration value by its place in the chain::
     connectivity.p | connectivity.tau_exc_ms | connectivity.tau_inh_ms
     connectivity.strength.<pre>-><post>         (E->E, E->I, I->E, I->I)
     emitter.preset | emitter.preset.E | emitter.preset.I
+    connectivity.pathways.<pre>-><post>.strength | .p   (e.g. connectivity.pathways.L4.E->L2/3.E.strength)
 
 ``grid`` takes the Cartesian product of the swept values (in the order the
 paths are given, the last varying fastest), ``zip`` pairs the i-th values of
@@ -64,7 +65,19 @@ REFUSED_PATHS = {
 }
 
 #: paths that change the weights, refused when connectivity is shared
-_WEIGHT_PATHS = ("cell_types.", "connectivity.p", "connectivity.strength.")
+_WEIGHT_PATHS = ("cell_types.", "connectivity.p", "connectivity.strength.", "connectivity.pathways.")
+
+
+def sweep_function(path: str):
+    """The function applying a value at ``path``, or None for an unknown path."""
+    if path in SWEEP_PATHS:
+        return SWEEP_PATHS[path]
+    prefix = "connectivity.pathways."
+    if path.startswith(prefix):
+        key, _, field = path[len(prefix):].rpartition(".")
+        if field in ("strength", "p") and key:
+            return lambda cfg, v: cfg.connectivity(pathways={key: {field: v}})
+    return None
 
 
 def parse_ensemble(cfg, seeds, sweep, mode):
@@ -88,9 +101,13 @@ def parse_ensemble(cfg, seeds, sweep, mode):
         if path in REFUSED_PATHS:
             raise ConfigurationError(f"ensemble: sweep path {path!r} cannot be swept: {REFUSED_PATHS[path]}; "
                                      "run separate ensembles instead")
-        if path not in SWEEP_PATHS:
+        if path.startswith("connectivity.pathways.") and path.endswith(".delay_ms"):
+            raise ConfigurationError(f"ensemble: sweep path {path!r} cannot be swept: delays set the length of "
+                                     "the delay buffers, a shape shared by all members")
+        if sweep_function(path) is None:
             raise ConfigurationError(f"ensemble: sweep path {path!r} is unknown; valid paths are "
-                                     f"{', '.join(sorted(SWEEP_PATHS))}")
+                                     f"{', '.join(sorted(SWEEP_PATHS))}, "
+                                     "connectivity.pathways.<LAYER.TYPE->LAYER.TYPE>.strength and .p")
         if cfg.connectivity_spec.shared and path.startswith(_WEIGHT_PATHS):
             raise ConfigurationError(f"ensemble: sweep path {path!r} changes the weights, but "
                                      "connectivity(shared=True) gives every member the same weights")
@@ -101,7 +118,7 @@ def parse_ensemble(cfg, seeds, sweep, mode):
             raise bad_value(w, f"sweep[{path!r}]", [], "at least one value is required")
         for v in values:
             try:
-                SWEEP_PATHS[path](cfg, v)
+                sweep_function(path)(cfg, v)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"ensemble: sweep[{path!r}] value {v!r} is invalid: {exc}") from None
         parsed.append((path, values))
@@ -122,7 +139,7 @@ def expand_members(cfg):
     for combo in combos:
         member = base
         for path, value in zip(paths, combo):
-            member = SWEEP_PATHS[path](member, value)
+            member = sweep_function(path)(member, value)
         for seed in spec.seeds:
             members.append(member.runtime(seed=seed))
             coords["seed"].append(seed)

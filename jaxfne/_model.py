@@ -10,7 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._config import CELL_TYPES, LAYER_DEPTHS_UM, PATHWAYS, Configuration
+import itertools
+
+from ._config import CELL_TYPES, DEFAULT_PATHWAYS, Configuration, parse_pathway_key
 from ._errors import ConfigurationError
 from ._fields import R0_UM, contact_depths_um
 from ._network import Knobs, NetParams, build_network
@@ -44,6 +46,13 @@ class Layout:
     n_steps: int
     dt_ms: float
     shared_weights: bool = False
+    #: delay of each delay class in steps (ascending); (1,) when every pathway acts next step
+    delay_steps: tuple = (1,)
+
+    @property
+    def delay_slots(self) -> int:
+        """Ring-buffer slots of delayed input (0 when nothing is delayed beyond one step)."""
+        return 0 if self.delay_steps == (1,) else max(self.delay_steps)
 
     @property
     def contact_spacing_um(self) -> float:
@@ -51,14 +60,43 @@ class Layout:
         return (z[-1] - z[0]) / (len(z) - 1)
 
 
+def pathway_tables(cfg: Configuration):
+    """p, strength and delay (ms) of every [post_group, pre_group] pair; group = 2 * layer + type."""
+    con, layers = cfg.connectivity_spec, cfg.column_spec.layers
+    strength = dict(con.strength)
+    user = {k: dict(v) for k, v in con.pathways}
+    for key in user:
+        for layer, _ in parse_pathway_key("connectivity", key):
+            if layer not in layers:
+                raise ConfigurationError(f"connectivity: pathway {key!r} names layer {layer!r}, which is not in "
+                                         f"the column's layers {list(layers)}")
+    n_g = 2 * len(layers)
+    p, g, delay = np.zeros((n_g, n_g)), np.zeros((n_g, n_g)), np.zeros((n_g, n_g))
+    for (li, la), (ti, ta), (lj, lb), (tj, tb) in itertools.product(
+            enumerate(layers), enumerate(CELL_TYPES), enumerate(layers), enumerate(CELL_TYPES)):
+        key = f"{la}.{ta}->{lb}.{tb}"
+        within = li == lj
+        entry = {"p": con.p, "strength": strength[f"{ta}->{tb}"] if within else 0.0, "delay_ms": con.delay_ms}
+        if not within:
+            entry = {**entry, **DEFAULT_PATHWAYS.get(key, {"p": 0.0})}
+        entry.update(user.get(key, {}))
+        post, pre = 2 * lj + tj, 2 * li + ti
+        p[post, pre], g[post, pre], delay[post, pre] = entry["p"], entry["strength"], entry["delay_ms"]
+    return p, g, delay
+
+
+def delay_classes(cfg: Configuration):
+    """(delay steps per class, class index per [post, pre] group pair)."""
+    _, _, delay_ms = pathway_tables(cfg)
+    steps = np.maximum(1, np.round(delay_ms / cfg.runtime_spec.dt_ms)).astype(int)
+    classes = tuple(int(x) for x in np.unique(steps))
+    return classes, np.searchsorted(classes, steps)
+
+
 def member_knobs(cfg: Configuration) -> dict[str, Any]:
     """Numbers of one member as plain numpy values (host side)."""
     rt, con, em, dr = cfg.runtime_spec, cfg.connectivity_spec, cfg.emitter_spec, cfg.drive_spec
-    strength = dict(con.strength)
-    g = np.zeros((2, 2))
-    for path in PATHWAYS:
-        pre, post = path.split("->")
-        g[CELL_TYPES.index(post), CELL_TYPES.index(pre)] = strength[path]
+    p, g, _ = pathway_tables(cfg)
     presets = dict(em.preset)
     coeffs = np.zeros((2, 4, 3))
     for ti, ctype in enumerate(CELL_TYPES):
@@ -66,7 +104,7 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
         for pi, name in enumerate(PARAMS):
             coeffs[ti, pi] = row[name]
     cur, noi = dict(dr.current), dict(dr.noise)
-    return dict(seed=rt.seed, conn_seed=rt.seed, p=con.p, g=g, tau_exc_ms=con.tau_exc_ms,
+    return dict(seed=rt.seed, conn_seed=rt.seed, p=p, g=g, tau_exc_ms=con.tau_exc_ms,
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
                 noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms)
@@ -74,9 +112,10 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
 
 def cell_assignment(cfg: Configuration) -> np.ndarray:
     """is_exc (N,): within each layer the first round(f_E * n_layer) cells are E."""
-    f_exc = dict(cfg.cell_types_spec.fractions)["E"]
     parts = []
-    for n_layer in cfg.column_spec.n_per_layer:
+    col = cfg.column_spec
+    for layer, n_layer in zip(col.layers, col.n_per_layer):
+        f_exc = cfg.cell_types_spec.for_layer(layer)["E"]
         n_exc = int(np.floor(f_exc * n_layer + 0.5))
         parts.append(np.arange(n_layer) < n_exc)
     return np.concatenate(parts)
@@ -133,18 +172,20 @@ def construct(cfg: Configuration) -> Model:
 
 def _construct_members(cfg: Configuration, members: list, member_coords: dict, ensemble: bool) -> Model:
     rt, col, pr = cfg.runtime_spec, cfg.column_spec, cfg.probes_spec
-    top = LAYER_DEPTHS_UM[col.layers[0]][0]
-    bottom = LAYER_DEPTHS_UM[col.layers[-1]][1]
-    tops = [min(LAYER_DEPTHS_UM[lay]) for lay in col.layers]
-    top, bottom = min(tops), max(max(LAYER_DEPTHS_UM[lay]) for lay in col.layers)
-    contact_z = contact_depths_um(top, bottom, pr.contacts)
+    ranges = [col.depth_range(lay) for lay in col.layers]
+    top, bottom = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if pr.contact_spacing_um is None:
+        contact_z = contact_depths_um(top, bottom, pr.contacts)
+    else:
+        contact_z = top + pr.contact_spacing_um * np.arange(pr.contacts)
+    steps, class_table = delay_classes(cfg)
     layout = Layout(n=col.n, layers=col.layers, n_per_layer=col.n_per_layer, contacts=pr.contacts,
                     contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
                     n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms,
-                    shared_weights=cfg.connectivity_spec.shared)
+                    shared_weights=cfg.connectivity_spec.shared, delay_steps=steps)
     lidx = layer_index(cfg)
-    depth_lo = np.array([LAYER_DEPTHS_UM[col.layers[i]][0] for i in lidx])
-    depth_hi = np.array([LAYER_DEPTHS_UM[col.layers[i]][1] for i in lidx])
+    depth_lo = np.array([ranges[i][0] for i in lidx])
+    depth_hi = np.array([ranges[i][1] for i in lidx])
     is_exc = np.stack([cell_assignment(m) for m in members])
     knobs_np = [member_knobs(m) for m in members]
     if cfg.connectivity_spec.shared:
@@ -156,8 +197,9 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
                                         dtype=(jnp.uint32 if k in ("seed", "conn_seed") else dtype))
                          for k in Knobs._fields})
         build = jax.jit(jax.vmap(lambda kn, ex: build_network(
-            kn, ex, jnp.asarray(depth_lo, dtype), jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
-            dtype=dtype, r0_um=R0_UM)))
+            kn, ex, jnp.asarray(lidx), jnp.asarray(depth_lo, dtype), jnp.asarray(depth_hi, dtype),
+            jnp.asarray(contact_z, dtype), jnp.asarray(class_table), dtype=dtype, r0_um=R0_UM,
+            n_classes=len(steps))))
         params, depth = build(knobs, jnp.asarray(is_exc))
         if cfg.connectivity_spec.shared:  # one weight matrix for every member
             params = params._replace(w=params.w[0])

@@ -24,8 +24,8 @@ class Knobs(NamedTuple):
 
     seed: jax.Array            # uint32 pair source: member seed (int)
     conn_seed: jax.Array       # seed used for connectivity (== seed unless shared)
-    p: jax.Array
-    g: jax.Array               # (2, 2) strength[post_type, pre_type]; 0 = E, 1 = I
+    p: jax.Array               # (G, G) connection probability [post_group, pre_group]
+    g: jax.Array               # (G, G) strength [post_group, pre_group]; group = 2 * layer + type
     tau_exc_ms: jax.Array
     tau_inh_ms: jax.Array
     coeffs: jax.Array          # (2, 4, 3) preset polynomial per type, parameter, power
@@ -42,7 +42,8 @@ class NetParams(NamedTuple):
     c: jax.Array
     d: jax.Array
     is_exc: jax.Array          # (N,) bool
-    w: jax.Array               # (N + 1, N) [pre, post], >= 0; sign from the pre type; last row 0
+    w: jax.Array               # (N + 1, N) [pre, post], >= 0; sign from the pre type; last row 0;
+                               # (C, N + 1, N) with one matrix per delay class when delays differ
     i_mean: jax.Array          # (N,) constant drive
     noise_scale: jax.Array     # (N,) sigma / sqrt(dt): current noise std per step
     decay_exc: jax.Array       # exp(-dt / tau_exc)
@@ -58,6 +59,8 @@ class NetState(NamedTuple):
     u: jax.Array
     s_exc: jax.Array           # excitatory synaptic current
     s_inh: jax.Array           # inhibitory synaptic current (enters with a minus sign)
+    pend_exc: jax.Array        # (D, N) delayed excitatory input waiting to arrive (D = 0: no delays)
+    pend_inh: jax.Array        # (D, N) delayed inhibitory input
 
 
 def member_key(seed):
@@ -65,8 +68,12 @@ def member_key(seed):
     return jax.random.PRNGKey(seed)
 
 
-def build_network(knobs: Knobs, is_exc, depth_lo, depth_hi, contact_z, *, dtype, r0_um):
-    """Arrays of one network from its knobs; ``is_exc``/``depth_*`` are (N,)."""
+def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, delay_class, *, dtype, r0_um,
+                  n_classes: int):
+    """Arrays of one network from its knobs; ``is_exc``/``layer``/``depth_*`` are (N,).
+
+    ``delay_class`` (G, G) gives the delay class of each [post, pre] group pair.
+    """
     n = is_exc.shape[0]
     key = member_key(knobs.seed)
     r = jax.random.uniform(jax.random.fold_in(key, TAG_HETEROGENEITY), (n,), dtype=dtype)
@@ -79,18 +86,23 @@ def build_network(knobs: Knobs, is_exc, depth_lo, depth_hi, contact_z, *, dtype,
     # connectivity: W[post, pre] = mask * 2 u * g[post, pre] / expected inputs
     ckey = jax.random.fold_in(member_key(knobs.conn_seed), TAG_CONNECTIVITY)
     kmask, kw = jax.random.split(ckey)
-    p = knobs.p.astype(dtype)
-    mask = jax.random.uniform(kmask, (n, n), dtype=dtype) < p
-    mask = mask & ~jnp.eye(n, dtype=bool)
     u = jax.random.uniform(kw, (n, n), dtype=dtype)
-    n_exc = jnp.sum(is_exc).astype(dtype)
-    n_inh = jnp.asarray(n, dtype) - n_exc
-    pre_count = jnp.where(is_exc, n_exc, n_inh)                   # size of the pre population
-    same = t[:, None] == t[None, :]
-    expected = p * (pre_count[None, :] - same.astype(dtype))
-    g = knobs.g.astype(dtype)[t[:, None], t[None, :]]
+    group = 2 * layer + t                                          # (N,) group of each cell
+    n_groups = knobs.g.shape[-1]
+    group_size = jnp.sum(group[None, :] == jnp.arange(n_groups)[:, None], axis=1).astype(dtype)
+    same = group[:, None] == group[None, :]
+    pair = (group[:, None], group[None, :])                        # [post, pre]
+    p = knobs.p.astype(dtype)[pair]
+    mask = (jax.random.uniform(kmask, (n, n), dtype=dtype) < p) & ~jnp.eye(n, dtype=bool)
+    expected = p * (group_size[group][None, :] - same.astype(dtype))
+    g = knobs.g.astype(dtype)[pair]
     w = jnp.where(mask & (expected > 0), 2.0 * u * g / jnp.maximum(expected, 1e-30), 0.0).astype(dtype)
-    w = jnp.concatenate([w.T, jnp.zeros((1, n), dtype)], axis=0)   # pre-major rows + a zero row
+    if n_classes == 1:
+        w = jnp.concatenate([w.T, jnp.zeros((1, n), dtype)], axis=0)   # pre-major rows + a zero row
+    else:
+        cls = delay_class[pair]
+        w = jnp.stack([jnp.concatenate([jnp.where(cls == c, w, 0.0).T, jnp.zeros((1, n), dtype)], axis=0)
+                       for c in range(n_classes)])
 
     depth = depth_lo + (depth_hi - depth_lo) * jax.random.uniform(
         jax.random.fold_in(key, TAG_DEPTH), (n,), dtype=dtype)
@@ -111,6 +123,8 @@ def build_network(knobs: Knobs, is_exc, depth_lo, depth_hi, contact_z, *, dtype,
     return params, depth
 
 
-def initial_state(params: NetParams) -> NetState:
+def initial_state(params: NetParams, delay_slots: int = 0) -> NetState:
     v = jnp.full_like(params.a, -65.0)
-    return NetState(v=v, u=params.b * v, s_exc=jnp.zeros_like(v), s_inh=jnp.zeros_like(v))
+    pend = jnp.zeros((delay_slots,) + v.shape, v.dtype)
+    return NetState(v=v, u=params.b * v, s_exc=jnp.zeros_like(v), s_inh=jnp.zeros_like(v),
+                    pend_exc=pend, pend_inh=pend)

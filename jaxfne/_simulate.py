@@ -50,7 +50,7 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
     probes = layout.probes
     need_source = any(p in probes for p in ("source", "LFP-proxy", "CSD-proxy"))
     axes = param_axes(layout.shared_weights)
-    batched_step = jax.vmap(step, in_axes=(0, axes, None))
+    batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps), in_axes=(0, axes, None))
 
     def local_chunk(state, params, t0):
         def body(st, k):
@@ -173,7 +173,8 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         host_params.active[n_real:] = False
     params = NetParams(*[_put(x, mesh, P() if ax is None else P("member")) for x, ax in zip(host_params, axes)])
     if state is None:
-        state = jax.vmap(initial_state, in_axes=(axes,))(model.params)
+        state = jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
+                         in_axes=(axes,))(model.params)
     state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
     fn = chunk_function(layout, chunk_steps, mesh)
     t0 = start_step

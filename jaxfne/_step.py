@@ -57,10 +57,13 @@ def recurrent_input(params: NetParams, spiked):
     whatever the batch size or device layout. Under ``vmap`` the loop runs as
     many times as the busiest member needs; finished members are left
     unchanged. ``params.w`` is (N + 1, N): row j holds the weights from cell j
-    onto every cell (the last row is zero).
+    onto every cell (the last row is zero). With several delay classes ``w``
+    is (C, N + 1, N) and the increments are (C, N), one row per class.
     """
     n = spiked.shape[0]
     zero = jnp.zeros_like(spiked, dtype=params.w.dtype)  # varies per member, like the loop's output
+    if params.w.ndim == 3:
+        zero = jnp.broadcast_to(zero, (params.w.shape[0], n))
     index = jnp.arange(n)
 
     def cond(carry):
@@ -69,7 +72,7 @@ def recurrent_input(params: NetParams, spiked):
     def body(carry):
         acc_e, acc_i, remaining = carry
         j = jnp.argmax(remaining)
-        row = params.w[j]
+        row = params.w[..., j, :]
         exc = params.is_exc[j]
         return (acc_e + jnp.where(exc, row, 0.0), acc_i + jnp.where(exc, 0.0, row), remaining & (index != j))
 
@@ -77,13 +80,27 @@ def recurrent_input(params: NetParams, spiked):
     return acc_e, acc_i
 
 
-def step(state: NetState, params: NetParams, t):
+def deliver(pending, increments, t, delay_steps: tuple):
+    """Schedule each delay class's increments and take out what arrives now.
+
+    ``pending`` is a ring buffer (D, N): slot (t + d - 1) % D collects input
+    that acts d steps after step t. Returns (arriving input, new buffer).
+    """
+    slots = pending.shape[0]
+    for c, d in enumerate(delay_steps):
+        pending = pending.at[(t + d - 1) % slots].add(increments[c])
+    now = t % slots
+    return pending[now], pending.at[now].set(0.0)
+
+
+def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,)):
     """Advance one network by one forward-Euler step of dt.
 
     Returns the new state and the per-step observations: spikes (bool), the
     membrane potential with spikes shown at their 30 mV peak, and the net
     synaptic current (the ``source`` probe). Inactive (padding) networks keep
-    their state and never spike.
+    their state and never spike. ``delay_steps`` gives the delay of each class
+    of a (C, N + 1, N) weight array.
     """
     dt = params.dt_ms
     v, u = state.v, state.u
@@ -96,8 +113,13 @@ def step(state: NetState, params: NetParams, t):
     v_new = jnp.where(spiked, params.c, v_new)
     u_new = jnp.where(spiked, u_new + params.d, u_new)
     inc_exc, inc_inh = recurrent_input(params, spiked)
+    pend_exc, pend_inh = state.pend_exc, state.pend_inh
+    if params.w.ndim == 3:   # synaptic delays: input travels through the ring buffers
+        inc_exc, pend_exc = deliver(pend_exc, inc_exc, t, delay_steps)
+        inc_inh, pend_inh = deliver(pend_inh, inc_inh, t, delay_steps)
     new = NetState(v=v_new, u=u_new,
                    s_exc=state.s_exc * params.decay_exc + inc_exc,
-                   s_inh=state.s_inh * params.decay_inh + inc_inh)
+                   s_inh=state.s_inh * params.decay_inh + inc_inh,
+                   pend_exc=pend_exc, pend_inh=pend_inh)
     new = jax.tree_util.tree_map(lambda x_new, x_old: jnp.where(params.active, x_new, x_old), new, state)
     return new, {"SPK": spiked, "Vm": v_obs, "source": i_syn}
