@@ -45,6 +45,18 @@ def manifest(model, signals=None, readouts=None) -> dict:
     """A JSON-serialisable dict: configuration, hash, seeds, versions, scope, readouts."""
     from ._signals import DESCRIPTIONS, UNITS
     cfg = model.config
+    if signals is not None and signals.attrs.get("config_hash", cfg.config_hash()) != cfg.config_hash():
+        # simulate(model, duration_ms=..., seed=...) ran another configuration: describe that run
+        from ._config import Configuration
+        from ._errors import ReadoutError
+        text = signals.attrs.get("config_json")
+        if text is None:
+            raise ReadoutError("manifest: the signals come from another configuration than this model "
+                               f"(hash {signals.attrs['config_hash'][:12]}...); build the model from that "
+                               "configuration")
+        from ._model import construct
+        model = construct(Configuration.from_dict(json.loads(text)))
+        cfg = model.config
     out = {
         "schema": "jaxfne.manifest/1",
         **SCOPE,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import json
+
 import numpy as np
 import xarray as xr
 
@@ -97,7 +99,9 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
     n_time = next(iter(arrays.values())).shape[1]
     time_ms = np.arange(n_time) * layout.dt_ms
     coords = {
-        "time": ("time", time_ms, {"units": "ms", "description": "start of the step"}),
+        "time": ("time", time_ms, {"units": "ms", "description":
+                 "t_k = k * dt: step k advances the state from t_k to t_k + dt; SPK[k] marks a threshold "
+                 "crossing within that step and Vm[k] is the potential at its end (30 mV at a spike)"}),
         "neuron": ("neuron", np.arange(layout.n)),
         "layer": ("neuron", model.neuron_coords["layer"]),
         "contact": ("contact", np.arange(layout.contacts)),
@@ -117,6 +121,7 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
     if state_finite is not None:
         coords["state_finite"] = ("member", np.asarray(state_finite, dtype=bool).reshape(-1)[members])
     attrs = {"dt_ms": layout.dt_ms, "config_hash": model.config.config_hash(),
+             "config_json": json.dumps(model.config.to_dict(), sort_keys=True),
              "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions"}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     if not squeeze_member:

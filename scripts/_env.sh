@@ -13,5 +13,8 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "jaxfne: installing (pip install -e '.[dev]')" >&2
   .venv/bin/python -m pip install -q --upgrade pip >&2
   .venv/bin/python -m pip install -q -e '.[dev]' >&2
+  # let `jupyter nbconvert --execute NOTEBOOK` (as on the tutorial page) work without --to
+  mkdir -p .venv/etc/jupyter
+  echo '{"NbConvertApp": {"export_format": "notebook"}}' > .venv/etc/jupyter/jupyter_nbconvert_config.json
   touch "$STAMP"
 fi

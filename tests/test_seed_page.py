@@ -117,3 +117,12 @@ def test_same_seed_same_bits():
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]))
     c = jtfne.simulate(jtfne.construct(cfg.runtime(seed=8)))
     assert not np.array_equal(np.asarray(a["Vm"]), np.asarray(c["Vm"]))
+
+
+def test_manifest_describes_the_run_after_simulate_overrides():
+    model = jtfne.construct(seed_page_configuration(42).runtime(duration_ms=100.0))
+    signals = jtfne.simulate(model, duration_ms=50.0, seed=5)
+    man = model.manifest(signals)
+    assert man["config"]["runtime"]["seed"] == 5 and man["config"]["runtime"]["duration_ms"] == 50.0
+    assert man["seeds"] == [5] and man["config_hash"] == signals.attrs["config_hash"]
+    assert signals["SPK"].sizes["time"] == 500
