@@ -43,7 +43,6 @@ SCHEMA = "jaxfne.store/1"
 SCHEMA_VERSION = 1
 #: suffixes of the sibling folders used for atomic creation and deletion
 CREATING, DELETING = ".jaxfne-creating", ".jaxfne-deleting"
-STATE_FIELDS = ("v", "u", "s_exc", "s_inh")
 FIELD_PROBES = ("LFP-proxy", "CSD-proxy")
 #: spike rasters are ~99.9% zeros: zstd on 1-byte bools is fast and ~100-200x smaller
 SPK_COMPRESSOR = ZstdCodec(level=0)
@@ -169,7 +168,33 @@ def root_attrs(model, key: RunKey) -> dict:
     }
 
 
-def build_skeleton(target: Path, model, key: RunKey) -> None:
+def state_layout(state: dict) -> list:
+    """[[field, per-member shape, dtype], ...] of a state given as field -> array (member, ...)."""
+    return [[name, list(np.shape(arr)[1:]), np.asarray(arr).dtype.str] for name, arr in state.items()]
+
+
+def pack_state(state: dict, layout: list) -> np.ndarray:
+    """The fields of a state as one byte row per member (member, nbytes), in ``layout`` order."""
+    rows = []
+    for name, shape, dtype in layout:
+        arr = np.ascontiguousarray(state[name], dtype=np.dtype(dtype))
+        if list(arr.shape[1:]) != list(shape):
+            raise StoreError(f"state field {name!r} has shape {arr.shape[1:]}, the store expects {tuple(shape)}")
+        rows.append(arr.reshape(arr.shape[0], -1).view(np.uint8))
+    return np.concatenate(rows, axis=1)
+
+
+def unpack_state(packed: np.ndarray, layout: list) -> dict:
+    out, pos = {}, 0
+    for name, shape, dtype in layout:
+        dt = np.dtype(dtype)
+        size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        out[name] = np.ascontiguousarray(packed[:, pos:pos + size]).view(dt).reshape(packed.shape[0], *shape)
+        pos += size
+    return out
+
+
+def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
     """Write every array's metadata, the coordinates and the attributes into ``target``."""
     layout = model.layout
     group = zarr.open_group(target, mode="w", zarr_format=3, attributes=root_attrs(model, key))
@@ -182,16 +207,19 @@ def build_skeleton(target: Path, model, key: RunKey) -> None:
         is_spk = name == "SPK"
         arr = group.create_array(
             name, shape=(key.n_members, layout.n_steps, last), dtype=bool if is_spk else layout.dtype,
-            chunks=(1, key.chunk_steps, last), shards=(key.member_block, key.chunk_steps, last),
+            chunks=(1, key.chunk_steps, last),
+            shards=None if key.member_block == 1 else (key.member_block, key.chunk_steps, last),
             compressors=SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR,
             fill_value=False if is_spk else 0.0, dimension_names=probe_dims(name))
         arr.attrs.update({"units": UNITS[name], "description": DESCRIPTIONS[name], "coordinates": coord_list})
     ckpt = group.create_group("checkpoint", attributes={
         "description": "resume state: two alternating slots; a member-block's progress marker names the valid one"})
-    for field in STATE_FIELDS:
-        ckpt.create_array(field, shape=(2, key.n_members, layout.n), dtype=layout.dtype,
-                          chunks=(1, key.member_block, layout.n), fill_value=0.0,
-                          dimension_names=("slot", "member", "neuron"))
+    nbytes = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize for _, shape, dt in state)
+    packed = ckpt.create_array("state", shape=(2, key.n_members, nbytes), dtype="uint8",
+                               chunks=(1, key.member_block, nbytes), fill_value=0,
+                               dimension_names=("slot", "member", "byte"))
+    packed.attrs["fields"] = state
+    packed.attrs["description"] = "the simulation state per member, its fields' bytes concatenated in order"
     ckpt.create_array("completed_steps", shape=(key.n_blocks, 2), dtype="int64", chunks=(1, 1), fill_value=-1,
                       compressors=MARKER_COMPRESSOR, dimension_names=("member_block", "slot"))
     with warnings.catch_warnings():  # zarr warns that consolidated metadata is not in the v3 spec yet
@@ -199,13 +227,16 @@ def build_skeleton(target: Path, model, key: RunKey) -> None:
         zarr.consolidate_metadata(target)
 
 
-def create(path: Path, model, key: RunKey) -> None:
-    """Create the store at ``path`` atomically (build beside it, then rename)."""
+def create(path: Path, model, key: RunKey, state: list) -> None:
+    """Create the store at ``path`` atomically (build beside it, then rename).
+
+    ``state`` is the checkpoint's field layout (``state_layout`` of a state).
+    """
     tmp = path.with_name(path.name + CREATING)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        build_skeleton(tmp, model, key)
+        build_skeleton(tmp, model, key, state)
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         os.rename(tmp, path)
@@ -223,6 +254,22 @@ def remove(path: Path) -> None:
     except OSError as exc:
         raise StoreError(f"store {str(path)!r}: cannot remove it for overwrite=True ({exc})") from exc
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_partials(path: Path, probes, blocks) -> int:
+    """Delete the temporary files of writes a kill interrupted, in the chunks of ``blocks`` only
+    (zarr's LocalStore writes ``<key>.<uuid>.partial`` and renames it into place; other processes'
+    blocks are left alone). Returns how many were removed."""
+    removed = 0
+    for b in blocks:
+        roots = [path / p / "c" / str(b) for p in probes]
+        roots += [path / "checkpoint" / "completed_steps" / "c" / str(b)]
+        roots += [path / "checkpoint" / "state" / "c" / str(slot) / str(b) for slot in (0, 1)]
+        for root in roots:
+            for tmp in root.rglob("*.partial") if root.is_dir() else ():
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 # -- opening and checking ---------------------------------------------------------
@@ -327,9 +374,13 @@ class Store:
         """Steps completed by every member-block."""
         return min(self.completed_steps(b)[0] for b in range(self.n_blocks))
 
+    @property
+    def state_fields(self) -> list:
+        return self.array("checkpoint/state").attrs["fields"]
+
     def read_state(self, block: int, slot: int) -> dict:
-        sel = self.block_members(block)
-        return {f: np.asarray(self.array(f"checkpoint/{f}")[slot, sel]) for f in STATE_FIELDS}
+        packed = np.asarray(self.array("checkpoint/state")[slot, self.block_members(block)])
+        return unpack_state(packed, self.state_fields)
 
     # -- writing -----------------------------------------------------------------
     def write_chunk(self, block: int, t0: int, arrays: dict) -> None:
@@ -346,8 +397,8 @@ class Store:
         slot = chunk % 2
         sel = self.block_members(block)
         where = f"chunk {chunk} (steps {t0}-{t0 + n_keep})"
-        for field in STATE_FIELDS:
-            self._write(f"checkpoint/{field}", f"{where}, checkpoint {field!r}", (slot, sel), state[field])
+        self._write("checkpoint/state", f"{where}, state checkpoint", (slot, sel),
+                    pack_state(state, self.state_fields))
         self._write("checkpoint/completed_steps", f"{where}, progress marker", (block, slot), t0 + n_keep)
 
     def _write(self, name: str, where: str, selection, data) -> None:

@@ -9,7 +9,9 @@ memory holds at most ``QUEUE_CHUNKS`` + 2 chunks whatever the duration.
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -37,34 +39,33 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     """
     path = _store.resolve_path(store)
     key = _store.RunKey.of(model, chunk_steps, member_block)
+    blocks = list(range(key.n_blocks)) if blocks is None else [int(b) for b in blocks]
     for suffix in (_store.CREATING, _store.DELETING):
         leftover = path.with_name(path.name + suffix)
         if leftover.exists():  # left by a kill during creation or deletion: ours by name
-            import shutil
             shutil.rmtree(leftover, ignore_errors=True)
     attrs = _store.read_attrs(path)
     if attrs is not None and overwrite:
         _store.remove(path)
         attrs = None
-    if attrs is None:
-        _store.create(path, model, key)
-    else:
+    st, start, state = None, 0, None    # a new store is created when the first chunk is done
+    if attrs is not None:
         why = _store.mismatch(attrs, key)
         if why is not None:
             raise StoreError(f"simulate(store={str(path)!r}): the store holds a different run ({why}); pass "
                              "overwrite=True to replace it, or choose another path")
-    st = _store.Store(path)
-    blocks = list(range(st.n_blocks)) if blocks is None else [int(b) for b in blocks]
-    start = min(st.completed_steps(b)[0] for b in range(st.n_blocks))
-    if start >= st.n_steps:
-        return open_signals(path)      # complete: nothing is recomputed
-    why = _store.layout_mismatch(st.attrs, key)
-    if why is not None:
-        raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; call "
-                         f"again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} (as the run was started), "
-                         "or pass overwrite=True to start over")
-    state = None if start == 0 else _state_at(st, blocks, start)
-    _run(model, st, blocks, chunk_steps, start, state, progress)
+        st = _store.Store(path)
+        start = min(st.completed_steps(b)[0] for b in range(st.n_blocks))
+        if start >= st.n_steps:
+            return open_signals(path)      # complete: nothing is recomputed
+        why = _store.layout_mismatch(st.attrs, key)
+        if why is not None:
+            raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; "
+                             f"call again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} (as the run was "
+                             "started), or pass overwrite=True to start over")
+        _store.remove_partials(path, st.probes, blocks)
+        state = None if start == 0 else _state_at(st, blocks, start)
+    _run(model, path, key, st, blocks, start, state, progress)
     return open_signals(path)
 
 
@@ -85,24 +86,28 @@ def _state_at(st: _store.Store, blocks: list, steps: int):
             raise StoreError(f"store {str(st.path)!r}: member-block {b} has no checkpoint at step {steps}; "
                              "the store is inconsistent, pass overwrite=True to start over")
         parts.append(st.read_state(b, slot))
-    return NetState(**{f: np.concatenate([p[f] for p in parts], axis=0) for f in _store.STATE_FIELDS})
+    fields = {f: np.concatenate([p[f] for p in parts], axis=0) for f in parts[0]}
+    if set(fields) != set(NetState._fields):
+        raise StoreError(f"store {str(st.path)!r}: its checkpoint holds state fields {sorted(fields)}, this jaxfne "
+                         f"needs {sorted(NetState._fields)}; pass overwrite=True to start over")
+    return NetState(**fields)
 
 
 class _Writer(threading.Thread):
     """Writes queued chunks in order; remembers the first error instead of dying silently."""
 
-    def __init__(self, st: _store.Store, blocks: list, progress: bool, dt_ms: float):
+    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress: bool):
         super().__init__(name="jaxfne-store-writer", daemon=True)
-        self.st, self.blocks, self.progress, self.dt_ms = st, blocks, progress, dt_ms
+        self.model, self.path, self.key, self.st, self.progress = model, path, key, st, progress
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.error: BaseException | None = None
         self.stop = threading.Event()
         # rows of the yielded arrays: the members of this process's blocks, in order
         self.rows, row = [], 0
         for b in blocks:
-            sel = st.block_members(b)
-            self.rows.append((b, slice(row, row + sel.stop - sel.start)))
-            row += sel.stop - sel.start
+            size = len(key.block_members(b))
+            self.rows.append((b, slice(row, row + size)))
+            row += size
 
     def run(self) -> None:
         while True:
@@ -117,13 +122,17 @@ class _Writer(threading.Thread):
                 self.error = exc
 
     def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
+        if self.st is None:
+            _store.create(self.path, self.model, self.key, _store.state_layout(state))
+            self.st = _store.Store(self.path)
         host = {name: np.asarray(arr)[:, :n_keep] for name, arr in outputs.items()}  # device -> host
         for block, rows in self.rows:
             self.st.write_chunk(block, t0, {k: v[rows] for k, v in host.items()})
             self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()})
         if self.progress:
-            total = self.st.n_steps * self.dt_ms
-            print(f"\rjaxfne: {(t0 + n_keep) * self.dt_ms:.0f}/{total:.0f} ms -> {self.st.path}", end="", flush=True)
+            dt = self.model.layout.dt_ms
+            print(f"\rjaxfne: {(t0 + n_keep) * dt:.0f}/{self.key.n_steps * dt:.0f} ms -> {self.path}", end="",
+                  flush=True)
 
     def put(self, item) -> None:
         """Queue a chunk; blocks while the queue is full (back-pressure)."""
@@ -150,19 +159,19 @@ class _Writer(threading.Thread):
         if self.error is not None:
             if isinstance(self.error, StoreError):
                 raise self.error
-            raise StoreError(f"store {str(self.st.path)!r}: writing failed ({type(self.error).__name__}: "
+            raise StoreError(f"store {str(self.path)!r}: writing failed ({type(self.error).__name__}: "
                              f"{self.error})") from self.error
 
 
-def _run(model, st: _store.Store, blocks: list, chunk_steps: int, start: int, state, progress: bool) -> None:
+def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, progress: bool) -> None:
     from ._simulate import run_chunks
-    writer = _Writer(st, blocks, progress, model.layout.dt_ms)
+    writer = _Writer(model, path, key, st, blocks, progress)
     writer.start()
     ok = False
     try:
-        for t0, n_keep, outputs, new_state in run_chunks(model, chunk_steps, start_step=start, state=state):
+        for t0, n_keep, outputs, new_state in run_chunks(model, key.chunk_steps, start_step=start, state=state):
             # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
-            host_state = {f: np.array(getattr(new_state, f)) for f in _store.STATE_FIELDS}
+            host_state = {f: np.array(v) for f, v in new_state._asdict().items()}
             writer.put((t0, n_keep, outputs, host_state))
         ok = True
     finally:
@@ -176,11 +185,11 @@ def _run(model, st: _store.Store, blocks: list, chunk_steps: int, start: int, st
 
 
 def _time_chunk(attrs: dict, n_last: int) -> int:
-    """Dask block length in time: whole shards, about DASK_BLOCK_BYTES per block."""
+    """Dask block length in time: whole stored chunks, about DASK_BLOCK_BYTES per member and block."""
     chunk = int(attrs["chunk_steps"])
     itemsize = 8 if attrs.get("dtype") == "float64" else 4
-    per_shard = int(attrs["member_block"]) * chunk * max(n_last, 1) * itemsize
-    return chunk * max(1, DASK_BLOCK_BYTES // per_shard)
+    per_chunk = chunk * max(n_last, 1) * itemsize
+    return chunk * max(1, DASK_BLOCK_BYTES // per_chunk)
 
 
 def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
@@ -203,13 +212,16 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
                          "complete); run the same simulate call again to finish it, or pass "
                          "allow_incomplete=True to read the completed part")
     n_last = max(st.group["neuron"].shape[0], st.group["contact"].shape[0])
-    chunks = {"member": int(attrs["member_block"]), "time": _time_chunk(attrs, n_last)}
+    # one member per Dask block: a task reads the inner chunks of one member from a shard, so the
+    # memory a task needs does not grow with member_block (xarray would suggest whole shards)
+    chunks = {"member": 1, "time": _time_chunk(attrs, n_last)}
     try:
-        ds = xr.open_zarr(path, consolidated=True, chunks=chunks, decode_times=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*separate the stored chunks", category=UserWarning)
+            ds = xr.open_zarr(path, consolidated=True, chunks=chunks, decode_times=False)
     except Exception as exc:
         raise StoreError(f"open_signals: store {str(path)!r} cannot be opened with xarray ({exc})") from exc
-    probes = list(attrs["probes"])
-    ds = ds[probes]
+    ds = ds.drop_vars([v for v in ds.data_vars if v not in attrs["probes"]])
     if done < n_steps:
         ds = ds.isel(time=slice(0, done))
     # coordinates are small: load them, with numpy fixed-width strings as in-memory Signals have

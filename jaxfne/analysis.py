@@ -1,0 +1,542 @@
+"""Lazy analysis of recorded spikes and field proxies (``jaxfne.analysis``).
+
+Every function takes Signals (in memory, or from ``jaxfne.open_signals`` /
+``simulate(store=...)``; a store path is opened for you) and returns a lazy,
+labelled ``xarray.DataArray`` backed by Dask: call ``.compute()`` (or
+``.values``) to evaluate it. Results keep the member coordinates (seed, swept
+values), so ``rate.groupby("drive.current.E").mean()`` works, and have one dim
+per grouping:
+
+``by="cell_type"`` (default), ``"layer"``, ``("cell_type", "layer")``,
+``None`` (all neurons together) or ``"neuron"`` (per neuron, no grouping).
+
+Nothing loads a whole array: spikes are read in blocks of one Dask chunk
+(whole stored shards, ``BLOCK_BYTES`` at most in memory per task) and reduced
+to small per-neuron or per-bin tables before anything is combined. Spike
+statistics are exact integer sums until the final division, and spectra use a
+chunking fixed by the data's shape, so in-memory Signals and the store of the
+same run give identical results, on any Dask scheduler.
+
+Definitions (times in steps of ``dt_ms``; "bins" are consecutive,
+non-overlapping windows of ``bin_ms`` from the window start, a trailing
+partial bin dropped):
+
+* ``firing_rate``: spikes / (neurons x duration), Hz (Elephant's
+  ``mean_firing_rate`` per neuron, averaged over the group).
+* ``cv_isi``: per neuron std(ISI)/mean(ISI) (population std, ddof=0, as
+  Elephant's ``cv(isi(...))``) over neurons with at least two ISIs, averaged
+  over the group; NaN when no neuron qualifies.
+* ``fano_factor``: per neuron var/mean (ddof=0) of its spike counts in bins
+  of ``bin_ms`` (default 100 ms), as Elephant's ``fanofactor`` applied to the
+  bins of one neuron; averaged over neurons with at least one spike.
+* ``synchrony``: Golomb's chi^2 (Golomb 2007, Scholarpedia 2(1):1347) of
+  spike counts in bins of ``bin_ms`` (default 5 ms):
+  Var_t(mean_i x_i(t)) / mean_i Var_t(x_i(t)); about 1/N for independent
+  neurons, 1 for full synchrony.
+* ``population_rate``: spikes per bin / (neurons x bin), Hz, per bin.
+* ``rate_spectrum`` / ``lfp_spectrum``: Welch power spectral density
+  (Hann window, ``nperseg`` samples, 50% overlap, constant detrend, one-sided
+  density: as ``scipy.signal.welch`` defaults with that ``nperseg``); of the
+  population rate (bins of ``bin_ms``, default 1 ms) in Hz^2/Hz, and of the
+  LFP proxy per contact in (a.u.)^2/Hz. ``nperseg`` defaults to the power of
+  two nearest to half a second of samples (at most the recording), and must
+  be even.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ._config import CELL_TYPES
+from ._errors import ConfigurationError, ReadoutError
+
+__all__ = ["cv_isi", "fano_factor", "firing_rate", "lfp_spectrum", "population_rate", "rate_spectrum",
+           "synchrony"]
+
+#: target size of one block of spikes read by one task
+BLOCK_BYTES = 16 * 2**20
+GROUPINGS = ("cell_type", "layer")
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+class _Spikes:
+    """The spike raster as a Dask array (member, time, neuron) plus its labels."""
+
+    def __init__(self, signals, time_window_ms, where: str):
+        if isinstance(signals, (str, bytes)) or hasattr(signals, "__fspath__"):
+            from ._stream import open_signals
+            signals = open_signals(signals)
+        if not hasattr(signals, "dataset") or "SPK" not in signals.dataset.data_vars:
+            raise ReadoutError(f"{where}: signals need the 'SPK' probe (spike raster); pass jaxfne Signals")
+        spk = signals["SPK"]
+        self.squeeze = "member" not in spk.dims
+        if self.squeeze:
+            spk = spk.expand_dims("member")
+        spk = spk.transpose("member", "time", "neuron")
+        self.dt_ms = float(signals.dt_ms)
+        spk, self.t0_ms = _window(spk, time_window_ms, self.dt_ms, where)
+        self.da = spk
+        self.n_members, self.n_time, self.n = spk.shape
+        self.cell_type = np.broadcast_to(np.asarray(spk["cell_type"].values), (self.n_members, self.n))
+        self.layer = np.asarray(spk["layer"].values)
+        keep = [k for k, c in spk.coords.items() if set(c.dims) <= {"member"}]
+        self.member_coords = spk.drop_vars([k for k in spk.coords if k not in keep]).coords
+        self.neuron_coords = {k: spk[k] for k in ("neuron", "layer", "cell_type", "depth_um") if k in spk.coords}
+
+    def dask(self, multiple_of: int = 1) -> da.Array:
+        """The raster as Dask, time blocks a multiple of ``multiple_of`` steps (and of the stored chunks)."""
+        data = self.da.data
+        member_chunks = data.chunks[0] if isinstance(data, da.Array) else 1
+        source = data.chunks[1][0] if isinstance(data, da.Array) else None
+        base = multiple_of if source is None else math.lcm(source, multiple_of)
+        if base * self.n > 4 * BLOCK_BYTES:
+            base = multiple_of
+        per_member = member_chunks if isinstance(member_chunks, int) else max(member_chunks)
+        k = max(1, BLOCK_BYTES // max(base * self.n * per_member, 1))
+        chunks = (member_chunks, base * k, self.n)
+        if isinstance(data, da.Array):
+            return data.rechunk(chunks)
+        return da.from_array(np.asarray(data), chunks=chunks)
+
+
+def _window(spk: xr.DataArray, time_window_ms, dt_ms: float, where: str):
+    if time_window_ms is None:
+        return spk, 0.0
+    ok = (hasattr(time_window_ms, "__len__") and len(time_window_ms) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                  for x in time_window_ms) and 0 <= time_window_ms[0] < time_window_ms[1])
+    if not ok:
+        raise ConfigurationError(f"{where}: time_window_ms={time_window_ms!r} is invalid; a pair (start, stop) "
+                                 "with 0 <= start < stop in ms is required")
+    t = np.asarray(spk["time"].values)
+    idx = np.flatnonzero((t >= time_window_ms[0] - 1e-9) & (t < time_window_ms[1] - 1e-9))
+    if idx.size == 0:
+        raise ReadoutError(f"{where}: time_window_ms={tuple(time_window_ms)} holds no time step; the recording "
+                           f"covers 0-{t.size * dt_ms:g} ms")
+    return spk.isel(time=slice(int(idx[0]), int(idx[-1]) + 1)), float(t[idx[0]])
+
+
+def _bin_steps(bin_ms, dt_ms: float, n_time: int, where: str, minimum_bins: int = 1) -> int:
+    if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, float)) or not math.isfinite(bin_ms) or bin_ms <= 0:
+        raise ConfigurationError(f"{where}: bin_ms={bin_ms!r} is invalid; a positive number of ms is required")
+    steps = bin_ms / dt_ms
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
+        raise ConfigurationError(f"{where}: bin_ms={bin_ms!r} is invalid; it must be a whole number of steps "
+                                 f"of dt_ms={dt_ms}")
+    steps = int(round(steps))
+    if n_time // steps < minimum_bins:
+        raise ReadoutError(f"{where}: bin_ms={bin_ms!r} gives {n_time // steps} bin(s) in "
+                           f"{n_time * dt_ms:g} ms; at least {minimum_bins} are needed")
+    return steps
+
+
+class _Groups:
+    """Membership of neurons in groups: ``mask`` (member, neuron, G) and the labels of G."""
+
+    def __init__(self, spikes: _Spikes, by, where: str):
+        if by is None:
+            by = ()
+        elif isinstance(by, str):
+            by = (by,)
+        else:
+            by = tuple(by)
+        self.per_neuron = by == ("neuron",)
+        for b in by:
+            if b not in GROUPINGS and not self.per_neuron:
+                raise ConfigurationError(f"{where}: by={b!r} is invalid; use 'cell_type', 'layer', "
+                                         "('cell_type', 'layer'), 'neuron' or None")
+        if len(set(by)) != len(by):
+            raise ConfigurationError(f"{where}: by={by!r} is invalid; a grouping may appear once")
+        self.by = by
+        m, n = spikes.n_members, spikes.n
+        if self.per_neuron:
+            self.dims, self.labels, self.mask = ("neuron",), [], None
+            return
+        labels = []
+        for b in by:
+            if b == "cell_type":
+                present = set(np.unique(spikes.cell_type).tolist())
+                labels.append([c for c in CELL_TYPES if c in present] + sorted(present - set(CELL_TYPES)))
+            else:
+                labels.append(list(dict.fromkeys(spikes.layer.tolist())))
+        self.dims, self.labels = by, labels
+        mask = np.ones((m, n, 1), dtype=bool)
+        for b, labs in zip(by, labels):
+            values = spikes.cell_type if b == "cell_type" else np.broadcast_to(spikes.layer, (m, n))
+            this = np.stack([values == lab for lab in labs], axis=-1)              # (m, n, L)
+            mask = (mask[..., :, None] & this[..., None, :]).reshape(m, n, -1)
+        self.mask = mask
+        self.sizes = mask.sum(axis=1)                                              # (m, G)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(len(lab) for lab in self.labels)
+
+    def coords(self) -> dict:
+        return {b: labs for b, labs in zip(self.dims, self.labels)}
+
+
+def _wrap(spikes: _Spikes, groups: _Groups, data, name: str, units: str, description: str,
+          extra_dims=(), extra_coords=None) -> xr.DataArray:
+    """Label ``data`` (member, G or neuron, *extra) as (member, *group dims, *extra)."""
+    m = spikes.n_members
+    if groups.per_neuron:
+        dims = ("member", "neuron", *extra_dims)
+    else:
+        data = data.reshape((m, *groups.shape, *data.shape[2:]))
+        dims = ("member", *groups.dims, *extra_dims)
+    out = xr.DataArray(data, dims=dims, coords=spikes.member_coords, name=name,
+                       attrs={"units": units, "description": description})
+    if groups.per_neuron:
+        out = out.assign_coords({k: v for k, v in spikes.neuron_coords.items()})
+    else:
+        out = out.assign_coords(groups.coords())
+    if extra_coords:
+        out = out.assign_coords(extra_coords)
+    if spikes.squeeze:
+        out = out.isel(member=0)
+    return out
+
+
+# -- block kernels (module level: they travel to dask.distributed workers) --------------------
+
+
+def _bin_counts(block: np.ndarray, bin_steps: int) -> np.ndarray:
+    m, t, n = block.shape
+    return block.reshape(m, t // bin_steps, bin_steps, n).sum(axis=2, dtype=np.int32)
+
+
+def _group_sum(counts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(m, b, n) integer counts x (m, n, G) membership -> (m, b, G) int64, exact (float64 < 2**53)."""
+    return np.matmul(counts.astype(np.float64), mask.astype(np.float64)).astype(np.int64)
+
+
+def _isi_block(block: np.ndarray, block_info=None) -> np.ndarray:
+    """Per neuron of one time block: [spikes, first, last, sum ISI, sum ISI^2] (int64, steps)."""
+    t_offset = block_info[0]["array-location"][1][0]
+    m, _, n = block.shape
+    out = np.zeros((m, 1, n, 5), dtype=np.int64)
+    out[..., 1:3] = -1
+    mi, ti, ni = np.nonzero(block)
+    if mi.size == 0:
+        return out
+    order = np.lexsort((ti, ni, mi))
+    key = mi[order] * n + ni[order]
+    t = ti[order].astype(np.int64) + t_offset
+    flat = out.reshape(m * n, 5)
+    flat[:, 0] = np.bincount(key, minlength=m * n)
+    uniq, first = np.unique(key, return_index=True)
+    last = np.r_[first[1:], key.size] - 1
+    flat[uniq, 1] = t[first]
+    flat[uniq, 2] = t[last]
+    same = key[1:] == key[:-1]
+    isi = (t[1:] - t[:-1])[same]
+    k = key[1:][same]
+    flat[:, 3] = np.bincount(k, weights=isi, minlength=m * n).astype(np.int64)
+    flat[:, 4] = np.bincount(k, weights=isi.astype(np.float64) ** 2, minlength=m * n).astype(np.int64)
+    return out
+
+
+def _isi_combine(stats: np.ndarray) -> np.ndarray:
+    """Join block statistics in time order: (m, blocks, n, 5) -> (m, n, 3) [ISIs, sum, sum of squares]."""
+    m, _, n, _ = stats.shape
+    total = np.zeros((m, n), np.int64)
+    s1 = np.zeros((m, n), np.int64)
+    s2 = np.zeros((m, n), np.int64)
+    last = np.full((m, n), -1, np.int64)
+    for b in range(stats.shape[1]):
+        count, first, end, w1, w2 = (stats[:, b, :, k] for k in range(5))
+        has = count > 0
+        gap = np.where(has & (last >= 0), first - last, 0)
+        s1 += w1 + gap
+        s2 += w2 + gap * gap
+        last = np.where(has, end, last)
+        total += count
+    return np.stack([np.maximum(total - 1, 0), s1, s2], axis=-1)
+
+
+def _exact(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x).astype(object)
+
+
+def _var_ratio_num(n, s1, s2) -> np.ndarray:
+    """n * s2 - s1^2 computed exactly (Python integers), as float64."""
+    return np.asarray(_exact(n) * _exact(s2) - _exact(s1) ** 2, dtype=np.float64)
+
+
+def _cv_from_isi(isi: np.ndarray) -> np.ndarray:
+    n, s1, s2 = isi[..., 0], isi[..., 1], isi[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = np.sqrt(np.maximum(_var_ratio_num(n, s1, s2), 0.0)) / s1.astype(np.float64)
+    return np.where(n >= 2, cv, np.nan)
+
+
+def _fano_from_sums(sx: np.ndarray, sxx: np.ndarray, n_bins: int) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ff = _var_ratio_num(np.full(sx.shape, n_bins, dtype=np.int64), sx, sxx) / (n_bins * sx.astype(np.float64))
+    return np.where(sx > 0, ff, np.nan)
+
+
+def _group_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of per-neuron ``values`` (m, n) over each group (m, n, G), ignoring NaN; NaN if none."""
+    m, _, g = mask.shape
+    out = np.full((m, g), np.nan)
+    for i in range(m):
+        for j in range(g):
+            vals = values[i][mask[i, :, j] & ~np.isnan(values[i])]
+            if vals.size:
+                out[i, j] = vals.sum() / vals.size
+    return out
+
+
+def _per_group(spikes: _Spikes, groups: _Groups, per_neuron: da.Array, fn, *args) -> da.Array:
+    """Apply ``fn(per_neuron_block, *args)`` -> (m, n) values, then average over groups (lazily)."""
+    values = da.map_blocks(fn, per_neuron, *args, dtype=np.float64,
+                           chunks=per_neuron.chunks[:2], drop_axis=list(range(2, per_neuron.ndim)))
+    if groups.per_neuron:
+        return values
+    values = values.rechunk({0: -1, 1: -1})
+    return da.map_blocks(_group_mean, values, groups.mask, dtype=np.float64, chunks=((spikes.n_members,),
+                         (groups.mask.shape[2],)))
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def firing_rate(signals, by="cell_type", *, time_window_ms=None) -> xr.DataArray:
+    """Mean firing rate in Hz per member and group (spikes / (neurons x duration))."""
+    where = "analysis.firing_rate"
+    sp = _Spikes(signals, time_window_ms, where)
+    groups = _Groups(sp, by, where)
+    counts = sp.dask().sum(axis=1, dtype=np.int64)                                 # (m, n)
+    duration_s = sp.n_time * sp.dt_ms / 1000.0
+    if groups.per_neuron:
+        rate = counts / duration_s
+    else:
+        mask = da.from_array(groups.mask.astype(np.int64), chunks=(counts.chunks[0], sp.n, -1))
+        rate = (counts[:, :, None] * mask).sum(axis=1) / (np.maximum(groups.sizes, 1) * duration_s)
+        rate = da.where(groups.sizes > 0, rate, np.nan)
+    return _wrap(sp, groups, rate, "firing_rate", "Hz", f"mean firing rate over {sp.n_time * sp.dt_ms:g} ms")
+
+
+def cv_isi(signals, by="cell_type", *, time_window_ms=None) -> xr.DataArray:
+    """Coefficient of variation of inter-spike intervals (per neuron, averaged over a group)."""
+    where = "analysis.cv_isi"
+    sp = _Spikes(signals, time_window_ms, where)
+    groups = _Groups(sp, by, where)
+    spk = sp.dask()
+    stats = da.map_blocks(_isi_block, spk, dtype=np.int64, new_axis=3,
+                          chunks=(spk.chunks[0], (1,) * len(spk.chunks[1]), spk.chunks[2], (5,)))
+    isi = da.map_blocks(_isi_combine, stats.rechunk({1: -1}), dtype=np.int64, drop_axis=1,
+                        chunks=(stats.chunks[0], stats.chunks[2], (3,)))
+    cv = _per_group(sp, groups, isi, _cv_from_isi)
+    return _wrap(sp, groups, cv, "cv_isi", "1",
+                 "std/mean of inter-spike intervals per neuron (ddof=0, neurons with >= 2 ISIs), group mean")
+
+
+def _binned(sp: _Spikes, bin_steps: int) -> da.Array:
+    """Spike counts per neuron and bin (member, bin, neuron), int32, lazily."""
+    n_bins = sp.n_time // bin_steps
+    spk = sp.dask(bin_steps)[:, : n_bins * bin_steps]
+    return da.map_blocks(_bin_counts, spk, bin_steps, dtype=np.int32,
+                         chunks=(spk.chunks[0], tuple(c // bin_steps for c in spk.chunks[1]), spk.chunks[2]))
+
+
+def fano_factor(signals, by="cell_type", *, bin_ms=100.0, time_window_ms=None) -> xr.DataArray:
+    """Fano factor of spike counts in bins of ``bin_ms`` (per neuron, averaged over a group)."""
+    where = "analysis.fano_factor"
+    sp = _Spikes(signals, time_window_ms, where)
+    groups = _Groups(sp, by, where)
+    bin_steps = _bin_steps(bin_ms, sp.dt_ms, sp.n_time, where, minimum_bins=2)
+    x = _binned(sp, bin_steps).astype(np.int64)
+    n_bins = x.shape[1]
+    sums = da.stack([x.sum(axis=1), (x * x).sum(axis=1)], axis=-1)                 # (m, n, 2)
+    ff = _per_group(sp, groups, sums, _fano_sums, n_bins)
+    return _wrap(sp, groups, ff, "fano_factor", "1",
+                 f"var/mean (ddof=0) of spike counts in {n_bins} bins of {bin_steps * sp.dt_ms:g} ms per neuron "
+                 "(neurons with >= 1 spike), group mean")
+
+
+def _fano_sums(sums: np.ndarray, n_bins: int) -> np.ndarray:
+    return _fano_from_sums(sums[..., 0], sums[..., 1], n_bins)
+
+
+def synchrony(signals, by="cell_type", *, bin_ms=5.0, time_window_ms=None) -> xr.DataArray:
+    """Golomb's chi^2: variance of the group-mean spike count over the mean single-neuron variance."""
+    where = "analysis.synchrony"
+    sp = _Spikes(signals, time_window_ms, where)
+    groups = _Groups(sp, by, where)
+    if groups.per_neuron:
+        raise ConfigurationError(f"{where}: by='neuron' is invalid; synchrony is a property of a group")
+    bin_steps = _bin_steps(bin_ms, sp.dt_ms, sp.n_time, where, minimum_bins=2)
+    x = _binned(sp, bin_steps)
+    n_bins = x.shape[1]
+    mask = da.from_array(groups.mask, chunks=(x.chunks[0], sp.n, -1))
+    c = da.map_blocks(_group_sum, x, mask, dtype=np.int64,
+                      chunks=(x.chunks[0], x.chunks[1], (groups.mask.shape[2],)))        # (m, b, G)
+    x64 = x.astype(np.int64)
+    neuron = da.stack([x64.sum(axis=1), (x64 * x64).sum(axis=1)], axis=-1)             # (m, n, 2)
+    group = da.stack([c.sum(axis=1), (c * c).sum(axis=1)], axis=-1)                    # (m, G, 2)
+    chi2 = da.map_blocks(_chi2, neuron.rechunk({0: -1}), group.rechunk({0: -1}), groups.mask, n_bins,
+                         dtype=np.float64, drop_axis=2, chunks=((sp.n_members,), (groups.mask.shape[2],)))
+    return _wrap(sp, groups, chi2, "synchrony_chi2", "1",
+                 f"Golomb chi^2 of spike counts in bins of {bin_steps * sp.dt_ms:g} ms: Var_t(group mean) / "
+                 "mean_i Var_t(neuron i)")
+
+
+def _chi2(neuron: np.ndarray, group: np.ndarray, mask: np.ndarray, n_bins: int) -> np.ndarray:
+    m, g = group.shape[:2]
+    nb = np.full(neuron.shape[:2], n_bins, dtype=np.int64)
+    var_neuron = _var_ratio_num(nb, neuron[..., 0], neuron[..., 1])               # n_bins^2 Var(x_i)
+    var_group = _var_ratio_num(np.full((m, g), n_bins, np.int64), group[..., 0], group[..., 1])
+    out = np.full((m, g), np.nan)
+    for i in range(m):
+        for j in range(g):
+            sel = mask[i, :, j]
+            size = int(sel.sum())
+            denom = var_neuron[i][sel].sum() * size
+            if size and denom > 0:
+                out[i, j] = var_group[i, j] / denom
+    return out
+
+
+def _rate_counts(sp: _Spikes, groups: _Groups, bin_ms, where: str):
+    bin_steps = _bin_steps(bin_ms, sp.dt_ms, sp.n_time, where)
+    x = _binned(sp, bin_steps)
+    if groups.per_neuron:
+        raise ConfigurationError(f"{where}: by='neuron' is invalid; use by=None for all neurons together")
+    mask = da.from_array(groups.mask, chunks=(x.chunks[0], sp.n, -1))
+    c = da.map_blocks(_group_sum, x, mask, dtype=np.int64,
+                      chunks=(x.chunks[0], x.chunks[1], (groups.mask.shape[2],)))
+    bin_s = bin_steps * sp.dt_ms / 1000.0
+    sizes = np.maximum(groups.sizes, 1)[:, None, :]
+    rate = da.where(groups.sizes[:, None, :] > 0, c / (sizes * bin_s), np.nan)     # (m, b, G)
+    return da.moveaxis(rate, 1, 2), bin_steps                                      # (m, G, b)
+
+
+def population_rate(signals, by="cell_type", *, bin_ms=1.0, time_window_ms=None) -> xr.DataArray:
+    """Time-resolved population rate in Hz: spikes per bin / (neurons x bin), per member and group."""
+    where = "analysis.population_rate"
+    sp = _Spikes(signals, time_window_ms, where)
+    groups = _Groups(sp, by, where)
+    rate, bin_steps = _rate_counts(sp, groups, bin_ms, where)
+    time = sp.t0_ms + np.arange(rate.shape[-1]) * bin_steps * sp.dt_ms
+    return _wrap(sp, groups, rate, "population_rate", "Hz",
+                 f"spikes per bin of {bin_steps * sp.dt_ms:g} ms / (neurons x bin)", extra_dims=("time",),
+                 extra_coords={"time": ("time", time, {"units": "ms", "description": "start of the bin"})})
+
+
+# -- spectra ---------------------------------------------------------------------------------------
+
+
+def _default_nperseg(fs_hz: float, n: int) -> int:
+    target = 2 ** int(round(math.log2(max(fs_hz * 0.5, 2.0))))
+    return max(2, min(target, n - n % 2))
+
+
+def _check_nperseg(nperseg, n: int, where: str) -> int:
+    if isinstance(nperseg, bool) or not isinstance(nperseg, (int, np.integer)) or nperseg < 2 or nperseg % 2:
+        raise ConfigurationError(f"{where}: nperseg={nperseg!r} is invalid; an even number of samples >= 2 "
+                                 "is required")
+    if nperseg > n:
+        raise ReadoutError(f"{where}: nperseg={nperseg} is longer than the signal ({n} samples)")
+    return int(nperseg)
+
+
+def _periodogram_sum(block: np.ndarray, nperseg: int, window: np.ndarray) -> np.ndarray:
+    """Sum over the whole segments of one block of |rfft(detrended x window)|^2: (..., T) -> (..., 1, F)."""
+    seg = block.reshape(*block.shape[:-1], block.shape[-1] // nperseg, nperseg)
+    seg = seg - seg.mean(axis=-1, keepdims=True)
+    spec = np.fft.rfft(seg * window, axis=-1)
+    return (spec.real ** 2 + spec.imag ** 2).sum(axis=-2)[..., None, :]
+
+
+def _sum_blocks(parts: np.ndarray) -> np.ndarray:
+    return parts.sum(axis=-2)
+
+
+def welch(x: da.Array, fs_hz: float, nperseg: int) -> tuple:
+    """Lazy Welch PSD along the last axis of ``x`` (as scipy.signal.welch defaults with ``nperseg``).
+
+    The 50%-overlapping segments are two interleaved sets of adjacent
+    segments; each set is cut into blocks of whole segments whose size depends
+    only on the shape, so the result does not depend on how ``x`` was chunked.
+    """
+    from scipy.signal import get_window
+    lead, n = x.shape[:-1], x.shape[-1]
+    step = nperseg // 2
+    n_seg = (n - nperseg) // step + 1
+    window = get_window("hann", nperseg)
+    n_freq = nperseg // 2 + 1
+    x = x.astype(np.float64).rechunk({i: 1 for i in range(len(lead) - 1)} | {len(lead) - 1: -1})
+    row = int(np.prod(x.shape[len(lead) - 1:-1], dtype=np.int64)) if lead else 1
+    per_block = max(1, BLOCK_BYTES // (8 * nperseg * max(row, 1)))
+    total = None
+    for offset, count in ((0, (n_seg + 1) // 2), (step, n_seg // 2)):
+        if count == 0:
+            continue
+        part = x[..., offset: offset + count * nperseg].rechunk({x.ndim - 1: per_block * nperseg})
+        sums = da.map_blocks(_periodogram_sum, part, nperseg, window, dtype=np.float64, new_axis=x.ndim,
+                             chunks=(*part.chunks[:-1], (1,) * len(part.chunks[-1]), (n_freq,)))
+        sums = da.map_blocks(_sum_blocks, sums.rechunk({x.ndim - 1: -1}), dtype=np.float64, drop_axis=x.ndim - 1,
+                             chunks=(*part.chunks[:-1], (n_freq,)))
+        total = sums if total is None else total + sums
+    psd = total / (n_seg * fs_hz * float((window ** 2).sum()))
+    double = np.full(n_freq, 2.0)
+    double[0] = 1.0
+    double[-1] = 1.0
+    return psd * double, np.fft.rfftfreq(nperseg, 1.0 / fs_hz)
+
+
+def rate_spectrum(signals, by="cell_type", *, bin_ms=1.0, nperseg=None, time_window_ms=None) -> xr.DataArray:
+    """Welch power spectral density of the population rate (bins of ``bin_ms``), Hz^2/Hz."""
+    where = "analysis.rate_spectrum"
+    sp = _Spikes(signals, time_window_ms, where)
+    groups = _Groups(sp, by, where)
+    rate, bin_steps = _rate_counts(sp, groups, bin_ms, where)
+    fs = 1000.0 / (bin_steps * sp.dt_ms)
+    n = rate.shape[-1]
+    nperseg = _default_nperseg(fs, n) if nperseg is None else _check_nperseg(nperseg, n, where)
+    psd, freq = welch(rate, fs, nperseg)
+    return _wrap(sp, groups, psd, "rate_spectrum", "Hz^2/Hz",
+                 f"Welch PSD of the population rate (bins of {bin_steps * sp.dt_ms:g} ms, Hann, nperseg={nperseg}, "
+                 "50% overlap, constant detrend, one-sided density)", extra_dims=("frequency",),
+                 extra_coords={"frequency": ("frequency", freq, {"units": "Hz"})})
+
+
+def lfp_spectrum(signals, *, probe="LFP-proxy", nperseg=None, time_window_ms=None) -> xr.DataArray:
+    """Welch power spectral density of the LFP proxy (or CSD proxy) per member and contact."""
+    where = "analysis.lfp_spectrum"
+    if isinstance(signals, (str, bytes)) or hasattr(signals, "__fspath__"):
+        from ._stream import open_signals
+        signals = open_signals(signals)
+    if probe not in ("LFP-proxy", "CSD-proxy"):
+        raise ConfigurationError(f"{where}: probe={probe!r} is invalid; use 'LFP-proxy' or 'CSD-proxy'")
+    if probe not in signals.dataset.data_vars:
+        raise ReadoutError(f"{where}: probe {probe!r} was not recorded; add it with "
+                           f"Configuration.probes([..., {probe!r}])")
+    sig = signals[probe]
+    squeeze = "member" not in sig.dims
+    if squeeze:
+        sig = sig.expand_dims("member")
+    sig, _ = _window(sig, time_window_ms, signals.dt_ms, where)
+    sig = sig.transpose("member", "contact", "time")
+    fs = 1000.0 / signals.dt_ms
+    n = sig.sizes["time"]
+    nperseg = _default_nperseg(fs, n) if nperseg is None else _check_nperseg(nperseg, n, where)
+    data = sig.data if isinstance(sig.data, da.Array) else da.from_array(np.asarray(sig.data))
+    psd, freq = welch(data, fs, nperseg)
+    keep = [k for k, c in sig.coords.items() if set(c.dims) <= {"member", "contact"}]
+    coords = sig.drop_vars([k for k in sig.coords if k not in keep]).coords
+    out = xr.DataArray(psd, dims=("member", "contact", "frequency"), coords=coords, name="lfp_spectrum",
+                       attrs={"units": f"({sig.attrs.get('units', 'a.u.')})^2/Hz",
+                              "description": f"Welch PSD of {probe} per contact (Hann, nperseg={nperseg}, 50% "
+                                             "overlap, constant detrend, one-sided density)"})
+    out = out.assign_coords(frequency=("frequency", freq, {"units": "Hz"}))
+    return out.isel(member=0) if squeeze else out

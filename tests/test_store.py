@@ -1,0 +1,302 @@
+"""simulate(store=...): the Zarr layout, lazily backed Signals, refusals, failed writes, bounded memory."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import jaxfne as jtfne
+from jaxfne import _store, _stream
+from jaxfne._model import _construct_members
+
+DT = 0.1
+
+
+def ensemble_model(duration_ms=300.0, probes=("SPK", "Vm", "LFP-proxy"), n=100):
+    base = (jtfne.Configuration().runtime(duration_ms=duration_ms, dt_ms=DT).column(layers=["L2/3", "L4"], n=n)
+            .probes(list(probes)))
+    grid = [(1, 4.0), (2, 4.0), (1, 6.0)]
+    members = [base.runtime(seed=s).drive(current={"E": c}) for s, c in grid]
+    coords = {"seed": np.array([s for s, _ in grid]), "drive.current.E": np.array([c for _, c in grid])}
+    return _construct_members(base, members, coords, ensemble=True)
+
+
+@pytest.fixture(scope="module")
+def ens():
+    model = ensemble_model()
+    return model, jtfne.simulate(model, chunk_ms=50.0)
+
+
+def test_store_signals_equal_in_memory_and_are_lazy(ens, tmp_path):
+    model, memory = ens
+    stored = jtfne.simulate(model, store=tmp_path / "run.zarr", chunk_ms=50.0)
+    assert isinstance(stored, jtfne.Signals) and stored.is_ensemble
+    assert all(isinstance(stored[p].data, da.Array) for p in stored)
+    xr.testing.assert_identical(memory.dataset, stored.dataset.load())
+    again = jtfne.open_signals(tmp_path / "run.zarr")
+    xr.testing.assert_identical(stored.dataset, again.dataset)
+    assert stored.dataset.sel(seed=2)["SPK"].shape == (3000, 100)     # member coordinates are indexed
+
+
+def test_single_network_keeps_member_axis_on_disk_only(tmp_path):
+    model = jtfne.construct(jtfne.Configuration().runtime(duration_ms=100.0, dt_ms=DT, seed=7).column(n=100))
+    stored = jtfne.simulate(model, store=tmp_path / "one.zarr", chunk_ms=30.0)
+    memory = jtfne.simulate(model, chunk_ms=30.0)
+    xr.testing.assert_identical(memory.dataset, stored.dataset.load())
+    assert "member" not in stored.dataset.dims and int(stored.dataset["seed"]) == 7
+    spk = zarr.open_group(tmp_path / "one.zarr", mode="r")["SPK"]
+    assert spk.shape == (1, 1000, 100) and spk.metadata.dimension_names == ("member", "time", "neuron")
+    assert spk.chunks == (1, 300, 100) and spk.shards is None        # one member per block: no sharding
+
+
+def test_layout_is_the_documented_schema(ens, tmp_path):
+    model, _ = ens
+    path = tmp_path / "run.zarr"
+    jtfne.simulate(model, store=path, chunk_ms=50.0)
+    root = zarr.open_group(path, mode="r")
+    attrs = root.attrs
+    assert attrs["jaxfne_schema"] == "jaxfne.store/1" and attrs["jaxfne_schema_version"] == 1
+    assert attrs["config_hash"] == model.config.config_hash()
+    assert jtfne.Configuration.from_dict(attrs["config"]) == model.config
+    assert attrs["manifest"]["config_hash"] == model.config.config_hash()
+    assert attrs["n_steps"] == 3000 and attrs["chunk_steps"] == 500 and attrs["member_block"] == 3
+    assert attrs["member_coords"] == ["seed", "drive.current.E"] and attrs["spk_encoding"] == "bool"
+    for name, last in (("SPK", "neuron"), ("Vm", "neuron"), ("LFP-proxy", "contact")):
+        arr = root[name]
+        assert arr.metadata.dimension_names == ("member", "time", last)
+        n_last = 100 if last == "neuron" else 16
+        assert arr.shape == (3, 3000, n_last)
+        assert arr.shards == (3, 500, n_last) and arr.chunks == (1, 500, n_last)   # shard = write unit
+        assert arr.attrs["units"]
+    assert root["SPK"].dtype == np.dtype(bool)
+    assert type(root["SPK"].compressors[0]).__name__ == "ZstdCodec"
+    assert type(root["Vm"].compressors[0]).__name__ == "BloscCodec"
+    np.testing.assert_array_equal(root["seed"][:], [1, 2, 1])
+    np.testing.assert_array_equal(root["drive.current.E"][:], [4.0, 4.0, 6.0])
+    np.testing.assert_array_equal(root["time"][:], np.arange(3000) * DT)
+    assert root["cell_type"].metadata.dimension_names == ("member", "neuron")
+    ckpt = root["checkpoint"]
+    fields = ckpt["state"].attrs["fields"]             # [[name, per-member shape, dtype], ...]
+    assert [f[0] for f in fields[:4]] == ["v", "u", "s_exc", "s_inh"] and fields[0][1:] == [[100], "<f4"]
+    assert ckpt["state"].shape == (2, 3, sum(4 * int(np.prod(shape)) for _, shape, _ in fields))
+    assert max(ckpt["completed_steps"][0]) == 3000
+    # spikes are ~1% of steps: the stored raster is far smaller than one byte per step
+    spk_bytes = sum(f.stat().st_size for f in (path / "SPK").rglob("*") if f.is_file())
+    assert spk_bytes < 3 * 3000 * 100 / 20
+
+
+def test_xarray_opens_the_store_without_jaxfne(ens, tmp_path):
+    model, memory = ens
+    path = tmp_path / "run.zarr"
+    jtfne.simulate(model, store=path, chunk_ms=50.0)
+    code = textwrap.dedent(f"""
+        import json, sys, warnings
+        warnings.simplefilter("error")
+        import xarray as xr
+        ds = xr.open_zarr({str(path)!r})
+        assert not any(m.startswith("jaxfne") for m in sys.modules)
+        print(json.dumps({{"dims": {{k: list(ds[k].dims) for k in ds.variables}},
+                          "coords": sorted(ds.coords), "data": sorted(ds.data_vars),
+                          "spikes": int(ds["SPK"].sum()), "seed": ds["seed"].values.tolist(),
+                          "cell_type": ds["cell_type"].values[0, :3].tolist()}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout)
+    assert got["data"] == ["LFP-proxy", "SPK", "Vm"]
+    assert {"time", "neuron", "layer", "cell_type", "depth_um", "member", "seed", "drive.current.E", "contact",
+            "contact_depth_um"} <= set(got["coords"])
+    assert got["dims"]["SPK"] == ["member", "time", "neuron"] and got["dims"]["LFP-proxy"][2] == "contact"
+    assert got["spikes"] == int(np.asarray(memory["SPK"]).sum())
+    assert got["seed"] == [1, 2, 1] and got["cell_type"] == ["E", "E", "E"]
+
+
+def file_state(path):
+    return {str(p.relative_to(path)): (p.stat().st_mtime_ns, p.read_bytes()) for p in path.rglob("*") if p.is_file()}
+
+
+def test_complete_run_is_not_recomputed(ens, tmp_path, monkeypatch):
+    model, _ = ens
+    path = tmp_path / "run.zarr"
+    jtfne.simulate(model, store=path, chunk_ms=50.0)
+    before = file_state(path)
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a complete store was recomputed")
+
+    monkeypatch.setattr("jaxfne._simulate.run_chunks", no_compute)
+    again = jtfne.simulate(model, store=path, chunk_ms=50.0)
+    assert again.dataset.sizes["time"] == 3000
+    assert file_state(path) == before
+
+
+def test_other_configuration_is_refused_unless_overwrite(ens, tmp_path):
+    model, _ = ens
+    path = tmp_path / "run.zarr"
+    jtfne.simulate(model, store=path, chunk_ms=50.0)
+    other = jtfne.construct(jtfne.Configuration().runtime(duration_ms=100.0, dt_ms=DT).column(n=100))
+    with pytest.raises(jtfne.StoreError, match=r"run\.zarr'\): the store holds a different run \(the configuration "
+                                               r"differs \(configuration hash\).*overwrite=True"):
+        jtfne.simulate(other, store=path)
+    assert jtfne.open_signals(path).dataset.sizes["member"] == 3        # untouched
+    replaced = jtfne.simulate(other, store=path, overwrite=True)
+    xr.testing.assert_identical(replaced.dataset.load(), jtfne.simulate(other).dataset)
+
+
+def test_ensemble_with_other_members_is_refused(ens, tmp_path):
+    model, _ = ens
+    path = tmp_path / "run.zarr"
+    jtfne.simulate(model, store=path, chunk_ms=50.0)
+    base = model.config
+    swapped = _construct_members(base, [base.runtime(seed=s) for s in (5, 6, 7)], {"seed": np.array([5, 6, 7])},
+                                 ensemble=True)
+    with pytest.raises(jtfne.StoreError, match="members .* differ"):
+        jtfne.simulate(swapped, store=path, chunk_ms=50.0)
+
+
+def test_foreign_paths_are_refused(tmp_path, ens):
+    model, _ = ens
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "important.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(jtfne.StoreError, match=r"notes' is a non-empty folder that is not a Zarr store"):
+            jtfne.simulate(model, store=folder, overwrite=overwrite)
+    assert (folder / "important.txt").read_text() == "keep me"
+    afile = tmp_path / "file.zarr"
+    afile.write_text("x")
+    with pytest.raises(jtfne.StoreError, match="is a file, not a folder"):
+        jtfne.simulate(model, store=afile)
+    other = tmp_path / "other.zarr"
+    zarr.open_group(other, mode="w").create_array("x", shape=(3,), dtype="i4")
+    with pytest.raises(jtfne.StoreError, match="jaxfne did not write"):
+        jtfne.simulate(model, store=other, overwrite=True)
+    with pytest.raises(jtfne.StoreError, match="store=3 is invalid"):
+        jtfne.simulate(model, store=3)
+    with pytest.raises(jtfne.StoreError, match="does not exist"):
+        jtfne.open_signals(tmp_path / "missing.zarr")
+
+
+def failing_set(fail_key, exc):
+    """A LocalStore.set that raises ``exc`` for the key ``fail_key`` (an injected disk failure)."""
+    original = zarr.storage.LocalStore.set
+
+    async def set_(self, key, value):
+        if key == fail_key:
+            raise exc
+        return await original(self, key, value)
+    return set_
+
+
+@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"),
+                                 PermissionError(errno.EACCES, "Permission denied")], ids=["disk-full", "read-only"])
+def test_failed_write_names_store_and_chunk_and_keeps_earlier_chunks(ens, tmp_path, monkeypatch, exc):
+    model, memory = ens
+    path = tmp_path / "run.zarr"
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("Vm/c/0/3/0", exc))   # chunk 3 of Vm
+    with pytest.raises(jtfne.StoreError, match=rf"store '{path}': writing chunk 3 \(steps 1500-2000\) of probe "
+                                               rf"'Vm' failed \({type(exc).__name__}: .*{exc.strerror}.*the chunks "
+                                               r"before it \(1500 steps\) are complete and readable"):
+        jtfne.simulate(model, store=path, chunk_ms=50.0)
+    monkeypatch.undo()
+    with pytest.raises(jtfne.StoreError, match=r"is unfinished \(1500 of 3000 steps complete\)"):
+        jtfne.open_signals(path)
+    partial = jtfne.open_signals(path, allow_incomplete=True)
+    xr.testing.assert_identical(partial.dataset.load(), memory.dataset.isel(time=slice(0, 1500)))
+    resumed = jtfne.simulate(model, store=path, chunk_ms=50.0)        # the same call finishes the run
+    xr.testing.assert_identical(resumed.dataset.load(), memory.dataset)
+
+
+def test_unfinished_store_is_not_resumed_with_other_chunking(ens, tmp_path, monkeypatch):
+    model, _ = ens
+    path = tmp_path / "run.zarr"
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("SPK/c/0/2/0", OSError(errno.EIO, "I/O error")))
+    with pytest.raises(jtfne.StoreError, match="writing chunk 2"):
+        jtfne.simulate(model, store=path, chunk_ms=50.0)
+    monkeypatch.undo()
+    with pytest.raises(jtfne.StoreError, match=r"chunk_steps=300 differs from the store's chunk_steps=500; call "
+                                               r"again with chunk_ms=50"):
+        jtfne.simulate(model, store=path, chunk_ms=30.0)
+
+
+def test_member_blocks_are_separate_objects(ens, tmp_path):
+    model, memory = ens
+    path = tmp_path / "blocks.zarr"
+    stored = _stream.simulate_to_store(model, path, 500, member_block=1)
+    xr.testing.assert_identical(memory.dataset, stored.dataset.load())
+    root = zarr.open_group(path, mode="r")
+    assert root.attrs["member_block"] == 1 and root["checkpoint/completed_steps"].shape == (3, 2)
+    assert sorted(p.name for p in (path / "SPK" / "c").iterdir()) == ["0", "1", "2"]   # one folder per block
+
+
+def test_slow_disk_applies_back_pressure(ens, tmp_path, monkeypatch):
+    """The driver may run at most QUEUE_CHUNKS + 2 chunks ahead of the writer, however slow it is."""
+    model, memory = ens
+    import jaxfne._simulate as sim
+    produced, written, ahead = [0], [0], []
+    real_run_chunks, real_write = sim.run_chunks, _store.Store.write_chunk
+
+    def counting_run_chunks(*args, **kwargs):
+        for item in real_run_chunks(*args, **kwargs):
+            produced[0] += 1
+            ahead.append(produced[0] - written[0])
+            yield item
+
+    def slow_write(self, *args, **kwargs):
+        time.sleep(0.05)
+        real_write(self, *args, **kwargs)
+        written[0] += 1
+
+    monkeypatch.setattr(sim, "run_chunks", counting_run_chunks)
+    monkeypatch.setattr(_store.Store, "write_chunk", slow_write)
+    stored = jtfne.simulate(model, store=tmp_path / "slow.zarr", chunk_ms=10.0)      # 30 chunks
+    assert produced[0] == written[0] == 30
+    assert max(ahead) <= _stream.QUEUE_CHUNKS + 2
+    xr.testing.assert_identical(memory.dataset, stored.dataset.load())
+
+
+def test_progress_is_reported(ens, tmp_path, capsys):
+    model, _ = ens
+    jtfne.simulate(model, store=tmp_path / "p.zarr", chunk_ms=100.0, progress=True)
+    out = capsys.readouterr().out
+    assert "jaxfne: 300/300 ms ->" in out and out.endswith("\n")
+
+
+MEMORY_CHILD = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    import jaxfne as jtfne
+    from jaxfne._model import _construct_members
+    duration_ms, store = float(sys.argv[1]), sys.argv[2]
+    base = (jtfne.Configuration().runtime(duration_ms=duration_ms, dt_ms=0.5).column(n=400)
+            .probes(["SPK", "Vm"]))
+    model = _construct_members(base, [base.runtime(seed=s) for s in (1, 2)], {"seed": np.array([1, 2])},
+                               ensemble=True)
+    jtfne.simulate(model, chunk_ms=500.0, store=None if store == "-" else store)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+
+
+def peak_rss_kb(duration_ms, store):
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(duration_ms), str(store)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
+def test_peak_memory_does_not_grow_with_duration(tmp_path):
+    """2 members x 400 neurons, SPK + Vm: 20 s of outputs are 160 MB, yet the streamed 20 s run peaks
+    within 10% of the 2 s run (peak RSS of a child process)."""
+    short = peak_rss_kb(2_000.0, tmp_path / "short.zarr")
+    long = peak_rss_kb(20_000.0, tmp_path / "long.zarr")
+    assert long <= 1.10 * short, (short, long)
+    assert zarr.open_group(tmp_path / "long.zarr", mode="r")["Vm"].shape == (2, 40_000, 400)
