@@ -21,8 +21,10 @@ from ._progress import Progress
 from ._signals import build_signals
 from ._step import step
 
-#: default chunk length when the caller gives none
+#: default chunk length when the caller gives none: at most this many steps ...
 DEFAULT_CHUNK_STEPS = 10_000
+#: ... and about this many bytes of recorded output per chunk (whole ensemble)
+DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
 def param_axes(shared_weights: bool) -> NetParams:
@@ -121,7 +123,7 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
         raise SimulationError(f"simulate: model={type(model).__name__} is invalid; pass the result of jaxfne.construct")
     model = resolve_overrides(model, duration_ms, dt_ms, seed)
     layout: Layout = model.layout
-    chunk_steps = _chunk_steps(layout, chunk_ms)
+    chunk_steps = _chunk_steps(layout, chunk_ms, model.n_members)
     if store is not None:
         from ._stream import simulate_to_store
         with precision(layout.dtype):
@@ -132,9 +134,19 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     return build_signals(arrays, model, squeeze_member=not model.ensemble, members=members)
 
 
-def _chunk_steps(layout: Layout, chunk_ms) -> int:
+def default_chunk_steps(layout: Layout, n_members: int) -> int:
+    """Steps per chunk so that one chunk's outputs are about DEFAULT_CHUNK_BYTES."""
+    item = 8 if layout.dtype == "float64" else 4
+    per_step = layout.n                                     # SPK, one byte per neuron
+    per_step += item * layout.n * sum(p in layout.probes for p in ("Vm", "source"))
+    per_step += item * layout.contacts * sum(p in layout.probes for p in ("LFP-proxy", "CSD-proxy"))
+    steps = DEFAULT_CHUNK_BYTES // max(1, per_step * n_members)
+    return int(min(DEFAULT_CHUNK_STEPS, max(100, steps)))
+
+
+def _chunk_steps(layout: Layout, chunk_ms, n_members: int = 1) -> int:
     if chunk_ms is None:
-        return min(layout.n_steps, DEFAULT_CHUNK_STEPS)
+        return min(layout.n_steps, default_chunk_steps(layout, n_members))
     if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not math.isfinite(chunk_ms) or chunk_ms <= 0:
         raise SimulationError(f"simulate: chunk_ms={chunk_ms!r} is invalid; a positive number of ms is required")
     steps = chunk_ms / layout.dt_ms
