@@ -98,8 +98,8 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,)):
 
     Returns the new state and the per-step observations: spikes (bool), the
     membrane potential with spikes shown at their 30 mV peak, and the net
-    synaptic current (the ``source`` probe). Inactive (padding) networks keep
-    their state and never spike. ``delay_steps`` gives the delay of each class
+    synaptic current (the ``source`` probe). Inactive (padding) networks run
+    on their own drive but never emit spikes, so they stay finite and cheap. ``delay_steps`` gives the delay of each class
     of a (C, N + 1, N) weight array.
     """
     dt = params.dt_ms
@@ -108,10 +108,11 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,)):
     i_total = params.i_mean + i_syn + params.noise_scale * noise_sample(params, t)
     v_new = v + dt * (0.04 * v * v + 5.0 * v + 140.0 - u + i_total)
     u_new = u + dt * (params.a * (params.b * v - u))
-    spiked = (v_new >= V_PEAK_MV) & params.active
-    v_obs = jnp.where(spiked, V_PEAK_MV, v_new)
-    v_new = jnp.where(spiked, params.c, v_new)
-    u_new = jnp.where(spiked, u_new + params.d, u_new)
+    crossed = v_new >= V_PEAK_MV
+    spiked = crossed & params.active           # padding members reset but never emit spikes
+    v_obs = jnp.where(crossed, V_PEAK_MV, v_new)
+    v_new = jnp.where(crossed, params.c, v_new)
+    u_new = jnp.where(crossed, u_new + params.d, u_new)
     inc_exc, inc_inh = recurrent_input(params, spiked)
     pend_exc, pend_inh = state.pend_exc, state.pend_inh
     if params.w.ndim == 3:   # synaptic delays: input travels through the ring buffers
@@ -121,5 +122,4 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,)):
                    s_exc=state.s_exc * params.decay_exc + inc_exc,
                    s_inh=state.s_inh * params.decay_inh + inc_inh,
                    pend_exc=pend_exc, pend_inh=pend_inh)
-    new = jax.tree_util.tree_map(lambda x_new, x_old: jnp.where(params.active, x_new, x_old), new, state)
     return new, {"SPK": spiked, "Vm": v_obs, "source": i_syn}
