@@ -213,20 +213,22 @@ class Configuration:
 
         Either one dict for every layer, ``{"E": 0.8, "I": 0.2}``, or a dict per
         layer, ``{"L2/3": {"E": 0.8, "I": 0.2}, "L4": {...}}`` (layers left out
-        keep the column-wide fractions).
+        keep the column-wide fractions), or both in one dict,
+        ``{"E": 0.8, "I": 0.2, "L4": {"E": 0.7, "I": 0.3}}`` (what ``to_dict`` writes).
         """
         w = "cell_types"
         if fractions is _UNSET:
             return self
         fractions = parse_mapping(w, "fractions", fractions)
-        if fractions and all(k in LAYER_DEPTHS_UM for k in fractions):
-            per_layer = dict(self.cell_types_spec.per_layer)
-            for lay, sub in fractions.items():
-                per_layer[lay] = _parse_fractions(w, f"fractions[{lay!r}]", sub)
-            return dataclasses.replace(self, cell_types_spec=CellTypesSpec(self.cell_types_spec.fractions,
-                                                                           _pairs(per_layer)))
-        full = _parse_fractions(w, "fractions", fractions)
-        return dataclasses.replace(self, cell_types_spec=CellTypesSpec(full, self.cell_types_spec.per_layer))
+        layer_part = {k: v for k, v in fractions.items() if k in LAYER_DEPTHS_UM}
+        type_part = {k: v for k, v in fractions.items() if k not in LAYER_DEPTHS_UM}
+        full = self.cell_types_spec.fractions
+        if type_part or not layer_part:
+            full = _parse_fractions(w, "fractions", type_part)
+        per_layer = dict(self.cell_types_spec.per_layer)
+        for lay, sub in layer_part.items():
+            per_layer[lay] = _parse_fractions(w, f"fractions[{lay!r}]", sub)
+        return dataclasses.replace(self, cell_types_spec=CellTypesSpec(full, _pairs(per_layer)))
 
     def connectivity(self, p=_UNSET, strength=_UNSET, tau_exc_ms=_UNSET, tau_inh_ms=_UNSET,
                      shared=_UNSET, delay_ms=_UNSET, pathways=_UNSET) -> "Configuration":

@@ -360,7 +360,27 @@ def rich_configuration():
             .probes(["Vm", "source", "LFP-proxy", "CSD-proxy"], contacts=8))
 
 
-@pytest.mark.parametrize("cfg", [C(), rich_configuration()], ids=["default", "rich"])
+def laminar_configuration():
+    return (C()
+            .column(layers=["L2/3", "L4", "L5"], n=60, depths_um={"L4": (420.0, 580.0)})
+            .cell_types({"E": 0.75, "I": 0.25})
+            .cell_types({"L4": {"E": 0.7, "I": 0.3}})
+            .connectivity(delay_ms=0.5, pathways={"L5.E->L4.I": {"p": 0.3, "strength": 5.0},
+                                                  "L4.E->L2/3.E": {"delay_ms": 2.0}})
+            .probes(["LFP-proxy"], contacts=10, contact_spacing_um=40.0))
+
+
+def test_cell_types_mixed_dict_is_what_to_dict_writes():
+    cfg = laminar_configuration()
+    assert cfg.to_dict()["cell_types"] == {"fractions": {"E": 0.75, "I": 0.25, "L4": {"E": 0.7, "I": 0.3}}}
+    assert C().cell_types({"E": 0.75, "I": 0.25, "L4": {"E": 0.7, "I": 0.3}}).cell_types_spec == cfg.cell_types_spec
+    # a per-layer dict alone keeps the column-wide fractions
+    only_l4 = C().cell_types({"E": 0.6, "I": 0.4}).cell_types({"L4": {"E": 1.0}})
+    assert dict(only_l4.cell_types_spec.fractions) == {"E": 0.6, "I": 0.4}
+
+
+@pytest.mark.parametrize("cfg", [C(), rich_configuration(), laminar_configuration()],
+                         ids=["default", "rich", "laminar"])
 def test_round_trip(cfg):
     assert C.from_dict(cfg.to_dict()) == cfg
     text = json.dumps(cfg.to_dict())
