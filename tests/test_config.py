@@ -187,6 +187,13 @@ FLOAT_FIELDS = {
     "drive.current[E]": lambda x: C().drive(current={"E": x}),
     "drive.noise": lambda x: C().drive(noise=x),
     "drive.noise[I]": lambda x: C().drive(noise={"I": x}),
+    "column.depths_um": lambda x: C().column(depths_um={"L4": (400.0, x)}),
+    "connectivity.delay_ms": lambda x: C().connectivity(delay_ms=x),
+    "connectivity.pathways.p": lambda x: C().connectivity(pathways={"L4.E->L2/3.I": {"p": x}}),
+    "connectivity.pathways.strength": lambda x: C().connectivity(pathways={"L4.E->L2/3.I": {"strength": x}}),
+    "connectivity.pathways.delay_ms": lambda x: C().connectivity(pathways={"L4.E->L2/3.I": {"delay_ms": x}}),
+    "cell_types.fractions[layer]": lambda x: C().cell_types({"L4": {"E": x, "I": 0.2}}),
+    "probes.contact_spacing_um": lambda x: C().probes(contact_spacing_um=x),
 }
 
 
