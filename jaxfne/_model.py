@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import dataclasses
 from typing import Any
 
@@ -170,6 +171,14 @@ def construct(cfg: Configuration) -> Model:
                               ensemble=False)
 
 
+@functools.lru_cache(maxsize=32)
+def _builder(dtype: str, n_classes: int):
+    """The jitted, member-vmapped network builder (compiled once per shape)."""
+    return jax.jit(jax.vmap(functools.partial(build_network, dtype=jnp.dtype(dtype), r0_um=R0_UM,
+                                              n_classes=n_classes),
+                            in_axes=(0, 0, None, None, None, None, None)))
+
+
 def _construct_members(cfg: Configuration, members: list, member_coords: dict, ensemble: bool) -> Model:
     rt, col, pr = cfg.runtime_spec, cfg.column_spec, cfg.probes_spec
     ranges = [col.depth_range(lay) for lay in col.layers]
@@ -196,11 +205,10 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
         knobs = Knobs(**{k: jnp.asarray(np.stack([kn[k] for kn in knobs_np]),
                                         dtype=(jnp.uint32 if k in ("seed", "conn_seed") else dtype))
                          for k in Knobs._fields})
-        build = jax.jit(jax.vmap(lambda kn, ex: build_network(
-            kn, ex, jnp.asarray(lidx), jnp.asarray(depth_lo, dtype), jnp.asarray(depth_hi, dtype),
-            jnp.asarray(contact_z, dtype), jnp.asarray(class_table), dtype=dtype, r0_um=R0_UM,
-            n_classes=len(steps))))
-        params, depth = build(knobs, jnp.asarray(is_exc))
+        build = _builder(str(dtype), len(steps))
+        params, depth = build(knobs, jnp.asarray(is_exc), jnp.asarray(lidx), jnp.asarray(depth_lo, dtype),
+                              jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
+                              jnp.asarray(class_table))
         if cfg.connectivity_spec.shared:  # one weight matrix for every member
             params = params._replace(w=params.w[0])
     cell_type = np.where(is_exc, "E", "I")

@@ -129,9 +129,12 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
         with precision(layout.dtype):
             return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress)
     with precision(layout.dtype):
-        arrays = _run_in_memory(model, chunk_steps, progress, devices)
+        arrays, finite = _run_in_memory(model, chunk_steps, progress, devices)
     members = local_member_indices(model, devices)
-    return build_signals(arrays, model, squeeze_member=not model.ensemble, members=members)
+    full_finite = np.ones(model.n_members, bool)
+    full_finite[members] = finite
+    return build_signals(arrays, model, squeeze_member=not model.ensemble, members=members,
+                         state_finite=full_finite)
 
 
 def default_chunk_steps(layout: Layout, n_members: int) -> int:
@@ -269,9 +272,15 @@ def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None) -> di
     layout = model.layout
     pieces: dict[str, list] = {}
     bar = Progress(layout.n_steps, layout.dt_ms, model.n_members, layout.n, enabled=bool(progress))
-    for t0, keep, out, _state in run_chunks(model, chunk_steps, devices=devices):
+    finite = None
+    for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices):
         for name, arr in out.items():
             pieces.setdefault(name, []).append(np.asarray(arr)[:, :keep])
+        ok = np.isfinite(state.v).all(axis=-1) & np.isfinite(state.u).all(axis=-1)
+        finite = ok if finite is None else finite & ok
         bar.update(t0 + keep)
     bar.close()
-    return {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}
+    pieces["__state_finite__"] = [finite]
+    finite = pieces.pop("__state_finite__")[0]
+    arrays = {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}
+    return arrays, finite
