@@ -33,11 +33,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ._errors import StoreError
-from ._signals import DESCRIPTIONS, UNITS
 
 SCHEMA = "jaxfne.store/1"
 SCHEMA_VERSION = 1
@@ -51,8 +51,6 @@ FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: the progress marker: a checksum makes a torn write detectable
 MARKER_COMPRESSOR = ZstdCodec(level=0, checksum=True)
 COORD_CHUNK_BYTES = 8 * 2**20
-#: attributes every Signals carries (as build_signals sets them)
-SIGNAL_ATTRS = ("dt_ms", "config_hash", "scope")
 
 
 def probe_dims(name: str) -> tuple:
@@ -122,34 +120,27 @@ def _write_coord(group, name: str, dims: tuple, values, attrs: dict | None = Non
         arr.attrs.update(attrs)
 
 
-def coordinate_specs(model, n_steps: int) -> dict:
-    """name -> (dims, values, attrs) of every coordinate, as build_signals names them."""
+def template(model) -> xr.Dataset:
+    """The Dataset in-memory Signals of this run would have (all members), with placeholder data.
+
+    The store takes its coordinates, variable attributes and Signals attributes
+    from it, so store-backed Signals match in-memory ones by construction.
+    """
+    from ._signals import build_signals
     layout = model.layout
-    out = {
-        "time": (("time",), np.arange(n_steps) * layout.dt_ms, {"units": "ms", "description": "start of the step"}),
-        "neuron": (("neuron",), np.arange(layout.n), {}),
-        "layer": (("neuron",), np.asarray(model.neuron_coords["layer"]), {}),
-        "contact": (("contact",), np.arange(layout.contacts), {}),
-        "contact_depth_um": (("contact",), np.asarray(layout.contact_z_um), {"units": "um"}),
-        "member": (("member",), np.arange(model.n_members), {}),
-        "cell_type": (("member", "neuron"), np.asarray(model.neuron_coords["cell_type"]), {}),
-        "depth_um": (("member", "neuron"), np.asarray(model.neuron_coords["depth_um"]), {}),
-    }
-    for name, values in model.member_coords.items():
-        if name in out:
-            raise StoreError(f"member coordinate {name!r} clashes with a coordinate of the store layout")
-        out[name] = (("member",), np.asarray(values), {})
-    return out
+    arrays = {name: np.broadcast_to(np.zeros((), bool if name == "SPK" else layout.dtype),
+                                    (model.n_members, layout.n_steps,
+                                     layout.contacts if name in FIELD_PROBES else layout.n))
+              for name in layout.probes}
+    return build_signals(arrays, model, squeeze_member=False).dataset
 
 
-def root_attrs(model, key: RunKey) -> dict:
+def root_attrs(model, key: RunKey, signal_attrs: dict) -> dict:
     """The store's root attributes (JSON)."""
-    from ._manifest import SCOPE
     layout = model.layout
     return {
         "jaxfne_schema": SCHEMA,
         "jaxfne_schema_version": SCHEMA_VERSION,
-        "dt_ms": layout.dt_ms,
         "n_steps": layout.n_steps,
         "chunk_steps": key.chunk_steps,
         "n_members": key.n_members,
@@ -159,18 +150,26 @@ def root_attrs(model, key: RunKey) -> dict:
         "probes": list(layout.probes),
         "member_coords": list(model.member_coords),
         "spk_encoding": "bool",
-        "config_hash": key.config_hash,
         "members_digest": key.members_digest,
         "config": model.config.to_dict(),
         "manifest": model.manifest(),
-        "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions",
-        "scope_status": SCOPE["scope_status"],
+        **signal_attrs,                               # dt_ms, config_hash, scope, ... as in-memory Signals
+        "signal_attrs": list(signal_attrs),
     }
 
 
 def state_layout(state: dict) -> list:
     """[[field, per-member shape, dtype], ...] of a state given as field -> array (member, ...)."""
     return [[name, list(np.shape(arr)[1:]), np.asarray(arr).dtype.str] for name, arr in state.items()]
+
+
+def state_finite(state: dict) -> np.ndarray:
+    """Per member: are the membrane variables (v, u) all finite?"""
+    out = np.ones(len(next(iter(state.values()))), dtype=bool)
+    for name in ("v", "u"):
+        if name in state:
+            out &= np.isfinite(state[name]).reshape(len(out), -1).all(axis=1)
+    return out
 
 
 def pack_state(state: dict, layout: list) -> np.ndarray:
@@ -197,11 +196,14 @@ def unpack_state(packed: np.ndarray, layout: list) -> dict:
 def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
     """Write every array's metadata, the coordinates and the attributes into ``target``."""
     layout = model.layout
-    group = zarr.open_group(target, mode="w", zarr_format=3, attributes=root_attrs(model, key))
-    coords = coordinate_specs(model, layout.n_steps)
-    for name, (dims, values, attrs) in coords.items():
-        _write_coord(group, name, dims, values, attrs)
-    coord_list = " ".join(n for n in coords if n not in ("time", "neuron", "contact", "member"))
+    tmpl = template(model)
+    group = zarr.open_group(target, mode="w", zarr_format=3, attributes=root_attrs(model, key, dict(tmpl.attrs)))
+    for name, coord in tmpl.coords.items():
+        _write_coord(group, name, coord.dims, coord.values, dict(coord.attrs))
+    # written with the last chunk of each member-block: is the final state (v, u) finite?
+    group.create_array("state_finite", shape=(key.n_members,), dtype=bool, chunks=(key.member_block,),
+                       fill_value=False, dimension_names=("member",))
+    coord_list = " ".join(n for n in [*tmpl.coords, "state_finite"] if n not in tmpl.dims)
     for name in layout.probes:
         last = layout.contacts if name in FIELD_PROBES else layout.n
         is_spk = name == "SPK"
@@ -211,7 +213,7 @@ def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
             shards=None if key.member_block == 1 else (key.member_block, key.chunk_steps, last),
             compressors=SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR,
             fill_value=False if is_spk else 0.0, dimension_names=probe_dims(name))
-        arr.attrs.update({"units": UNITS[name], "description": DESCRIPTIONS[name], "coordinates": coord_list})
+        arr.attrs.update({**tmpl[name].attrs, "coordinates": coord_list})
     ckpt = group.create_group("checkpoint", attributes={
         "description": "resume state: two alternating slots; a member-block's progress marker names the valid one"})
     nbytes = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize for _, shape, dt in state)
@@ -399,6 +401,8 @@ class Store:
         where = f"chunk {chunk} (steps {t0}-{t0 + n_keep})"
         self._write("checkpoint/state", f"{where}, state checkpoint", (slot, sel),
                     pack_state(state, self.state_fields))
+        if t0 + n_keep >= self.n_steps:
+            self._write("state_finite", f"{where}, state_finite", sel, state_finite(state))
         self._write("checkpoint/completed_steps", f"{where}, progress marker", (block, slot), t0 + n_keep)
 
     def _write(self, name: str, where: str, selection, data) -> None:

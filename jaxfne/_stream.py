@@ -230,7 +230,9 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
         if values.dtype.kind == "T" or values.dtype == object:
             values = np.array(values.tolist(), dtype=str).reshape(values.shape)
         ds = ds.assign_coords({name: (ds[name].dims, values, ds[name].attrs)})
-    ds.attrs = {k: attrs[k] for k in _store.SIGNAL_ATTRS}
+    if done < n_steps:
+        ds = ds.drop_vars("state_finite", errors="ignore")    # written with the last chunk only
+    ds.attrs = {k: attrs[k] for k in attrs["signal_attrs"]}
     if attrs["ensemble"]:
         for name in attrs["member_coords"]:  # as build_signals: .sel(seed=...), .sel(**{"drive.current.E": ...})
             ds = ds.set_xindex(name)
