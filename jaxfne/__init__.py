@@ -16,11 +16,11 @@ from ._signals import Signals
 from ._simulate import simulate
 from ._stream import open_signals
 from ._version import __version__
-from . import viz
+from . import analysis, viz
 from .export import to_neo, to_nwb
 
 __all__ = [
-    "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
+    "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "preset_names",
     "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "viz", "write_manifest",
