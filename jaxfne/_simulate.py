@@ -127,7 +127,8 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     if store is not None:
         from ._stream import simulate_to_store
         with precision(layout.dtype):
-            return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress)
+            return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress,
+                                     devices=devices)
     with precision(layout.dtype):
         arrays, finite = _run_in_memory(model, chunk_steps, progress, devices)
     members = local_member_indices(model, devices)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -22,20 +23,26 @@ from ._signals import Signals
 
 #: chunks waiting for the writer; the driver blocks when this many are queued
 QUEUE_CHUNKS = 2
+#: how long a non-creating process waits for the store to appear
+STORE_WAIT_S = 600.0
 #: target size of one Dask block of an opened store (one member, all neurons)
 DASK_BLOCK_BYTES = 32 * 2**20
 
 
 def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False, progress: bool = False,
-                      member_block: int | None = None, blocks=None) -> Signals:
+                      devices=None, member_block: int | None = None, blocks=None, creator: bool = True) -> Signals:
     """Run ``model`` into the Zarr store at ``store``; return lazily backed Signals.
 
     A new store is created; a store of the same run continues from its last
     completed chunk (a complete one is returned as it is); a store of another
-    run is refused unless ``overwrite``. ``member_block`` (default: every
-    member) sets how many members one stored object holds and ``blocks`` which
-    member-blocks this process writes (default: all); see docs/store.md on
-    several processes writing one store.
+    run is refused unless ``overwrite``. ``devices`` goes to the driver.
+
+    Several processes (docs/store.md): ``member_block`` (default: every
+    member) sets how many members one stored object holds, ``blocks`` which
+    member-blocks this process writes (default: all; the driver must yield
+    exactly their members, in order) and ``creator`` whether this process
+    creates (or, with ``overwrite``, replaces) the store; the others wait for
+    it to appear before their first write.
     """
     path = _store.resolve_path(store)
     key = _store.RunKey.of(model, chunk_steps, member_block)
@@ -45,7 +52,7 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
         if leftover.exists():  # left by a kill during creation or deletion: ours by name
             shutil.rmtree(leftover, ignore_errors=True)
     attrs = _store.read_attrs(path)
-    if attrs is not None and overwrite:
+    if attrs is not None and overwrite and creator:
         _store.remove(path)
         attrs = None
     st, start, state = None, 0, None    # a new store is created when the first chunk is done
@@ -65,8 +72,8 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
                              "started), or pass overwrite=True to start over")
         _store.remove_partials(path, st.probes, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
-    _run(model, path, key, st, blocks, start, state, progress)
-    return open_signals(path)
+    _run(model, path, key, st, blocks, start, state, progress, devices, creator)
+    return open_signals(path, allow_incomplete=not creator)
 
 
 def _state_at(st: _store.Store, blocks: list, steps: int):
@@ -96,9 +103,10 @@ def _state_at(st: _store.Store, blocks: list, steps: int):
 class _Writer(threading.Thread):
     """Writes queued chunks in order; remembers the first error instead of dying silently."""
 
-    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress: bool):
+    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress: bool, creator: bool):
         super().__init__(name="jaxfne-store-writer", daemon=True)
         self.model, self.path, self.key, self.st, self.progress = model, path, key, st, progress
+        self.creator = creator
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -123,9 +131,17 @@ class _Writer(threading.Thread):
 
     def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
         if self.st is None:
-            _store.create(self.path, self.model, self.key, _store.state_layout(state))
+            if self.creator:
+                _store.create(self.path, self.model, self.key, _store.state_layout(state))
+            else:
+                _wait_for_store(self.path)
             self.st = _store.Store(self.path)
         host = {name: np.asarray(arr)[:, :n_keep] for name, arr in outputs.items()}  # device -> host
+        rows = self.rows[-1][1].stop
+        if any(v.shape[0] != rows for v in host.values()):
+            got = next(iter(host.values())).shape[0]
+            raise StoreError(f"store {str(self.path)!r}: the driver returned {got} members per chunk, but this "
+                             f"process writes member-blocks {[b for b, _ in self.rows]} ({rows} members)")
         for block, rows in self.rows:
             self.st.write_chunk(block, t0, {k: v[rows] for k, v in host.items()})
             self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()})
@@ -163,13 +179,25 @@ class _Writer(threading.Thread):
                              f"{self.error})") from self.error
 
 
-def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, progress: bool) -> None:
+def _wait_for_store(path, timeout_s: float = STORE_WAIT_S) -> None:
+    """Block until the creating process has made the store (several processes, one store)."""
+    deadline = time.monotonic() + timeout_s
+    while _store.read_attrs(path) is None:
+        if time.monotonic() > deadline:
+            raise StoreError(f"store {str(path)!r}: still not created by the creating process after "
+                             f"{timeout_s:g} s")
+        time.sleep(0.05)
+
+
+def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, progress: bool, devices=None,
+         creator: bool = True) -> None:
     from ._simulate import run_chunks
-    writer = _Writer(model, path, key, st, blocks, progress)
+    writer = _Writer(model, path, key, st, blocks, progress, creator)
     writer.start()
     ok = False
     try:
-        for t0, n_keep, outputs, new_state in run_chunks(model, key.chunk_steps, start_step=start, state=state):
+        for t0, n_keep, outputs, new_state in run_chunks(model, key.chunk_steps, start_step=start, state=state,
+                                                         devices=devices):
             # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
             host_state = {f: np.array(v) for f, v in new_state._asdict().items()}
             writer.put((t0, n_keep, outputs, host_state))

@@ -301,3 +301,17 @@ def test_peak_memory_does_not_grow_with_duration(tmp_path):
     long = peak_rss_kb(20_000.0, tmp_path / "long.zarr")
     assert long <= 1.10 * short, (short, long)
     assert zarr.open_group(tmp_path / "long.zarr", mode="r")["Vm"].shape == (2, 40_000, 400)
+
+
+def test_devices_reach_the_driver(ens, tmp_path):
+    import jax
+    model, memory = ens
+    stored = jtfne.simulate(model, store=tmp_path / "two.zarr", chunk_ms=50.0, devices=jax.devices()[:2])
+    xr.testing.assert_identical(memory.dataset, stored.dataset.load())
+
+
+def test_blocks_must_match_what_the_driver_yields(ens, tmp_path):
+    model, _ = ens
+    with pytest.raises(jtfne.StoreError, match=r"the driver returned 3 members per chunk, but this process writes "
+                                               r"member-blocks \[1\] \(1 members\)"):
+        _stream.simulate_to_store(model, tmp_path / "b.zarr", 500, member_block=1, blocks=[1])
