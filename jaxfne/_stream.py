@@ -252,12 +252,19 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
     ds = ds.drop_vars([v for v in ds.data_vars if v not in attrs["probes"]])
     if done < n_steps:
         ds = ds.isel(time=slice(0, done))
-    # coordinates are small: load them, with numpy fixed-width strings as in-memory Signals have
-    for name in list(ds.coords):
-        values = np.asarray(ds[name].values)
+    # coordinates are small: read them straight from zarr (no Dask), strings as numpy fixed-width
+    # strings as in-memory Signals have them
+    loaded = {}
+    for name in ds.coords:
+        if name in ds.indexes and ds[name].dtype.kind not in "TO":
+            continue
+        values = st.group[name][...]
+        if name == "time" or ds[name].sizes != dict(zip(ds[name].dims, values.shape)):
+            values = np.asarray(ds[name].values)        # the time index, or a coordinate cut by isel
         if values.dtype.kind == "T" or values.dtype == object:
             values = np.array(values.tolist(), dtype=str).reshape(values.shape)
-        ds = ds.assign_coords({name: (ds[name].dims, values, ds[name].attrs)})
+        loaded[name] = (ds[name].dims, values, ds[name].attrs)
+    ds = ds.assign_coords(loaded)
     if done < n_steps:
         ds = ds.drop_vars("state_finite", errors="ignore")    # written with the last chunk only
     ds.attrs = {k: attrs[k] for k in attrs["signal_attrs"]}
