@@ -1,67 +1,319 @@
-"""The scaling benchmark behind ``jaxfne bench`` and ``bench/ensemble_scaling.py``."""
+"""The benchmark behind ``jaxfne bench`` and ``bench/run.py``: one table, one row per case.
+
+A case is one simulate() call shape: the seed network alone, an ensemble of
+the 100-neuron tutorial network, a single larger network, in memory or
+streamed to a Zarr store. Each row gives neuron-steps/s and synaptic events/s
+of jaxfne, the compile time, and the plain-JAX dense baseline
+(``_baseline.py``) measured in the same process, with their ratio.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+SEED_PROBES = ("SPK", "Vm", "source", "LFP-proxy", "CSD-proxy")
+DT_MS = 0.1
 
-def tutorial(duration_ms: float):
+
+def tutorial(duration_ms: float, n: int = 100, p: float = 1.0, shared: bool = False, probes=("SPK",)):
+    """The tutorial network (seed page): 100 Izhikevich cells, 75% E, all-to-all by default."""
     from ._config import Configuration
-    return (Configuration().runtime(seed=42, duration_ms=duration_ms, dt_ms=0.1)
-            .column(name="L2/3_column", layers=["L2/3"], n=100).cell_types({"E": 0.75, "I": 0.25})
-            .connectivity().set_emitter(family="izhikevich", preset="cortical_eig").probes(["SPK"]))
+    return (Configuration().runtime(seed=42, duration_ms=duration_ms, dt_ms=DT_MS)
+            .column(name="L2/3_column", layers=["L2/3"], n=n).cell_types({"E": 0.75, "I": 0.25})
+            .connectivity(p=p, shared=shared).set_emitter(family="izhikevich", preset="cortical_eig")
+            .probes(list(probes)))
 
 
-def timed(fn, repeats: int = 2):
-    """Best wall time of ``repeats`` calls after one warm-up (compilation) call."""
-    fn()
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row: what is simulated and how."""
+
+    kind: str                      # "seed" | "ensemble" | "network"
+    members: int = 1
+    neurons: int = 100
+    p: float = 1.0
+    probes: tuple = ("SPK",)
+    store: bool = False
+    shared: bool = False
+    duration_ms: float = 200.0
+    chunk_ms: float = 50.0
+
+    @property
+    def label(self) -> str:
+        name = {"seed": "seed network", "ensemble": "ensemble", "network": "single network"}[self.kind]
+        if self.shared:
+            name += " (shared W)"
+        return name
+
+    @property
+    def baseline_key(self) -> tuple:
+        return (self.members, self.neurons, self.p, self.shared)
+
+    def configuration(self):
+        cfg = tutorial(self.duration_ms, n=self.neurons, p=self.p, shared=self.shared, probes=self.probes)
+        if self.kind == "ensemble":
+            cfg = cfg.ensemble(seeds=list(range(self.members)))
+        return cfg
+
+    def weight_bytes(self) -> int:
+        """Bytes of the dense (N + 1) x N float32 weights jaxfne stores (per member unless shared)."""
+        return (1 if self.shared else self.members) * (self.neurons + 1) * self.neurons * 4
 
 
-def scaling_table(members=(16, 64, 256, 1024), duration_ms=200.0, chunk_ms=100.0, devices=None,
-                  json_path=None, baseline=True, out=sys.stdout) -> list:
-    """Neuron-steps/s of ensembles of the tutorial network, with the dense baseline side by side."""
+def inputs_p(neurons: int, inputs: int) -> float:
+    """Connection probability giving about ``inputs`` inputs per cell (1.0 when n <= inputs + 1)."""
+    return 1.0 if neurons <= inputs + 1 else round(inputs / (neurons - 1), 6)
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def fits_in_memory(case: Case) -> str | None:
+    """None when the case fits, else why not. construct() holds ~6 N x N temporaries per member."""
+    need = 6 * case.weight_bytes()
+    have = available_memory_bytes()
+    if need > 0.6 * have:
+        return f"needs ~{need / 2**30:.1f} GiB to construct (dense (N+1)xN float32 weights), {have / 2**30:.1f} available"
+    return None
+
+
+def machine_info(devices=None) -> dict:
     import jax
+    import jaxlib
 
     from . import __version__
-    from ._baseline import make_dense_baseline
+    devs = list(jax.devices() if devices is None else devices)
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = "unknown"
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if dirty and commit != "unknown":
+            commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"jaxfne": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__, "python": platform.python_version(),
+            "platform": devs[0].platform, "device_kind": devs[0].device_kind, "devices": len(devs),
+            "machine": platform.machine(), "cores": os.cpu_count(), "cpu_model": cpu,
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit,
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def header_line(info: dict) -> str:
+    load = "" if info["loadavg"] is None else f", load {info['loadavg'][0]:.1f}"
+    return (f"# jaxfne {info['jaxfne']} ({info['commit']}), jax {info['jax']}, {info['platform']} "
+            f"({info['device_kind']}), {info['cpu_model']}, {info['cores']} cores{load}, {info['date']}")
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def _spikes_and_events(signals, model) -> tuple[int, float]:
+    """(spikes, synaptic events): each spike of cell j counts out-degree(j) events."""
+    spk = signals["SPK"]
+    counts = np.asarray(spk.sum("time").values, dtype=np.int64)      # (members, N) or (N,)
+    w = np.asarray(model.params.w)
+    outdeg = np.count_nonzero(w[..., :-1, :], axis=-1)                 # (members, N) or (N,)
+    if counts.ndim == 1:
+        counts = counts[None]
+    if outdeg.ndim == 1:
+        outdeg = outdeg[None]
+    return int(counts.sum()), float((counts * outdeg).sum())
+
+
+def measure_jaxfne(case: Case, devices=None, repeats: int = 1, workdir=None) -> dict:
+    """Time ``simulate`` for ``case``: the first call (compile + run), then the best of ``repeats``."""
     from ._model import construct
     from ._simulate import simulate
-    devs = jax.devices() if devices is None else list(devices)
-    n_steps = int(round(duration_ms / 0.1))
-    print(f"# jaxfne {__version__}, jax {jax.__version__}, {len(devs)} x {devs[0].platform} "
-          f"({devs[0].device_kind}), {platform.machine()}, {os.cpu_count()} cores; "
-          f"100-neuron tutorial network, {duration_ms:g} ms at 0.1 ms, full spike raster to host", file=out)
-    print(f"{'members':>8} {'jaxfne n-steps/s':>17} {'syn events/s':>13} {'dense baseline':>15} {'ratio':>6}",
-          file=out, flush=True)
+    t = time.perf_counter()
+    model = construct(case.configuration())
+    construct_s = time.perf_counter() - t
+    n_steps = model.layout.n_steps
+    work = Path(tempfile.mkdtemp(prefix="jaxfne-bench-", dir=workdir))
+    calls = {"n": 0}
+
+    def call():
+        kwargs = {"chunk_ms": case.chunk_ms, "devices": devices}
+        if case.store:
+            calls["n"] += 1
+            kwargs["store"] = work / f"run{calls['n']}.zarr"
+        t0 = time.perf_counter()
+        sig = simulate(model, **kwargs)
+        return time.perf_counter() - t0, sig
+
+    try:
+        first, sig = call()
+        best = float("inf")
+        for _ in range(max(1, repeats)):
+            if case.store:   # each run writes its own store; drop the last one first (disk)
+                shutil.rmtree(work / f"run{calls['n']}.zarr", ignore_errors=True)
+            elapsed, sig = call()
+            best = min(best, elapsed)
+        spikes, events = _spikes_and_events(sig, model)
+        row = {"seconds": best, "compile_s": max(first - best, 0.0), "construct_s": construct_s}
+        if case.store:
+            from ._stream import open_signals
+            t0 = time.perf_counter()
+            open_signals(work / f"run{calls['n']}.zarr")
+            row["open_signals_s"] = time.perf_counter() - t0
+            row["store_bytes"] = sum(f.stat().st_size for f in (work / f"run{calls['n']}.zarr").rglob("*")
+                                     if f.is_file())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    neuron_steps = case.members * case.neurons * n_steps
+    row.update(neuron_steps=neuron_steps, neuron_steps_per_s=neuron_steps / best, spikes=spikes,
+               synaptic_events_per_s=events / best,
+               rate_hz=spikes / (case.members * case.neurons * n_steps * DT_MS / 1000.0))
+    return row
+
+
+def measure_baseline(case: Case, budget_s: float = 10.0) -> dict:
+    """Neuron-steps/s of the dense baseline on ``case``'s model (stops after ~``budget_s``)."""
+    from ._baseline import make_dense_baseline
+    from ._model import construct
+    model = construct(dataclasses.replace(case, probes=("SPK",), store=False).configuration())
+    chunk = int(round(case.chunk_ms / DT_MS))
+    run = make_dense_baseline(model, chunk)
+    t = time.perf_counter()
+    run(chunk)                                              # compile
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    steps, spikes = run(model.layout.n_steps, max_seconds=budget_s)
+    elapsed = time.perf_counter() - t
+    return {"baseline_neuron_steps_per_s": case.members * case.neurons * steps / elapsed,
+            "baseline_steps": steps, "baseline_compile_s": compile_s,
+            "baseline_rate_hz": spikes / (case.members * case.neurons * steps * DT_MS / 1000.0)}
+
+
+# -- the table ------------------------------------------------------------------------------
+
+COLUMNS = (("case", 26), ("dev", 3), ("members", 7), ("neurons", 7), ("p", 6), ("probes", 14), ("store", 5),
+           ("n-steps/s", 9), ("syn-ev/s", 9), ("rate Hz", 7), ("compile s", 9), ("run s", 7),
+           ("baseline", 9), ("x base", 7))
+
+
+def table_header() -> str:
+    return " ".join(f"{name:>{width}}" if i else f"{name:<{width}}" for i, (name, width) in enumerate(COLUMNS))
+
+
+def _g(x, fmt=".3g"):
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
+
+
+def format_row(row: dict) -> str:
+    if row.get("skipped"):
+        return f"{row['case']:<26} {row.get('devices', 1):>3} {row['members']:>7} {row['neurons']:>7}  skipped: {row['skipped']}"
+    probes = "+".join(row.get("probes", ())) if row.get("probes") != list(SEED_PROBES) else "seed (5)"
+    vals = [row["case"], row.get("devices", 1), row["members"], row["neurons"], _g(row.get("p"), "g"), probes,
+            "zarr" if row.get("store") else "-", _g(row.get("neuron_steps_per_s")),
+            _g(row.get("synaptic_events_per_s")), _g(row.get("rate_hz"), ".1f"), _g(row.get("compile_s"), ".2f"),
+            _g(row.get("seconds"), ".2f"), _g(row.get("baseline_neuron_steps_per_s")),
+            _g(row.get("ratio"), ".2f")]
+    return " ".join(f"{v!s:>{w}}" if i else f"{v!s:<{w}}" for i, ((_, w), v) in enumerate(zip(COLUMNS, vals)))
+
+
+def case_row(case: Case, n_devices: int) -> dict:
+    return {"case": case.label, "kind": case.kind, "devices": n_devices, "members": case.members,
+            "neurons": case.neurons, "p": case.p, "probes": list(case.probes), "store": case.store,
+            "shared": case.shared, "duration_ms": case.duration_ms, "chunk_ms": case.chunk_ms}
+
+
+def describe(case: Case, n_devices: int) -> str:
+    where = " -> zarr" if case.store else ""
+    return (f"{case.label}: {case.members} x {case.neurons} neurons, p={case.p:g}, {case.duration_ms:g} ms, "
+            f"{n_devices} device(s){where}")
+
+
+def run_cases(cases, *, devices=None, baseline=True, baseline_budget_s=10.0, repeats=1, out=sys.stdout,
+              progress=sys.stderr, baselines=None, start_index=0, total=None) -> list:
+    """Measure ``cases`` in order, printing each row as it is done; returns the rows.
+
+    ``baselines`` (a dict keyed by Case.baseline_key) caches baseline results
+    across calls, so a streamed row reuses the in-memory row's baseline.
+    """
+    import jax
+    devs = list(jax.devices() if devices is None else devices)
+    baselines = {} if baselines is None else baselines
+    total = len(cases) if total is None else total
     rows = []
-    for i, b in enumerate(members):
-        model = construct(tutorial(duration_ms).ensemble(seeds=list(range(b))))
-        t_j, sig = timed(lambda: simulate(model, chunk_ms=chunk_ms, devices=devs))
-        n_syn = int(np.asarray(sig["SPK"]).sum()) * 99          # all-to-all: 99 targets per spike
-        row = {"members": b, "devices": len(devs), "neuron_steps_per_s": b * 100 * n_steps / t_j,
-               "synaptic_events_per_s": n_syn / t_j, "seconds": t_j}
-        if baseline:
-            run = make_dense_baseline(model, int(round(chunk_ms / 0.1)))
-            t_b, _ = timed(lambda: run(n_steps), repeats=1)
-            row["baseline_neuron_steps_per_s"] = b * 100 * n_steps / t_b
-            row["ratio"] = t_b / t_j
+    for i, case in enumerate(cases):
+        row = case_row(case, len(devs))
+        if progress is not None:
+            print(f"[{start_index + i + 1}/{total}] {describe(case, len(devs))} ...", file=progress, flush=True)
+        why = fits_in_memory(case)
+        if why is not None:
+            row["skipped"] = why
+        else:
+            row.update(measure_jaxfne(case, devices=devs, repeats=repeats))
+            if baseline:
+                if case.baseline_key not in baselines:
+                    if progress is not None:
+                        print(f"      dense baseline ({case.members} x {case.neurons}) ...", file=progress,
+                              flush=True)
+                    baselines[case.baseline_key] = measure_baseline(case, budget_s=baseline_budget_s)
+                row.update(baselines[case.baseline_key])
+                row["ratio"] = row["neuron_steps_per_s"] / row["baseline_neuron_steps_per_s"]
         rows.append(row)
-        print(f"{b:>8} {row['neuron_steps_per_s']:>17.3g} {row['synaptic_events_per_s']:>13.3g} "
-              f"{row.get('baseline_neuron_steps_per_s', float('nan')):>15.3g} {row.get('ratio', float('nan')):>6.2f}"
-              f"   [{i + 1}/{len(members)}]", file=out, flush=True)
+        if out is not None:
+            print(format_row(row), file=out, flush=True)
+    return rows
+
+
+def write_json(path, info: dict, rows: list) -> None:
+    text = json.dumps({"machine": info, "rows": rows}, indent=2, default=float)
+    if str(path) == "-":
+        print(text)
+    else:
+        Path(path).write_text(text)
+
+
+def scaling_table(members=(16, 64, 256, 1024), duration_ms=200.0, chunk_ms=50.0, devices=None,
+                  json_path=None, baseline=True, out=None, seed_row=True, baseline_budget_s=10.0) -> list:
+    """``jaxfne bench``: the seed network and ensembles of the tutorial network, with the baseline.
+
+    Prints the table (to standard error when ``json_path`` is "-", which puts
+    the JSON on standard output) and a progress line per row; returns the rows.
+    """
+    import jax
+    devs = list(jax.devices() if devices is None else devices)
+    if out is None:
+        out = sys.stderr if str(json_path) == "-" else sys.stdout
+    info = machine_info(devs)
+    print(header_line(info), file=out)
+    print(f"# {duration_ms:g} ms at {DT_MS} ms per run, chunks of {chunk_ms:g} ms, spike raster to the host; "
+          f"baseline = plain-JAX dense (jaxfne/_baseline.py), x base = jaxfne / baseline", file=out)
+    print(table_header(), file=out, flush=True)
+    cases = ([Case("seed", probes=SEED_PROBES, duration_ms=duration_ms, chunk_ms=chunk_ms)] if seed_row else [])
+    cases += [Case("ensemble", members=int(b), duration_ms=duration_ms, chunk_ms=chunk_ms) for b in members]
+    rows = run_cases(cases, devices=devs, baseline=baseline, baseline_budget_s=baseline_budget_s, out=out)
     if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(rows, fh, indent=2)
+        write_json(json_path, info, rows)
     return rows
