@@ -19,7 +19,7 @@ from jaxfne import _store
 from jaxfne._model import _construct_members
 
 CHUNK_MS = 20.0
-DURATION_MS = 600.0            # 30 chunks of 200 steps
+DURATION_MS = 1000.0           # 50 chunks of 200 steps
 
 
 def make_model():
@@ -71,13 +71,13 @@ def reference(tmp_path_factory):
     return path
 
 
-def kill_at_random(path: Path, rng: random.Random) -> int:
+def kill_at_random(path: Path, rng: random.Random, latest: int) -> int:
     """Run the call in a child and SIGKILL it at a random moment: once it has completed a random
-    number of new chunks (at least one), plus a random part of a chunk's time. Returns the steps
-    completed at the kill."""
+    number of new chunks (at least one, at most up to step ``latest``), plus a random part of a
+    chunk's time. Returns the steps completed at the kill."""
     n_steps, chunk = int(DURATION_MS / 0.1), int(CHUNK_MS / 0.1)
     before = completed(path)
-    target = rng.randrange(before + chunk, n_steps - 4 * chunk + 1, chunk)
+    target = rng.randrange(before + chunk, latest + 1, chunk)
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
     try:
@@ -104,18 +104,18 @@ def test_sigkill_at_random_then_resume_is_bit_identical(reference, tmp_path):
     seed = int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
     path = tmp_path / "run.zarr"
-    first = kill_at_random(path, rng)
-    assert first % 200 == 0 and 0 < first < 6000, (seed, first)
+    first = kill_at_random(path, rng, latest=4000)
+    assert first % 200 == 0 and 0 < first < 10_000, (seed, first)
     kept = {k: v for k, v in files(path).items() if k.startswith("SPK/c/") and int(k.split("/")[3]) < first // 200}
-    second = kill_at_random(path, rng)                  # the same call again, killed again
+    second = kill_at_random(path, rng, latest=8000)     # the same call again, killed again
     assert second > first, (seed, first, second)
     signals = jtfne.simulate(make_model(), store=path, chunk_ms=CHUNK_MS)   # and again: it finishes
-    assert signals.dataset.sizes["time"] == 6000
+    assert signals.dataset.sizes["time"] == 10_000
     now = files(path)
     assert all(now[k] == v for k, v in kept.items())      # chunks completed before the kill stayed
     assert not list(path.rglob("*.partial"))
     assert_same_store(path, reference)
-    print(f"kill seed {seed}: killed after {first} and {second} of 6000 steps")
+    print(f"kill seed {seed}: killed after {first} and {second} of 10000 steps")
 
 
 def test_torn_progress_marker_falls_back_to_the_chunk_before(reference, tmp_path):
@@ -125,7 +125,7 @@ def test_torn_progress_marker_falls_back_to_the_chunk_before(reference, tmp_path
     marker = zarr.open_group(path, mode="r")["checkpoint/completed_steps"]
     newest = int(np.argmax(marker[0]))
     (path / "checkpoint" / "completed_steps" / "c" / "0" / str(newest)).write_bytes(b"")   # torn write
-    assert completed(path) == 5800
+    assert completed(path) == 9800
     jtfne.simulate(make_model(), store=path, chunk_ms=CHUNK_MS)
     assert_same_store(path, reference)
 
