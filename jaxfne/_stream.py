@@ -103,7 +103,7 @@ def _state_at(st: _store.Store, blocks: list, steps: int):
 class _Writer(threading.Thread):
     """Writes queued chunks in order; remembers the first error instead of dying silently."""
 
-    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress: bool, creator: bool):
+    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress, creator: bool):
         super().__init__(name="jaxfne-store-writer", daemon=True)
         self.model, self.path, self.key, self.st, self.progress = model, path, key, st, progress
         self.creator = creator
@@ -145,10 +145,7 @@ class _Writer(threading.Thread):
         for block, rows in self.rows:
             self.st.write_chunk(block, t0, {k: v[rows] for k, v in host.items()})
             self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()})
-        if self.progress:
-            dt = self.model.layout.dt_ms
-            print(f"\rjaxfne: {(t0 + n_keep) * dt:.0f}/{self.key.n_steps * dt:.0f} ms -> {self.path}", end="",
-                  flush=True)
+        self.progress.update(t0 + n_keep)
 
     def put(self, item) -> None:
         """Queue a chunk; blocks while the queue is full (back-pressure)."""
@@ -191,8 +188,12 @@ def _wait_for_store(path, timeout_s: float = STORE_WAIT_S) -> None:
 
 def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, progress: bool, devices=None,
          creator: bool = True) -> None:
+    from ._progress import Progress
     from ._simulate import run_chunks
-    writer = _Writer(model, path, key, st, blocks, progress, creator)
+    n_members = sum(len(key.block_members(b)) for b in blocks)
+    bar = Progress(key.n_steps, model.layout.dt_ms, n_members, model.layout.n, start_step=start,
+                   label=f"jaxfne -> {path.name}", enabled=bool(progress))
+    writer = _Writer(model, path, key, st, blocks, bar, creator)
     writer.start()
     ok = False
     try:
@@ -204,9 +205,8 @@ def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, p
         ok = True
     finally:
         writer.finish(abort=not ok)
+    bar.close()
     writer.check()
-    if progress:
-        print()
 
 
 # -- reading -------------------------------------------------------------------------

@@ -268,8 +268,8 @@ def test_slow_disk_applies_back_pressure(ens, tmp_path, monkeypatch):
 def test_progress_is_reported(ens, tmp_path, capsys):
     model, _ = ens
     jtfne.simulate(model, store=tmp_path / "p.zarr", chunk_ms=100.0, progress=True)
-    out = capsys.readouterr().out
-    assert "jaxfne: 300/300 ms ->" in out and out.endswith("\n")
+    err = capsys.readouterr().err
+    assert "jaxfne -> p.zarr" in err and "300/300 ms | 3 members" in err and err.endswith("\n")
 
 
 MEMORY_CHILD = textwrap.dedent("""
