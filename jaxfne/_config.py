@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import numbers
 from typing import Any
 
 from ._errors import ConfigurationError, bad_value
@@ -112,6 +113,10 @@ class ProbesSpec:
     contacts: int = 16
     #: contact spacing; None spreads the contacts over the column's depth
     contact_spacing_um: float | None = None
+    #: which neurons Vm and source record: None (all), ("per_type", k) or ("index", (i, ...))
+    neurons: tuple | None = None
+    #: sampling interval of Vm, source, LFP-proxy and CSD-proxy; None = every step
+    every_ms: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,12 +334,18 @@ class Configuration:
             out[field] = _pairs(vals)
         return dataclasses.replace(self, drive_spec=DriveSpec(**out))
 
-    def probes(self, names=_UNSET, contacts=_UNSET, contact_spacing_um=_UNSET) -> "Configuration":
+    def probes(self, names=_UNSET, contacts=_UNSET, contact_spacing_um=_UNSET, neurons=_UNSET,
+               every_ms=_UNSET) -> "Configuration":
         """What to record: any of SPK, Vm, source, LFP-proxy, CSD-proxy.
 
-        Spikes (SPK) are always recorded. ``contacts`` is the number of virtual
-        recording contacts along the column's depth axis: spread evenly from its
-        top to its bottom, or ``contact_spacing_um`` apart from its top.
+        Spikes (SPK) are always recorded, complete. ``contacts`` is the number of
+        virtual recording contacts along the column's depth axis: spread evenly
+        from its top to its bottom, or ``contact_spacing_um`` apart from its top.
+        ``neurons`` chooses which cells Vm and source record: None (all), an int k
+        (k cells of each type in each layer: the first k, which are E, and the
+        last k, which are I) or a list of neuron indices. ``every_ms`` samples Vm,
+        source, LFP-proxy and CSD-proxy every that many ms (instantaneous samples;
+        a whole number of steps) instead of every step.
         """
         w, cur = "probes", self.probes_spec
         if names is _UNSET:
@@ -355,7 +366,25 @@ class Configuration:
         if contact_spacing_um is not _UNSET:
             spacing = None if contact_spacing_um is None else parse_float(
                 w, "contact_spacing_um", contact_spacing_um, positive=True)
-        return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts, spacing))
+        sel = cur.neurons
+        if neurons is not _UNSET:
+            if neurons is None or neurons == "all":
+                sel = None
+            elif isinstance(neurons, bool):
+                raise bad_value(w, "neurons", neurons, "None, 'all', an int per cell type or a list of indices")
+            elif isinstance(neurons, numbers.Integral):
+                sel = ("per_type", parse_int(w, "neurons", neurons, minimum=1))
+            elif hasattr(neurons, "__iter__") and not isinstance(neurons, (str, bytes)):
+                idx = tuple(parse_int(w, "neurons", i, minimum=0) for i in neurons)
+                if not idx or len(set(idx)) != len(idx):
+                    raise bad_value(w, "neurons", list(neurons), "a non-empty list of distinct indices is required")
+                sel = ("index", tuple(sorted(idx)))
+            else:
+                raise bad_value(w, "neurons", neurons, "None, 'all', an int per cell type or a list of indices")
+        every = cur.every_ms
+        if every_ms is not _UNSET:
+            every = None if every_ms is None else parse_float(w, "every_ms", every_ms, positive=True)
+        return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts, spacing, sel, every))
 
     def ensemble(self, seeds=_UNSET, sweep=_UNSET, mode=_UNSET) -> "Configuration":
         """Make this an ensemble: every sweep combination (grid) or tuple (zip) for every seed.
@@ -392,7 +421,10 @@ class Configuration:
             "emitter": {"family": em.family, "preset": dict(em.preset)},
             "drive": {"current": dict(dr.current), "noise": dict(dr.noise)},
             "probes": {"names": list(pr.names), "contacts": pr.contacts,
-                       **({"contact_spacing_um": pr.contact_spacing_um} if pr.contact_spacing_um else {})},
+                       **({"contact_spacing_um": pr.contact_spacing_um} if pr.contact_spacing_um else {}),
+                       **({"neurons": pr.neurons[1] if pr.neurons[0] == "per_type" else list(pr.neurons[1])}
+                          if pr.neurons else {}),
+                       **({"every_ms": pr.every_ms} if pr.every_ms else {})},
             **({} if self.ensemble_spec is None else {"ensemble": {
                 "seeds": list(self.ensemble_spec.seeds),
                 "sweep": {k: list(v) for k, v in self.ensemble_spec.sweep},

@@ -50,6 +50,22 @@ class Layout:
     #: delay of each delay class in steps (ascending); (1,) when every pathway acts next step
     delay_steps: tuple = (1,)
 
+    #: global indices of the neurons Vm and source record (None: all)
+    sample_neurons: tuple | None = None
+    #: Vm, source and the field proxies are sampled every this many steps
+    sample_every: int = 1
+
+    def geometry(self, probe: str) -> dict:
+        """Shape and dims of a probe's recording: time axis, its stride, last axis."""
+        field = probe in ("LFP-proxy", "CSD-proxy")
+        stride = 1 if probe == "SPK" else self.sample_every
+        if probe in ("SPK", "LFP-proxy", "CSD-proxy") or self.sample_neurons is None:
+            last_dim, n_last = ("contact", self.contacts) if field else ("neuron", self.n)
+        else:
+            last_dim, n_last = "neuron_sampled", len(self.sample_neurons)
+        return {"time_dim": "time" if stride == 1 else "time_sampled", "stride": stride,
+                "n_time": -(-self.n_steps // stride), "last_dim": last_dim, "n_last": n_last}
+
     @property
     def delay_slots(self) -> int:
         """Ring-buffer slots of delayed input (0 when nothing is delayed beyond one step)."""
@@ -84,6 +100,32 @@ def pathway_tables(cfg: Configuration):
         post, pre = 2 * lj + tj, 2 * li + ti
         p[post, pre], g[post, pre], delay[post, pre] = entry["p"], entry["strength"], entry["delay_ms"]
     return p, g, delay
+
+
+def probe_sampling(cfg: Configuration):
+    """(neuron indices recorded by Vm/source or None, sampling stride in steps)."""
+    pr, col, dt = cfg.probes_spec, cfg.column_spec, cfg.runtime_spec.dt_ms
+    every = 1
+    if pr.every_ms is not None:
+        ratio = pr.every_ms / dt
+        if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio) or round(ratio) < 1:
+            raise ConfigurationError(f"probes: every_ms={pr.every_ms} is invalid; it must be a whole number "
+                                     f"of time steps of dt_ms={dt}")
+        every = int(round(ratio))
+    if pr.neurons is None:
+        return None, every
+    kind, value = pr.neurons
+    if kind == "index":
+        if max(value) >= col.n:
+            raise ConfigurationError(f"probes: neurons={list(value)} is invalid; indices must be < n={col.n}")
+        return tuple(int(i) for i in value), every
+    idx, start = [], 0
+    for n_layer in col.n_per_layer:
+        k = min(value, n_layer)
+        idx.extend(range(start, start + k))                          # the first k: E cells
+        idx.extend(range(start + n_layer - k, start + n_layer))      # the last k: I cells
+        start += n_layer
+    return tuple(sorted(set(idx))), every
 
 
 def delay_classes(cfg: Configuration):
@@ -188,10 +230,12 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
     else:
         contact_z = top + pr.contact_spacing_um * np.arange(pr.contacts)
     steps, class_table = delay_classes(cfg)
+    sample_neurons, sample_every = probe_sampling(cfg)
     layout = Layout(n=col.n, layers=col.layers, n_per_layer=col.n_per_layer, contacts=pr.contacts,
                     contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
                     n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms,
-                    shared_weights=cfg.connectivity_spec.shared, delay_steps=steps)
+                    shared_weights=cfg.connectivity_spec.shared, delay_steps=steps,
+                    sample_neurons=sample_neurons, sample_every=sample_every)
     lidx = layer_index(cfg)
     depth_lo = np.array([ranges[i][0] for i in lidx])
     depth_hi = np.array([ranges[i][1] for i in lidx])

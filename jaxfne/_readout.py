@@ -80,25 +80,32 @@ def readout_spec(name, metric, *, cell_type=None, layer=None, time_window_ms=Non
 
 
 def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
+    tdim = "time_sampled" if "time_sampled" in da.dims else "time"
     if spec.time_window_ms is not None:
         start, stop = spec.time_window_ms
-        if start >= da.sizes["time"] * dt_ms:
+        t = da[tdim].values
+        end = da.sizes[tdim] and float(t[-1]) + (float(t[1] - t[0]) if t.size > 1 else dt_ms)
+        if start >= end:
             raise ReadoutError(f"readout {spec.name!r}: time_window_ms={spec.time_window_ms} starts after the "
-                               f"recording ends ({da.sizes['time'] * dt_ms} ms)")
-        t = da["time"].values
-        da = da.isel(time=np.flatnonzero((t >= start - 1e-9) & (t < stop - 1e-9)))
-        if da.sizes["time"] == 0:
+                               f"recording ends ({end} ms)")
+        da = da.isel({tdim: np.flatnonzero((t >= start - 1e-9) & (t < stop - 1e-9))})
+        if da.sizes[tdim] == 0:
+            step = float(t[1] - t[0]) if t.size > 1 else dt_ms
             raise ReadoutError(f"readout {spec.name!r}: time_window_ms={spec.time_window_ms} contains no step "
-                               f"start (steps start every {dt_ms} ms); widen the window")
-    if "neuron" in da.dims:
+                               f"start (samples start every {step:g} ms); widen the window")
+    ndim = "neuron_sampled" if "neuron_sampled" in da.dims else "neuron" if "neuron" in da.dims else None
+    if ndim is not None:
+        sfx = "_sampled" if ndim == "neuron_sampled" else ""
         if spec.layer is not None:
-            layers = np.asarray(da["layer"].values)
+            layers = np.asarray(da["layer" + sfx].values)
             if spec.layer not in layers:
-                raise ReadoutError(f"readout {spec.name!r}: layer={spec.layer!r} is not in this column; "
-                                   f"its layers are {', '.join(dict.fromkeys(layers.tolist()))}")
-            da = da.isel(neuron=np.flatnonzero(layers == spec.layer))
+                known = ", ".join(dict.fromkeys(layers.tolist()))
+                why = (f"is not in this column; its layers are {known}" if not sfx else
+                       f"has no neuron recorded by this probe; recorded layers are {known}")
+                raise ReadoutError(f"readout {spec.name!r}: layer={spec.layer!r} {why}")
+            da = da.isel({ndim: np.flatnonzero(layers == spec.layer)})
         if spec.cell_type is not None:
-            mask = da["cell_type"] == spec.cell_type
+            mask = da["cell_type" + sfx] == spec.cell_type
             if not bool(mask.any()):
                 where = f" in layer {spec.layer!r}" if spec.layer is not None else ""
                 raise ReadoutError(f"readout {spec.name!r}: cell_type={spec.cell_type!r} selects no neuron{where}; "

@@ -96,7 +96,7 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
     """
     members = np.arange(model.n_members) if members is None else np.asarray(members)
     layout = model.layout
-    n_time = next(iter(arrays.values())).shape[1]
+    n_time = arrays["SPK"].shape[1]
     time_ms = np.arange(n_time) * layout.dt_ms
     coords = {
         "time": ("time", time_ms, {"units": "ms", "description":
@@ -111,10 +111,22 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
                   "depth_um": model.neuron_coords["depth_um"][members]}
     data_vars = {}
     for name, arr in arrays.items():
-        last = "contact" if name in ("LFP-proxy", "CSD-proxy") else "neuron"
-        data_vars[name] = (("member", "time", last), arr, {"units": UNITS[name], "description": DESCRIPTIONS[name]})
+        geo = layout.geometry(name)
+        data_vars[name] = (("member", geo["time_dim"], geo["last_dim"]), arr,
+                           {"units": UNITS[name], "description": DESCRIPTIONS[name]})
     for key, val in per_member.items():
         coords[key] = (("member", "neuron"), val)
+    if layout.sample_every > 1 and any(layout.geometry(n)["stride"] > 1 for n in arrays):
+        n_sampled = -(-n_time // layout.sample_every)
+        coords["time_sampled"] = ("time_sampled", np.arange(n_sampled) * layout.sample_every * layout.dt_ms,
+                                  {"units": "ms", "description": f"every {layout.sample_every} steps: the "
+                                   "sample of step k is labelled t_k = k * dt, as the time coordinate"})
+    if layout.sample_neurons is not None and any(layout.geometry(n)["last_dim"] == "neuron_sampled" for n in arrays):
+        idx = np.asarray(layout.sample_neurons)
+        coords["neuron_sampled"] = ("neuron_sampled", idx, {"description": "global neuron index"})
+        coords["layer_sampled"] = ("neuron_sampled", model.neuron_coords["layer"][idx])
+        for key, val in per_member.items():
+            coords[f"{key}_sampled"] = (("member", "neuron_sampled"), val[:, idx])
     coords["member"] = ("member", members)
     for key, val in model.member_coords.items():
         coords[key] = ("member", np.asarray(val)[members])

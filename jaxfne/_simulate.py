@@ -74,6 +74,13 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
                 out["CSD-proxy"] = csd_proxy(lfp, layout.contact_spacing_um)
         if "source" not in probes:
             out.pop("source", None)
+        for name in ("Vm", "source", "LFP-proxy", "CSD-proxy"):
+            if name in out:
+                geo = layout.geometry(name)
+                if geo["stride"] > 1:
+                    out[name] = out[name][:, ::geo["stride"]]
+                if geo["last_dim"] == "neuron_sampled":
+                    out[name] = out[name][:, :, np.asarray(layout.sample_neurons)]
         finite = jnp.all(jnp.isfinite(state.v), axis=-1) & jnp.all(jnp.isfinite(state.u), axis=-1)
         return state, out, finite
 
@@ -149,6 +156,17 @@ def default_chunk_steps(layout: Layout, n_members: int) -> int:
 
 
 def _chunk_steps(layout: Layout, chunk_ms, n_members: int = 1) -> int:
+    steps = _chunk_steps_unaligned(layout, chunk_ms, n_members)
+    every = layout.sample_every
+    if steps % every:
+        if chunk_ms is not None:
+            raise SimulationError(f"simulate: chunk_ms={chunk_ms!r} is invalid; it must be a multiple of the "
+                                  f"probes' every_ms ({every * layout.dt_ms:g} ms)")
+        steps = max(every, steps - steps % every)
+    return steps
+
+
+def _chunk_steps_unaligned(layout: Layout, chunk_ms, n_members: int = 1) -> int:
     if chunk_ms is None:
         return min(layout.n_steps, default_chunk_steps(layout, n_members))
     if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not math.isfinite(chunk_ms) or chunk_ms <= 0:
@@ -201,11 +219,11 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         state, out, finite = fn(jax.tree_util.tree_map(jnp.copy, state), params, _put(np.int32(t0), mesh, P()))
         current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad)
         if pending is not None:
-            yield _finish(pending)
+            yield _finish(pending, layout)
         pending = current
         t0 += chunk_steps
     if pending is not None:
-        yield _finish(pending)
+        yield _finish(pending, layout)
 
 
 def _put(x, mesh, spec):
@@ -240,9 +258,10 @@ def local_members_of(x) -> np.ndarray:
     return np.concatenate([np.arange(a, b) for a, b in starts])
 
 
-def _finish(pending):
+def _finish(pending, layout):
     t0, keep, out, state, finite, n_real, n_pad = pending
-    out = {k: local_host(v, n_real) for k, v in out.items()}
+    # every probe trimmed to the steps inside the run (sampled probes: the samples taken in them)
+    out = {k: local_host(v, n_real)[:, :-(-keep // layout.geometry(k)["stride"])] for k, v in out.items()}
     state = jax.tree_util.tree_map(lambda x: local_host(x, n_real), state)
     finite = local_host(finite, n_real)
     if not finite.all():
@@ -276,7 +295,7 @@ def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None) -> di
     finite = None
     for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices):
         for name, arr in out.items():
-            pieces.setdefault(name, []).append(np.asarray(arr)[:, :keep])
+            pieces.setdefault(name, []).append(np.asarray(arr))
         ok = np.isfinite(state.v).all(axis=-1) & np.isfinite(state.u).all(axis=-1)
         finite = ok if finite is None else finite & ok
         bar.update(t0 + keep)
