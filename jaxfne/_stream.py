@@ -251,7 +251,12 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
         raise StoreError(f"open_signals: store {str(path)!r} cannot be opened with xarray ({exc})") from exc
     ds = ds.drop_vars([v for v in ds.data_vars if v not in attrs["probes"]])
     if done < n_steps:
-        ds = ds.isel(time=slice(0, done))
+        cut = {"time": slice(0, done)}
+        for dim in ds.dims:        # sampled probes (time_sampled): the samples of the completed steps
+            if dim != "time" and dim.startswith("time"):
+                t = np.asarray(ds[dim].values)
+                cut[dim] = slice(0, int(np.searchsorted(t, done * float(attrs["dt_ms"]) - 1e-9)))
+        ds = ds.isel(cut)
     # coordinates are small: read them straight from zarr (no Dask), strings as numpy fixed-width
     # strings as in-memory Signals have them
     loaded = {}

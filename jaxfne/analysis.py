@@ -525,9 +525,14 @@ def lfp_spectrum(signals, *, probe="LFP-proxy", nperseg=None, time_window_ms=Non
     squeeze = "member" not in sig.dims
     if squeeze:
         sig = sig.expand_dims("member")
-    sig, _ = _window(sig, time_window_ms, signals.dt_ms, where)
+    time_dim = next(d for d in sig.dims if d.startswith("time"))     # "time", or "time_sampled" (every_ms)
+    t = np.asarray(sig[time_dim].values)
+    step_ms = float(t[1] - t[0]) if t.size > 1 else signals.dt_ms
+    if time_dim != "time":
+        sig = sig.rename({time_dim: "time"})
+    sig, _ = _window(sig, time_window_ms, step_ms, where)
     sig = sig.transpose("member", "contact", "time")
-    fs = 1000.0 / signals.dt_ms
+    fs = 1000.0 / step_ms
     n = sig.sizes["time"]
     nperseg = _default_nperseg(fs, n) if nperseg is None else _check_nperseg(nperseg, n, where)
     data = sig.data if isinstance(sig.data, da.Array) else da.from_array(np.asarray(sig.data))
@@ -536,7 +541,8 @@ def lfp_spectrum(signals, *, probe="LFP-proxy", nperseg=None, time_window_ms=Non
     coords = sig.drop_vars([k for k in sig.coords if k not in keep]).coords
     out = xr.DataArray(psd, dims=("member", "contact", "frequency"), coords=coords, name="lfp_spectrum",
                        attrs={"units": f"({sig.attrs.get('units', 'a.u.')})^2/Hz",
-                              "description": f"Welch PSD of {probe} per contact (Hann, nperseg={nperseg}, 50% "
-                                             "overlap, constant detrend, one-sided density)"})
+                              "description": f"Welch PSD of {probe} per contact (sampled at {fs:g} Hz, Hann, "
+                                             f"nperseg={nperseg}, 50% overlap, constant detrend, one-sided "
+                                             "density)"})
     out = out.assign_coords(frequency=("frequency", freq, {"units": "Hz"}))
     return out.isel(member=0) if squeeze else out

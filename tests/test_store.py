@@ -317,3 +317,28 @@ def test_blocks_must_match_what_the_driver_yields(ens, tmp_path):
     with pytest.raises(jtfne.StoreError, match=r"the driver returned 3 members per chunk, but this process writes "
                                                r"member-blocks \[1\] \(1 members\)"):
         _stream.simulate_to_store(model, tmp_path / "b.zarr", 500, member_block=1, blocks=[1])
+
+
+def test_sampled_probes_stream_resume_and_open(tmp_path, monkeypatch):
+    """Vm and LFP sampled every 0.5 ms for 5 of each type (time_sampled, neuron_sampled dims)."""
+    from scipy.signal import welch
+
+    from jaxfne import analysis
+    cfg = (jtfne.Configuration().runtime(duration_ms=230.0, dt_ms=DT).column(n=100)
+           .probes(["SPK", "Vm", "LFP-proxy"], every_ms=0.5, neurons=5).ensemble(seeds=[1, 2]))
+    model = jtfne.construct(cfg)
+    memory = jtfne.simulate(model, chunk_ms=50.0)
+    path = tmp_path / "sampled.zarr"
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("SPK/c/0/3/0", OSError(errno.EIO, "I/O")))
+    with pytest.raises(jtfne.StoreError, match="writing chunk 3"):
+        jtfne.simulate(model, store=path, chunk_ms=50.0)
+    monkeypatch.undo()
+    partial = jtfne.open_signals(path, allow_incomplete=True)      # 1500 steps = 300 samples
+    want = memory.dataset.isel(time=slice(0, 1500), time_sampled=slice(0, 300)).drop_vars("state_finite")
+    xr.testing.assert_identical(partial.dataset.load(), want)
+    stored = jtfne.simulate(model, store=path, chunk_ms=50.0)
+    xr.testing.assert_identical(memory.dataset, stored.dataset.load())
+    spec = analysis.lfp_spectrum(stored, nperseg=64).compute()      # sampled at 2 kHz
+    f, psd = welch(np.asarray(memory["LFP-proxy"]).astype(np.float64), fs=2000.0, nperseg=64, axis=1)
+    np.testing.assert_allclose(spec["frequency"].values, f)
+    np.testing.assert_allclose(spec.values, np.moveaxis(psd, 1, 2), rtol=1e-9, atol=1e-12 * psd.max())
