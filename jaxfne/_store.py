@@ -53,10 +53,6 @@ MARKER_COMPRESSOR = ZstdCodec(level=0, checksum=True)
 COORD_CHUNK_BYTES = 8 * 2**20
 
 
-def probe_dims(name: str) -> tuple:
-    return ("member", "time", "contact" if name in FIELD_PROBES else "neuron")
-
-
 def resolve_path(store) -> Path:
     """The local folder of ``store`` (a str or os.PathLike)."""
     if isinstance(store, (str, os.PathLike)) and str(store):
@@ -115,7 +111,8 @@ def _write_coord(group, name: str, dims: tuple, values, attrs: dict | None = Non
     arr = group.create_array(name, shape=values.shape, dtype=dtype, dimension_names=dims,
                              chunks=_coord_chunks(values.shape, values.dtype.itemsize),
                              fill_value="" if dtype == "string" else None)
-    arr[...] = values.astype(str) if dtype == "string" else values
+    # contiguous first: zarr 3.1 writes a non-C-contiguous string array in the wrong order
+    arr[...] = np.ascontiguousarray(values.astype(str) if dtype == "string" else values)
     if attrs:
         arr.attrs.update(attrs)
 
@@ -129,8 +126,8 @@ def template(model) -> xr.Dataset:
     from ._signals import build_signals
     layout = model.layout
     arrays = {name: np.broadcast_to(np.zeros((), bool if name == "SPK" else layout.dtype),
-                                    (model.n_members, layout.n_steps,
-                                     layout.contacts if name in FIELD_PROBES else layout.n))
+                                    (model.n_members, layout.geometry(name)["n_time"],
+                                     layout.geometry(name)["n_last"]))
               for name in layout.probes}
     return build_signals(arrays, model, squeeze_member=False).dataset
 
@@ -205,14 +202,15 @@ def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
                        fill_value=False, dimension_names=("member",))
     coord_list = " ".join(n for n in [*tmpl.coords, "state_finite"] if n not in tmpl.dims)
     for name in layout.probes:
-        last = layout.contacts if name in FIELD_PROBES else layout.n
+        geo = layout.geometry(name)
+        last, n_time, t_chunk = geo["n_last"], geo["n_time"], key.chunk_steps // geo["stride"]
         is_spk = name == "SPK"
         arr = group.create_array(
-            name, shape=(key.n_members, layout.n_steps, last), dtype=bool if is_spk else layout.dtype,
-            chunks=(1, key.chunk_steps, last),
-            shards=None if key.member_block == 1 else (key.member_block, key.chunk_steps, last),
+            name, shape=(key.n_members, n_time, last), dtype=bool if is_spk else layout.dtype,
+            chunks=(1, t_chunk, last),
+            shards=None if key.member_block == 1 else (key.member_block, t_chunk, last),
             compressors=SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR,
-            fill_value=False if is_spk else 0.0, dimension_names=probe_dims(name))
+            fill_value=False if is_spk else 0.0, dimension_names=tuple(tmpl[name].dims))
         arr.attrs.update({**tmpl[name].attrs, "coordinates": coord_list})
     ckpt = group.create_group("checkpoint", attributes={
         "description": "resume state: two alternating slots; a member-block's progress marker names the valid one"})
@@ -390,8 +388,10 @@ class Store:
         sel = self.block_members(block)
         for name in self.probes:
             data = arrays[name]
-            self._write(name, f"chunk {t0 // self.chunk_steps} (steps {t0}-{t0 + data.shape[1]}) of probe {name!r}",
-                        (sel, slice(t0, t0 + data.shape[1])), data)
+            stride = self.chunk_steps // self.array(name).chunks[1]   # sampled probes: one row per stride steps
+            start = t0 // stride
+            self._write(name, f"chunk {t0 // self.chunk_steps} (steps {t0}-{t0 + data.shape[1] * stride}) of "
+                        f"probe {name!r}", (sel, slice(start, start + data.shape[1])), data)
 
     def commit(self, block: int, t0: int, n_keep: int, state: dict) -> None:
         """Save the state after a chunk, then mark the chunk complete (the marker last)."""
@@ -407,7 +407,7 @@ class Store:
 
     def _write(self, name: str, where: str, selection, data) -> None:
         try:
-            self.array(name)[selection] = data
+            self.array(name)[selection] = data if np.ndim(data) == 0 else np.ascontiguousarray(data)
         except Exception as exc:  # OSError, PermissionError, codec or store errors
             try:
                 done = self.completed_all()
