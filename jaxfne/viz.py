@@ -83,6 +83,18 @@ def _bin_steps(bin_ms, dt_ms: float, where: str) -> int:
     return int(round(steps))
 
 
+def _canonical(da: xr.DataArray) -> xr.DataArray:
+    """A probe recorded on sampled dims (time_sampled, neuron_sampled) under the usual names."""
+    names = {k: k[: -len("_sampled")] for k in list(da.dims) + list(da.coords) if k.endswith("_sampled")}
+    return da.rename(names) if names else da
+
+
+def _step_ms(da: xr.DataArray, dt_ms: float) -> float:
+    """Time between two samples of ``da`` (dt, or the sampling interval of a sampled probe)."""
+    t = np.asarray(da["time"].values[:2], dtype=float)
+    return float(t[1] - t[0]) if t.size == 2 else dt_ms
+
+
 def _time_blocks(da: xr.DataArray, block: int = BLOCK_STEPS):
     """Yield (start, numpy block) along time, ``block`` steps at a time."""
     n = da.sizes["time"]
@@ -232,7 +244,7 @@ def voltages(signals, neurons=None, *, member=None, t_range_ms=None) -> Figure:
     sig = _network(signals, member, "viz.voltages")
     if not _recorded(sig, "Vm"):
         raise ReadoutError("viz.voltages: probe 'Vm' was not recorded; add it with Configuration.probes([..., 'Vm'])")
-    vm = sig["Vm"]
+    vm = _canonical(sig["Vm"])
     labels = np.asarray(vm["neuron"].values)
     cell_type = _cell_types(vm)
     if neurons is None:
@@ -257,7 +269,7 @@ def voltages(signals, neurons=None, *, member=None, t_range_ms=None) -> Figure:
         ax.set_ylabel("Vm (mV)")
         ax.set_title(f"neuron {n} ({ctype}, {layer[pos[n]]})", fontsize=9, loc="left")
     axes[-1].set_xlabel("time (ms)")
-    axes[-1].set_xlim(t[0] if t.size else 0.0, (t[-1] + sig.dt_ms) if t.size else 1.0)
+    axes[-1].set_xlim(t[0] if t.size else 0.0, (t[-1] + _step_ms(vm, sig.dt_ms)) if t.size else 1.0)
     fig.suptitle("Membrane potential of sample neurons")
     return fig
 
@@ -281,8 +293,8 @@ def field_maps(signals, bin_ms=None, *, member=None) -> dict:
     if not present:
         raise ReadoutError("viz.fields: none of 'source', 'LFP-proxy', 'CSD-proxy' was recorded; add them with "
                            "Configuration.probes([...])")
-    dt = sig.dt_ms
-    n_time = sig[present[0]].sizes["time"]
+    dt = _step_ms(_canonical(sig[present[0]]), sig.dt_ms)    # sampled probes share one interval
+    n_time = _canonical(sig[present[0]]).sizes["time"]
     steps = max(1, -(-n_time // 1000)) if bin_ms is None else _bin_steps(bin_ms, dt, "viz.fields")
     n_bins = -(-n_time // steps)
     t_edges = np.minimum(np.arange(n_bins + 1) * steps, n_time) * dt
@@ -290,7 +302,7 @@ def field_maps(signals, bin_ms=None, *, member=None) -> dict:
     z_edges = _depth_edges(z)
     out = {}
     for probe in present:
-        da = sig[probe]
+        da = _canonical(sig[probe])
         if probe == "source":
             depth = np.asarray(da["depth_um"].values, dtype=float)
             which = np.clip(np.searchsorted(z_edges, depth, side="right") - 1, 0, z.size - 1)
@@ -349,7 +361,7 @@ def vm_histogram(signals, bins=VM_BINS_MV, *, member=None) -> tuple:
     """Counts of Vm samples (mV) in ``bins``, gathered block by block."""
     sig = _network(signals, member, "viz.vm_histogram")
     counts = np.zeros(len(bins) - 1, dtype=np.int64)
-    for _, block in _time_blocks(sig["Vm"]):
+    for _, block in _time_blocks(_canonical(sig["Vm"])):
         counts += np.histogram(block[np.isfinite(block)], bins=bins)[0]
     return counts, np.asarray(bins)
 

@@ -55,3 +55,15 @@ def test_bad_sampling_is_refused():
         CFG.probes(neurons=[3, 3])
     with pytest.raises(jtfne.SimulationError, match=r"multiple of the probes' every_ms"):
         jtfne.simulate(jtfne.construct(CFG.probes(every_ms=1.0)), chunk_ms=2.5)
+
+
+def test_figures_accept_sampled_probes():
+    import matplotlib
+    matplotlib.use("Agg")
+    sig = jtfne.simulate(jtfne.construct(CFG.probes(neurons=2, every_ms=0.5)))
+    fig = jtfne.viz.voltages(sig)
+    assert len(fig.axes) == 4                                  # the four recorded neurons
+    t_edges, _, values = jtfne.viz.field_maps(sig)["LFP-proxy"]
+    assert values.shape[1] == 200 and t_edges[-1] == pytest.approx(100.0)
+    for fn in (jtfne.viz.fields, jtfne.viz.summary):
+        assert fn(sig) is not None
