@@ -135,7 +135,7 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
         from ._stream import simulate_to_store
         with precision(layout.dtype):
             return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress,
-                                     devices=devices)
+                                     devices=devices, **process_blocks(model, devices))
     with precision(layout.dtype):
         arrays, finite = _run_in_memory(model, chunk_steps, progress, devices)
     members = local_member_indices(model, devices)
@@ -270,6 +270,21 @@ def _finish(pending, layout):
                       f"{t0 + keep}; reduce dt_ms (e.g. 0.01), use dtype='float64', or check the Izhikevich "
                       "parameters", RuntimeWarning, stacklevel=4)
     return t0, keep, out, state
+
+
+def process_blocks(model: Model, devices=None) -> dict:
+    """How this process writes a store under jax.distributed: one member-block per process.
+
+    Every process writes only the block of members on its own devices, so no
+    two writers touch one stored object; process 0 creates the store.
+    """
+    if jax.process_count() == 1:
+        return {}
+    n_dev = member_mesh(devices).devices.size
+    per = (model.n_members + (-model.n_members) % n_dev) // jax.process_count()
+    local = local_member_indices(model, devices)
+    return {"member_block": per, "blocks": sorted({int(i) // per for i in local}),
+            "creator": jax.process_index() == 0}
 
 
 def local_member_indices(model: Model, devices=None) -> np.ndarray:

@@ -73,7 +73,8 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
         _store.remove_partials(path, st.probes, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
     _run(model, path, key, st, blocks, start, state, progress, devices, creator)
-    return open_signals(path, allow_incomplete=not creator)
+    # a process that writes only some member-blocks may finish before the others
+    return open_signals(path, allow_incomplete=not creator or len(blocks) < key.n_blocks)
 
 
 def _state_at(st: _store.Store, blocks: list, steps: int):

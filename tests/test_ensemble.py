@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
+import jaxfne.cli
 from jaxfne._simulate import chunk_function
 
 BASE = (jtfne.Configuration().runtime(duration_ms=150.0).cell_types({"E": 0.75, "I": 0.25})
@@ -160,6 +161,8 @@ WORKER = textwrap.dedent("""
     s = jtfne.simulate(jtfne.construct(cfg))
     np.savez(out, spk=np.asarray(s["SPK"]), vm=np.asarray(s["Vm"]), member=s["SPK"]["member"].values,
              seed=s["SPK"]["seed"].values, devices=len(jax.devices()), processes=jax.process_count())
+    # both processes stream their own members into one store
+    jtfne.simulate(jtfne.construct(cfg), store=sys.argv[4], chunk_ms=25.0)
 """)
 
 
@@ -170,7 +173,9 @@ def test_two_processes_with_jax_distributed(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), port, str(tmp_path / f"p{i}.npz")], env=env,
+    store = tmp_path / "shared.zarr"
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), port, str(tmp_path / f"p{i}.npz"), str(store)],
+                              env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
     logs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), logs
@@ -186,3 +191,10 @@ def test_two_processes_with_jax_distributed(tmp_path):
         np.testing.assert_array_equal(p["seed"], np.arange(7)[idx])
         np.testing.assert_array_equal(p["spk"], np.asarray(ref["SPK"])[idx])
         np.testing.assert_array_equal(p["vm"], np.asarray(ref["Vm"])[idx])
+    # the store both processes wrote equals a single-process run, member by member
+    import xarray as xr
+    got = xr.open_zarr(store)
+    assert jtfne.cli.store_summary(store)["complete"]
+    np.testing.assert_array_equal(got["SPK"].values, np.asarray(ref["SPK"]))
+    np.testing.assert_array_equal(got["Vm"].values, np.asarray(ref["Vm"]))
+    np.testing.assert_array_equal(got["seed"].values, np.arange(7))
