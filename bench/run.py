@@ -197,7 +197,7 @@ def parse_args(argv=None):
     ap.add_argument("--peer-threads", type=int, default=1, help="threads given to each peer (default 1)")
     ap.add_argument("--no-seed", action="store_true", help="skip the seed-network row")
     ap.add_argument("--no-baseline", action="store_true", help="skip the plain-JAX dense baseline")
-    ap.add_argument("--baseline-budget-s", type=float, default=10.0,
+    ap.add_argument("--baseline-budget-s", type=float, default=5.0,
                     help="stop a baseline run after this many seconds (its cost does not depend on activity)")
     ap.add_argument("--repeats", type=int, default=1, help="timed calls per row after the first (best is kept)")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 100 ms, few rows, no peers")
