@@ -18,7 +18,7 @@ from typing import Any
 
 from ._errors import ConfigurationError, bad_value
 from ._presets import FAMILIES, get_preset
-from ._validate import parse_bool, parse_choice, parse_float, parse_int, parse_mapping
+from ._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping
 
 CELL_TYPES = ("E", "I")
 PATHWAYS = ("E->E", "E->I", "I->E", "I->I")
@@ -179,13 +179,9 @@ class Configuration:
         if layers is _UNSET:
             layers = cur.layers
         else:
-            if isinstance(layers, str) or not hasattr(layers, "__iter__"):
-                raise bad_value(w, "layers", layers, "a list of layer names is required")
-            layers = tuple(layers)
+            layers = tuple(parse_choices(w, "layers", layers, LAYER_DEPTHS_UM, "layer names"))
             if not layers:
                 raise bad_value(w, "layers", list(layers), "at least one layer is required")
-            for lay in layers:
-                parse_choice(w, "layers", lay, LAYER_DEPTHS_UM)
             if len(set(layers)) != len(layers):
                 raise bad_value(w, "layers", list(layers), "layer names must not repeat")
         if n is _UNSET:
@@ -351,11 +347,7 @@ class Configuration:
         if names is _UNSET:
             names = cur.names
         else:
-            if isinstance(names, str) or not hasattr(names, "__iter__"):
-                raise bad_value(w, "names", names, "a list of probe names is required")
-            names = list(names)
-            for name in names:
-                parse_choice(w, "names", name, PROBES)
+            names = parse_choices(w, "names", names, PROBES, "probe names")
             if "SPK" not in names:
                 names = ["SPK", *names]
             names = tuple(p for p in PROBES if p in names)  # canonical order, no repeats

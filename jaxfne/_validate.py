@@ -52,3 +52,13 @@ def parse_mapping(where, field, value):
     if not hasattr(value, "items"):
         raise bad_value(where, field, value, "a mapping (dict) is required")
     return dict(value)
+
+
+def parse_choices(where, field, value, choices, what):
+    """A list (not a string) whose every item is one of ``choices``."""
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise bad_value(where, field, value, f"a list of {what} is required")
+    items = list(value)
+    for item in items:
+        parse_choice(where, field, item, choices)
+    return items
