@@ -53,11 +53,14 @@ def build_cases(args) -> tuple[list, list]:
              for n in args.neurons]
     stream = []
     for b in args.stream_members:
-        for store in (False, True):
-            stream.append(Case("ensemble", members=b, probes=tuple(args.stream_probes), store=store, duration_ms=d,
-                               chunk_ms=c))
+        for cells in args.stream_vm_cells:
+            for store in (False, True):
+                stream.append(Case("ensemble", members=b, probes=tuple(args.stream_probes), store=store, duration_ms=d,
+                                   chunk_ms=c, vm_cells=cells or None))
     main += stream
-    multi = [Case("ensemble", members=b, duration_ms=d, chunk_ms=c) for b in args.multi_device_members] + stream
+    last = (args.stream_vm_cells or [0])[-1] or None
+    multi = [Case("ensemble", members=b, duration_ms=d, chunk_ms=c) for b in args.multi_device_members]
+    multi += [s for s in stream if s.vm_cells == last]
     return main, multi
 
 
@@ -143,22 +146,24 @@ def summary(rows) -> list[str]:
                 return r
         return None
 
-    for dev in sorted({r.get("devices", 1) for r in rows if "peer" not in r}):
-        for b in sorted({r["members"] for r in rows if r.get("store")}):
-            mem = find(members=b, store=False, devices=dev, kind="ensemble", probes=next(
-                (r["probes"] for r in rows if r.get("store") and r["members"] == b), None))
-            st = find(members=b, store=True, devices=dev)
-            if mem and st:
-                lines.append(f"streaming overhead, {b} members, {'+'.join(st['probes'])}, {dev} device(s): "
+    for st in rows:
+        if st.get("store") and not st.get("skipped"):
+            b, dev = st["members"], st["devices"]
+            mem = find(members=b, store=False, devices=dev, kind="ensemble", probes=st["probes"],
+                       vm_cells=st.get("vm_cells"))
+            if mem:
+                vm = "" if st.get("vm_cells") is None else f" (Vm of {st['vm_cells']} cells/type)"
+                lines.append(f"streaming overhead, {b} members, {'+'.join(st['probes'])}{vm}, {dev} device(s): "
                              f"x{st['seconds'] / mem['seconds']:.2f} time (store {st['seconds']:.2f} s, memory "
                              f"{mem['seconds']:.2f} s; reopening the store {st.get('open_signals_s', 0):.2f} s)")
     for r4 in rows:
         if r4.get("devices", 1) > 1 and "peer" not in r4 and not r4.get("skipped"):
             r1 = find(members=r4["members"], neurons=r4["neurons"], store=r4["store"], probes=r4["probes"],
-                      devices=1, shared=r4["shared"], kind=r4["kind"])
+                      devices=1, shared=r4["shared"], kind=r4["kind"], vm_cells=r4.get("vm_cells"))
             if r1:
+                vm = "" if r4.get("vm_cells") is None else f"[{r4['vm_cells']}/type]"
                 lines.append(f"{r4['devices']} forced CPU devices vs 1, {r4['members']} members"
-                             f"{' -> zarr' if r4['store'] else ''} ({'+'.join(r4['probes'])}): "
+                             f"{' -> zarr' if r4['store'] else ''} ({'+'.join(r4['probes'])}{vm}): "
                              f"x{r4['neuron_steps_per_s'] / r1['neuron_steps_per_s']:.2f}")
     for rp in rows:
         if "peer" in rp and not rp.get("skipped"):
@@ -188,6 +193,9 @@ def parse_args(argv=None):
     ap.add_argument("--stream-members", type=int, nargs="*", default=[1024],
                     help="ensemble sizes run in memory and streamed to Zarr")
     ap.add_argument("--stream-probes", nargs="+", default=["SPK", "Vm"])
+    ap.add_argument("--stream-vm-cells", type=int, nargs="+", default=[0, 5],
+                    help="streaming rows: Vm of every cell (0) and/or of k cells per type (probes(neurons=k)); "
+                         "the multi-device rows use the last value")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 4],
                     help="device counts: 1 = this process; N > 1 = a subprocess with N forced CPU devices")
     ap.add_argument("--multi-device-members", type=int, nargs="*", default=[1024],
@@ -208,7 +216,7 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.duration_ms = min(args.duration_ms, 100.0)
-        args.members, args.neurons, args.stream_members = [16, 256], [1000], [256]
+        args.members, args.neurons, args.stream_members, args.stream_vm_cells = [16, 256], [1000], [256], [5]
         args.multi_device_members, args.peers, args.baseline_budget_s = [], [], 3.0
     return args
 
@@ -248,7 +256,7 @@ def main(argv=None) -> int:
                 from jaxfne._bench import Case, measure_baseline
                 case = Case(**{k: row[k] if k != "probes" else tuple(row[k]) for k in
                                ("kind", "members", "neurons", "p", "probes", "store", "shared", "duration_ms",
-                                "chunk_ms")})
+                                "chunk_ms", "vm_cells")})
                 if case.baseline_key not in baselines:
                     baselines[case.baseline_key] = measure_baseline(case, budget_s=args.baseline_budget_s)
                 row.update(baselines[case.baseline_key])

@@ -48,6 +48,8 @@ class Case:
     shared: bool = False
     duration_ms: float = 200.0
     chunk_ms: float = 50.0
+    #: Vm/source record this many cells of each type (probes(neurons=k)); None: every cell
+    vm_cells: int | None = None
 
     @property
     def label(self) -> str:
@@ -62,6 +64,8 @@ class Case:
 
     def configuration(self):
         cfg = tutorial(self.duration_ms, n=self.neurons, p=self.p, shared=self.shared, probes=self.probes)
+        if self.vm_cells is not None:
+            cfg = cfg.probes(list(self.probes), neurons=int(self.vm_cells))
         if self.kind == "ensemble":
             cfg = cfg.ensemble(seeds=list(range(self.members)))
         return cfg
@@ -155,7 +159,7 @@ _COMPILED: set = set()
 
 def _program_key(case: Case, devices) -> tuple:
     """What fixes the compiled chunk function: everything but the store (same program in memory or streamed)."""
-    return (case.kind == "ensemble", case.members, case.neurons, case.p, case.shared, case.probes,
+    return (case.kind == "ensemble", case.members, case.neurons, case.p, case.shared, case.probes, case.vm_cells,
             case.duration_ms, case.chunk_ms, tuple(str(d) for d in devices or ()))
 
 
@@ -233,7 +237,7 @@ def measure_baseline(case: Case, budget_s: float = 5.0) -> dict:
 
 # -- the table ------------------------------------------------------------------------------
 
-COLUMNS = (("case", 26), ("dev", 3), ("members", 7), ("neurons", 7), ("p", 6), ("probes", 14), ("store", 5),
+COLUMNS = (("case", 26), ("dev", 3), ("members", 7), ("neurons", 7), ("p", 6), ("probes", 18), ("store", 5),
            ("n-steps/s", 9), ("syn-ev/s", 9), ("rate Hz", 7), ("compile s", 9), ("run s", 7),
            ("baseline", 9), ("x base", 7))
 
@@ -250,6 +254,8 @@ def format_row(row: dict) -> str:
     if row.get("skipped"):
         return f"{row['case']:<26} {row.get('devices', 1):>3} {row['members']:>7} {row['neurons']:>7}  skipped: {row['skipped']}"
     probes = "+".join(row.get("probes", ())) if row.get("probes") != list(SEED_PROBES) else "seed (5)"
+    if row.get("vm_cells") is not None:
+        probes += f"[{row['vm_cells']}/type]"
     vals = [row["case"], row.get("devices", 1), row["members"], row["neurons"], _g(row.get("p"), "g"), probes,
             "zarr" if row.get("store") else "-", _g(row.get("neuron_steps_per_s")),
             _g(row.get("synaptic_events_per_s")), _g(row.get("rate_hz"), ".1f"),
@@ -262,11 +268,13 @@ def format_row(row: dict) -> str:
 def case_row(case: Case, n_devices: int) -> dict:
     return {"case": case.label, "kind": case.kind, "devices": n_devices, "members": case.members,
             "neurons": case.neurons, "p": case.p, "probes": list(case.probes), "store": case.store,
-            "shared": case.shared, "duration_ms": case.duration_ms, "chunk_ms": case.chunk_ms}
+            "shared": case.shared, "duration_ms": case.duration_ms, "chunk_ms": case.chunk_ms,
+            "vm_cells": case.vm_cells}
 
 
 def describe(case: Case, n_devices: int) -> str:
-    where = " -> zarr" if case.store else ""
+    where = f", Vm of {case.vm_cells} cells per type" if case.vm_cells is not None else ""
+    where += " -> zarr" if case.store else ""
     return (f"{case.label}: {case.members} x {case.neurons} neurons, p={case.p:g}, {case.duration_ms:g} ms, "
             f"{n_devices} device(s){where}")
 
