@@ -59,3 +59,21 @@ def test_stream_depends_only_on_step_index():
     whole = draws(steps=300, n=50)
     tail = draws(steps=100, n=50, start=200)
     np.testing.assert_array_equal(whole[200:], tail)
+
+
+def test_never_infinite_over_many_draws():
+    """2^26 draws (several times the 2^24 levels): all finite, bounded by the top level (5.42)."""
+    model = jtfne.construct(jtfne.Configuration().column(n=4096).runtime(seed=3))
+    params = jax.tree_util.tree_map(lambda x: x[0], model.params)
+
+    @jax.jit
+    def extremes(steps):
+        z = jax.vmap(lambda t: noise_sample(params, t))(steps)
+        return jnp.max(jnp.abs(z)), jnp.all(jnp.isfinite(z))
+
+    worst = 0.0
+    for start in range(0, 16384, 2048):
+        m, ok = extremes(jnp.arange(start, start + 2048, dtype=jnp.uint32))
+        assert bool(ok)
+        worst = max(worst, float(m))
+    assert 4.5 < worst <= 5.43
