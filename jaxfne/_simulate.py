@@ -32,6 +32,14 @@ def param_axes(shared_weights: bool) -> NetParams:
     return NetParams(*[0] * len(NetParams._fields))._replace(w=None if shared_weights else 0)
 
 
+def default_devices(n_members: int) -> list:
+    """Every device, or on a single process no more devices than members (no idle padding)."""
+    devices = jax.devices()
+    if jax.process_count() == 1:
+        devices = devices[:max(1, n_members)]
+    return devices
+
+
 def member_mesh(devices=None) -> Mesh:
     """A 1-D mesh over ``devices`` (default: every device) with one axis, "member"."""
     devices = list(jax.devices() if devices is None else devices)
@@ -124,12 +132,15 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     simulated time one compiled call advances. With ``store=PATH`` the outputs
     stream chunk by chunk into a Zarr v3 store (resuming an interrupted run
     there) and lazily backed Signals are returned. The member axis is sharded
-    over ``devices`` (default: every device JAX sees).
+    over ``devices`` (default: every device JAX sees, but no more devices than
+    members on a single process).
     """
     if not isinstance(model, Model):
         raise SimulationError(f"simulate: model={type(model).__name__} is invalid; pass the result of jaxfne.construct")
     model = resolve_overrides(model, duration_ms, dt_ms, seed)
     layout: Layout = model.layout
+    if devices is None:
+        devices = default_devices(model.n_members)
     chunk_steps = _chunk_steps(layout, chunk_ms, model.n_members)
     if store is not None:
         from ._stream import simulate_to_store

@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from ._devices import use_host_devices
+    use_host_devices()
     try:
         return args.func(args)
     except JaxfneError as exc:

@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument("--spec", default=str(HERE / "ei_sweep.toml"), help="the sweep's TOML spec")
     parser.add_argument("--skip-sweep", action="store_true", help="run only the tutorial network")
     args = parser.parse_args(argv)
+    from jaxfne._devices import use_host_devices
+    use_host_devices()   # shards of the ensemble run in parallel on the CPU's cores
     root = pathlib.Path(args.out)
     out = root / "tutorial"
     out.mkdir(parents=True, exist_ok=True)
