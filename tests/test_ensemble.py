@@ -130,7 +130,7 @@ def test_no_recompilation_for_numeric_sweeps():
     info = chunk_function.cache_info()
     assert info.misses == 1 and info.currsize == 1
     compiled = chunk_function(jtfne.construct(BASE.ensemble(seeds=[1, 2, 3])).layout,
-                              1500, jtfne._simulate.member_mesh())
+                              1500, jtfne._simulate.member_mesh(jtfne._simulate.default_devices(3)))
     assert compiled._cache_size() == 1
 
 
