@@ -161,7 +161,8 @@ EOF
 # -- the scaling table on the GPU ------------------------------------------------------------
 if [ "$ON_GPU" = 1 ]; then
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 4096 16384 \
-    --shared-members 16384 65536 --neurons 1000 10000 30000 --stream-members 4096 --baseline-budget-s 5"
+    --shared-members 16384 65536 --neurons 1000 10000 30000 --stream-members 4096 --stream-vm-cells 0 5 \
+    --baseline-budget-s 5"
 else
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 50 --chunk-ms 25 --members 16 64 --shared-members 64 \
     --neurons 300 --stream-members 64 --baseline-budget-s 2"

@@ -40,50 +40,68 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def build_cases(args) -> tuple[list, list]:
-    """(cases of this process, cases of the multi-device subprocess)."""
+def build_cases(args):
+    """(single cases of this process, side-by-side groups of this process, groups of the multi-device process).
+
+    A group is a list of (case, "one" | "all") variants timed in alternation; "one" = the first device.
+    """
     from jaxfne._bench import SEED_PROBES, Case, inputs_p
     d, c = args.duration_ms, args.chunk_ms
-    main = []
+    singles = []
     if not args.no_seed:
-        main.append(Case("seed", probes=SEED_PROBES, duration_ms=d, chunk_ms=c))
-    main += [Case("ensemble", members=b, duration_ms=d, chunk_ms=c) for b in args.members]
-    main += [Case("ensemble", members=b, shared=True, duration_ms=d, chunk_ms=c) for b in args.shared_members]
-    main += [Case("network", neurons=n, p=inputs_p(n, args.inputs_per_cell), duration_ms=d, chunk_ms=c)
-             for n in args.neurons]
-    stream = []
-    for b in args.stream_members:
-        for cells in args.stream_vm_cells:
-            for store in (False, True):
-                stream.append(Case("ensemble", members=b, probes=tuple(args.stream_probes), store=store, duration_ms=d,
-                                   chunk_ms=c, vm_cells=cells or None))
-    main += stream
-    last = (args.stream_vm_cells or [0])[-1] or None
-    multi = [Case("ensemble", members=b, duration_ms=d, chunk_ms=c) for b in args.multi_device_members]
-    multi += [s for s in stream if s.vm_cells == last]
-    return main, multi
+        singles.append(Case("seed", probes=SEED_PROBES, duration_ms=d, chunk_ms=c))
+    singles += [Case("ensemble", members=b, duration_ms=d, chunk_ms=c) for b in args.members]
+    singles += [Case("ensemble", members=b, shared=True, duration_ms=d, chunk_ms=c) for b in args.shared_members]
+    singles += [Case("network", neurons=n, p=inputs_p(n, args.inputs_per_cell), duration_ms=d, chunk_ms=c)
+                for n in args.neurons]
+
+    def stream_pair(b, cells, where):
+        mem = Case("ensemble", members=b, probes=tuple(args.stream_probes), duration_ms=d, chunk_ms=c,
+                   vm_cells=cells or None)
+        return [(mem, where), (dataclasses.replace(mem, store=True), where)]
+
+    groups = [stream_pair(b, cells, "one") for b in args.stream_members for cells in args.stream_vm_cells]
+    last = (args.stream_vm_cells or [0])[-1]
+    multi = [[(Case("ensemble", members=b, duration_ms=d, chunk_ms=c), "one"),
+              (Case("ensemble", members=b, duration_ms=d, chunk_ms=c), "all")] for b in args.multi_device_members]
+    multi += [stream_pair(b, last, "all") for b in args.stream_members]
+    return singles, groups, multi
 
 
-def case_to_json(case) -> dict:
-    return dataclasses.asdict(case)
+def _groups_to_json(groups) -> list:
+    return [[{**dataclasses.asdict(case), "where": where} for case, where in g] for g in groups]
+
+
+def _groups_from_json(data, devices) -> list:
+    from jaxfne._bench import Case
+    out = []
+    for g in data:
+        group = []
+        for v in g:
+            where = v.pop("where")
+            group.append((Case(**{**v, "probes": tuple(v["probes"])}), devices[:1] if where == "one" else devices))
+        out.append(group)
+    return out
 
 
 def worker(args) -> int:
-    """Run the cases given as JSON on stdin in this process (all its devices); rows as JSON on stdout."""
-    from jaxfne._bench import Case, run_cases
-    cases = [Case(**{**c, "probes": tuple(c["probes"])}) for c in json.loads(sys.stdin.read())]
-    rows = run_cases(cases, baseline=False, out=None, progress=sys.stderr, repeats=args.repeats,
-                     start_index=args.start_index, total=args.total)
+    """Run the side-by-side groups given as JSON on stdin in this process; rows as JSON on stdout."""
+    import jax
+
+    from jaxfne._bench import run_side_by_side
+    groups = _groups_from_json(json.loads(sys.stdin.read()), jax.devices())
+    rows = run_side_by_side(groups, baseline=False, out=None, progress=sys.stderr, rounds=args.rounds,
+                            start_index=args.start_index, total=args.total)
     print(json.dumps(rows, default=float))
     return 0
 
 
-def run_multi_device(cases, n_devices: int, args, start_index: int, total: int) -> list:
+def run_multi_device(groups, n_devices: int, args, start_index: int, total: int) -> list:
     env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
                                        f" --xla_force_host_platform_device_count={n_devices}").strip()}
-    cmd = [sys.executable, __file__, "--worker", "--repeats", str(args.repeats), "--start-index", str(start_index),
+    cmd = [sys.executable, __file__, "--worker", "--rounds", str(args.rounds), "--start-index", str(start_index),
            "--total", str(total)]
-    proc = subprocess.run(cmd, input=json.dumps([case_to_json(c) for c in cases]), stdout=subprocess.PIPE,
+    proc = subprocess.run(cmd, input=json.dumps(_groups_to_json(groups)), stdout=subprocess.PIPE,
                           stderr=None, text=True, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -137,8 +155,27 @@ def run_peers(args, baselines, jaxfne_rows, start_index: int, total: int, out) -
 
 
 def summary(rows) -> list[str]:
-    """Side-by-side ratios measured in this run."""
+    """Ratios measured side by side in this run."""
     lines = []
+    pairs = {}
+    for r in rows:
+        if r.get("pair") is not None and not r.get("skipped"):
+            pairs.setdefault(r["pair"], []).append(r)
+    for group in pairs.values():
+        if len(group) != 2:
+            continue
+        a, b = group
+        probes = "+".join(a["probes"]) + ("" if a.get("vm_cells") is None else f" (Vm of {a['vm_cells']} cells/type)")
+        if a["store"] != b["store"]:
+            mem, st = (a, b) if b["store"] else (b, a)
+            lines.append(f"streaming overhead, {mem['members']} members, {probes}, {mem['devices']} device(s): "
+                         f"x{st['seconds'] / mem['seconds']:.2f} time (store {st['seconds']:.2f} s, memory "
+                         f"{mem['seconds']:.2f} s, best of {min(st['timed_calls'], mem['timed_calls'])} alternating "
+                         f"calls; reopening the store {st.get('open_signals_s', 0):.2f} s)")
+        elif a["devices"] != b["devices"]:
+            one, many = (a, b) if a["devices"] < b["devices"] else (b, a)
+            lines.append(f"{many['devices']} forced CPU devices vs {one['devices']} (same process), {one['members']} "
+                         f"members, {probes}: x{many['neuron_steps_per_s'] / one['neuron_steps_per_s']:.2f}")
 
     def find(**kw):
         for r in rows:
@@ -146,35 +183,18 @@ def summary(rows) -> list[str]:
                 return r
         return None
 
-    for st in rows:
-        if st.get("store") and not st.get("skipped"):
-            b, dev = st["members"], st["devices"]
-            mem = find(members=b, store=False, devices=dev, kind="ensemble", probes=st["probes"],
-                       vm_cells=st.get("vm_cells"))
-            if mem:
-                vm = "" if st.get("vm_cells") is None else f" (Vm of {st['vm_cells']} cells/type)"
-                lines.append(f"streaming overhead, {b} members, {'+'.join(st['probes'])}{vm}, {dev} device(s): "
-                             f"x{st['seconds'] / mem['seconds']:.2f} time (store {st['seconds']:.2f} s, memory "
-                             f"{mem['seconds']:.2f} s; reopening the store {st.get('open_signals_s', 0):.2f} s)")
-    for r4 in rows:
-        if r4.get("devices", 1) > 1 and "peer" not in r4 and not r4.get("skipped"):
-            r1 = find(members=r4["members"], neurons=r4["neurons"], store=r4["store"], probes=r4["probes"],
-                      devices=1, shared=r4["shared"], kind=r4["kind"], vm_cells=r4.get("vm_cells"))
-            if r1:
-                vm = "" if r4.get("vm_cells") is None else f"[{r4['vm_cells']}/type]"
-                lines.append(f"{r4['devices']} forced CPU devices vs 1, {r4['members']} members"
-                             f"{' -> zarr' if r4['store'] else ''} ({'+'.join(r4['probes'])}{vm}): "
-                             f"x{r4['neuron_steps_per_s'] / r1['neuron_steps_per_s']:.2f}")
     for rp in rows:
         if "peer" in rp and not rp.get("skipped"):
-            rj = find(members=rp["members"], neurons=rp["neurons"], devices=1, store=False, kind=rp["kind"])
+            rj = find(members=rp["members"], neurons=rp["neurons"], devices=1, store=False, kind=rp["kind"],
+                      probes=rp["probes"])
             if rj:
-                lines.append(f"jaxfne (all cores) / {rp['case']}, {rp['members']} x {rp['neurons']}: "
+                lines.append(f"jaxfne (1 device, XLA threads) / {rp['case']}, {rp['members']} x {rp['neurons']}: "
                              f"x{rj['neuron_steps_per_s'] / rp['neuron_steps_per_s']:.2f} "
                              f"(rates {rj['rate_hz']:.1f} vs {rp['rate_hz']:.1f} Hz)")
     compile_s = [r["compile_s"] for r in rows if "peer" not in r and r.get("compile_s") is not None]
     if compile_s:
-        lines.append(f"compile time (first call - best call): max {max(compile_s):.2f} s over jaxfne rows")
+        lines.append(f"simulate compile time (first call - best call): max {max(compile_s):.2f} s over jaxfne rows; "
+                     f"construct: max {max(r.get('construct_s') or 0 for r in rows):.2f} s")
     return lines
 
 
@@ -193,7 +213,7 @@ def parse_args(argv=None):
     ap.add_argument("--stream-members", type=int, nargs="*", default=[1024],
                     help="ensemble sizes run in memory and streamed to Zarr")
     ap.add_argument("--stream-probes", nargs="+", default=["SPK", "Vm"])
-    ap.add_argument("--stream-vm-cells", type=int, nargs="+", default=[0, 5],
+    ap.add_argument("--stream-vm-cells", type=int, nargs="+", default=[5],
                     help="streaming rows: Vm of every cell (0) and/or of k cells per type (probes(neurons=k)); "
                          "the multi-device rows use the last value")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 4],
@@ -208,6 +228,8 @@ def parse_args(argv=None):
     ap.add_argument("--baseline-budget-s", type=float, default=5.0,
                     help="stop a baseline run after this many seconds (its cost does not depend on activity)")
     ap.add_argument("--repeats", type=int, default=1, help="timed calls per row after the first (best is kept)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternating timed calls per variant of a side-by-side pair (memory/store, 1/N devices)")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 100 ms, few rows, no peers")
     ap.add_argument("--json", help="write machine info and rows as JSON here ('-' for standard output)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -217,6 +239,7 @@ def parse_args(argv=None):
     if args.quick:
         args.duration_ms = min(args.duration_ms, 100.0)
         args.members, args.neurons, args.stream_members, args.stream_vm_cells = [16, 256], [1000], [256], [5]
+        args.rounds = 1
         args.multi_device_members, args.peers, args.baseline_budget_s = [], [], 3.0
     return args
 
@@ -227,31 +250,42 @@ def main(argv=None) -> int:
         return worker(args)
     import jax
 
-    from jaxfne._bench import format_row, header_line, machine_info, run_cases, table_header, write_json
+    from jaxfne._bench import (header_line, machine_info, run_cases, run_side_by_side, table_header,
+                               write_json)
+    from jaxfne._bench import format_row
     out = sys.stderr if args.json == "-" else sys.stdout
-    main_cases, multi_cases = build_cases(args)
+    singles, groups, multi_groups = build_cases(args)
     multi = [n for n in args.devices if n > 1]
-    n_peer = len(args.peers) * len(args.peer_members)
-    total = (len(main_cases) if 1 in args.devices else 0) + len(multi) * len(multi_cases) + n_peer
+    on_cpu = jax.devices()[0].platform == "cpu"
+    n_main = (len(singles) + sum(len(g) for g in groups)) if 1 in args.devices else 0
+    n_multi = len(multi) * sum(len(g) for g in multi_groups) if on_cpu else 0
+    total = n_main + n_multi + len(args.peers) * len(args.peer_members)
     info = machine_info()
     print(header_line(info), file=out)
     print(f"# {args.duration_ms:g} ms at 0.1 ms per run, chunks of {args.chunk_ms:g} ms, outputs to the host; "
           f"baseline = plain-JAX dense (jaxfne/_baseline.py) on {jax.devices()[0].platform}, x base = jaxfne / "
-          "baseline (same process); dev = devices (threads for peers)", file=out)
+          "baseline (same process); dev = devices (threads for peers); memory/store and 1/N-device pairs are timed "
+          f"in alternation ({args.rounds} rounds)", file=out)
     print(table_header(), file=out, flush=True)
     baselines, rows, done = {}, [], 0
     if 1 in args.devices:
-        rows += run_cases(main_cases, devices=jax.devices()[:1], baseline=not args.no_baseline,
+        rows += run_cases(singles, devices=jax.devices()[:1], baseline=not args.no_baseline,
                           baseline_budget_s=args.baseline_budget_s, repeats=args.repeats, out=out,
                           baselines=baselines, total=total)
-        done += len(main_cases)
+        done += len(singles)
+        one = jax.devices()[:1]
+        rows += run_side_by_side([[(case, one) for case, _ in g] for g in groups], baseline=not args.no_baseline,
+                                 baseline_budget_s=args.baseline_budget_s, rounds=args.rounds, out=out,
+                                 baselines=baselines, start_index=done, total=total)
+        done += sum(len(g) for g in groups)
     for n in multi:
-        if jax.devices()[0].platform != "cpu":
+        if not on_cpu:
             print(f"# {n} forced CPU devices: skipped (this run is on {jax.devices()[0].platform})", file=out)
             continue
-        sub = run_multi_device(multi_cases, n, args, done, total)
-        done += len(multi_cases)
+        sub = run_multi_device(multi_groups, n, args, done, total)
+        done += sum(len(g) for g in multi_groups)
         for row in sub:
+            row["pair"] = f"{n}dev-{row['pair']}"
             if not args.no_baseline and not row.get("skipped"):
                 from jaxfne._bench import Case, measure_baseline
                 case = Case(**{k: row[k] if k != "probes" else tuple(row[k]) for k in

@@ -163,58 +163,94 @@ def _program_key(case: Case, devices) -> tuple:
             case.duration_ms, case.chunk_ms, tuple(str(d) for d in devices or ()))
 
 
+class _Runner:
+    """One case on given devices: a constructed model and a timed ``simulate`` call."""
+
+    def __init__(self, case: Case, devices=None, workdir=None):
+        from ._model import construct
+        self.case, self.devices = case, devices
+        t = time.perf_counter()
+        self.model = construct(case.configuration())
+        self.construct_s = time.perf_counter() - t
+        self.work = Path(tempfile.mkdtemp(prefix="jaxfne-bench-", dir=workdir))
+        self.n, self.times, self.first, self.sig = 0, [], None, None
+        self.key = _program_key(case, devices)
+        self.cached = False
+
+    def store_path(self) -> Path:
+        return self.work / f"run{self.n}.zarr"
+
+    def call(self) -> float:
+        from ._simulate import simulate
+        kwargs = {"chunk_ms": self.case.chunk_ms, "devices": self.devices}
+        if self.case.store:
+            shutil.rmtree(self.store_path(), ignore_errors=True)   # keep one store on disk at a time
+            self.n += 1
+            kwargs["store"] = self.store_path()
+        if self.first is None:              # compiled already (by an earlier variant of the same program)?
+            self.cached = self.key in _COMPILED
+        t0 = time.perf_counter()
+        self.sig = simulate(self.model, **kwargs)
+        elapsed = time.perf_counter() - t0
+        if self.first is None:
+            self.first = elapsed
+            _COMPILED.add(self.key)
+            if self.cached:                 # nothing to compile: the first call is a run like the others
+                self.times.append(elapsed)
+        else:
+            self.times.append(elapsed)
+        return elapsed
+
+    def row(self) -> dict:
+        case, model = self.case, self.model
+        best = min(self.times)
+        spikes, events = _spikes_and_events(self.sig, model)
+        row = {"seconds": best, "compile_s": None if self.cached else max(self.first - best, 0.0),
+               "construct_s": self.construct_s, "first_call_s": self.first, "timed_calls": len(self.times)}
+        if case.store:
+            from ._stream import open_signals
+            t0 = time.perf_counter()
+            open_signals(self.store_path())
+            row["open_signals_s"] = time.perf_counter() - t0
+            row["store_bytes"] = sum(f.stat().st_size for f in self.store_path().rglob("*") if f.is_file())
+        n_steps = model.layout.n_steps
+        neuron_steps = case.members * case.neurons * n_steps
+        row.update(neuron_steps=neuron_steps, neuron_steps_per_s=neuron_steps / best, spikes=spikes,
+                   synaptic_events_per_s=events / best,
+                   rate_hz=spikes / (case.members * case.neurons * n_steps * DT_MS / 1000.0))
+        return row
+
+    def close(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
 def measure_jaxfne(case: Case, devices=None, repeats: int = 1, workdir=None) -> dict:
     """Time ``simulate`` for ``case``: the first call (compile + run), then the best of ``repeats``.
 
     When this process already compiled the same program (e.g. the in-memory row before its streamed
     twin), the first call is timed as a run and ``compile_s`` is None (cached).
     """
-    from ._model import construct
-    from ._simulate import simulate
-    t = time.perf_counter()
-    model = construct(case.configuration())
-    construct_s = time.perf_counter() - t
-    n_steps = model.layout.n_steps
-    work = Path(tempfile.mkdtemp(prefix="jaxfne-bench-", dir=workdir))
-    calls = {"n": 0}
+    return measure_side_by_side([(case, devices)], rounds=repeats, workdir=workdir)[0]
 
-    def call():
-        kwargs = {"chunk_ms": case.chunk_ms, "devices": devices}
-        if case.store:
-            calls["n"] += 1
-            kwargs["store"] = work / f"run{calls['n']}.zarr"
-        t0 = time.perf_counter()
-        sig = simulate(model, **kwargs)
-        return time.perf_counter() - t0, sig
 
-    key = _program_key(case, devices)
-    cached = key in _COMPILED
+def measure_side_by_side(variants, rounds: int = 2, workdir=None) -> list:
+    """Rows of several (case, devices) variants timed in alternation: a first (compiling) call of
+    each, then ``rounds`` rounds of one call each, best kept. Ratios between them are side by side:
+    a change of machine load hits all variants alike."""
+    runners = []
     try:
-        first, sig = call()
-        _COMPILED.add(key)
-        best = first if cached else float("inf")
-        for _ in range(max(0 if cached else 1, repeats - (1 if cached else 0))):
-            if case.store:   # each run writes its own store; drop the last one first (disk)
-                shutil.rmtree(work / f"run{calls['n']}.zarr", ignore_errors=True)
-            elapsed, sig = call()
-            best = min(best, elapsed)
-        spikes, events = _spikes_and_events(sig, model)
-        row = {"seconds": best, "compile_s": None if cached else max(first - best, 0.0), "construct_s": construct_s,
-               "first_call_s": first}
-        if case.store:
-            from ._stream import open_signals
-            t0 = time.perf_counter()
-            open_signals(work / f"run{calls['n']}.zarr")
-            row["open_signals_s"] = time.perf_counter() - t0
-            row["store_bytes"] = sum(f.stat().st_size for f in (work / f"run{calls['n']}.zarr").rglob("*")
-                                     if f.is_file())
+        for case, devices in variants:
+            runners.append(_Runner(case, devices, workdir))
+        for r in runners:
+            r.call()
+        for _ in range(rounds):
+            for r in runners:
+                if len(r.times) < rounds:
+                    r.call()
+        return [r.row() for r in runners]
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    neuron_steps = case.members * case.neurons * n_steps
-    row.update(neuron_steps=neuron_steps, neuron_steps_per_s=neuron_steps / best, spikes=spikes,
-               synaptic_events_per_s=events / best,
-               rate_hz=spikes / (case.members * case.neurons * n_steps * DT_MS / 1000.0))
-    return row
+        for r in runners:
+            r.close()
 
 
 def measure_baseline(case: Case, budget_s: float = 5.0) -> dict:
@@ -311,6 +347,38 @@ def run_cases(cases, *, devices=None, baseline=True, baseline_budget_s=5.0, repe
         rows.append(row)
         if out is not None:
             print(format_row(row), file=out, flush=True)
+    return rows
+
+
+def run_side_by_side(groups, *, baseline=True, baseline_budget_s=5.0, rounds=2, out=sys.stdout, progress=sys.stderr,
+                     baselines=None, start_index=0, total=None) -> list:
+    """Measure each group of (case, devices) variants in alternation (``measure_side_by_side``).
+
+    Rows of one group share a ``pair`` id, so their ratio (streaming overhead, device speed-up) is
+    read from calls made minutes apart at most, not from separate parts of the run.
+    """
+    baselines = {} if baselines is None else baselines
+    total = sum(len(g) for g in groups) if total is None else total
+    rows, index = [], start_index
+    for g, group in enumerate(groups):
+        if progress is not None:
+            for case, devs in group:
+                index += 1
+                print(f"[{index}/{total}] {describe(case, len(devs))} (side by side, {rounds} rounds) ...",
+                      file=progress, flush=True)
+        pair = f"{start_index}-{g}"
+        why = next((w for w in (fits_in_memory(c) for c, _ in group) if w), None)
+        measured = [{"skipped": why}] * len(group) if why else measure_side_by_side(group, rounds=rounds)
+        for (case, devs), m in zip(group, measured):
+            row = {**case_row(case, len(devs)), **m, "pair": pair}
+            if baseline and not why:
+                if case.baseline_key not in baselines:
+                    baselines[case.baseline_key] = measure_baseline(case, budget_s=baseline_budget_s)
+                row.update(baselines[case.baseline_key])
+                row["ratio"] = row["neuron_steps_per_s"] / row["baseline_neuron_steps_per_s"]
+            rows.append(row)
+            if out is not None:
+                print(format_row(row), file=out, flush=True)
     return rows
 
 
