@@ -19,6 +19,7 @@ time, the dense baseline measured in the same run and the ratio jaxfne/baseline)
 
     python bench/run.py                         # defaults: a few minutes on a 2-core box
     python bench/run.py --quick                 # smoke run (< 1 min)
+    python bench/run.py --profile               # cost of the step's parts and of NOTES.md's prototypes
     python bench/run.py --members 1024 4096 16384 --shared-members 16384 --neurons 1000 10000 \\
         --duration-ms 1000 --devices 1 --json out.json    # bigger, e.g. on a GPU
 
@@ -198,6 +199,172 @@ def summary(rows) -> list[str]:
     return lines
 
 
+# -- --profile: what the step's parts cost, and the NOTES.md prototypes side by side ------------------
+
+
+def _prototypes():
+    """Replacements of one piece of jaxfne/_step.py each (bench/NOTES.md), patched in while tracing."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    from jaxfne._step import _mix32, neuron_counters, noise_sample
+
+    def recurrent_argmax(params, spiked):              # the event loop before 485d0c9 (argmax + mask)
+        n = spiked.shape[0]
+        zero = jnp.zeros_like(spiked, dtype=params.w.dtype)
+        index = jnp.arange(n)
+
+        def body(c):
+            acc_e, acc_i, remaining = c
+            j = jnp.argmax(remaining)
+            row, exc = params.w[..., j, :], params.is_exc[j]
+            return acc_e + jnp.where(exc, row, 0.0), acc_i + jnp.where(exc, 0.0, row), remaining & (index != j)
+
+        acc_e, acc_i, _ = lax.while_loop(lambda c: jnp.any(c[2]), body, (zero, zero, spiked))
+        return acc_e, acc_i
+
+    coef_c = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087, -0.00125372503,
+              -0.00417768164, 0.246640727, 1.50140941)
+    coef_t = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773, -0.0076224613,
+              0.00943887047, 1.00167406, 2.83297682)
+
+    def noise_log(params, step):                       # P4: Giles erfinv with log((1-x)(1+x)), not log1p
+        k = params.noise_key
+        s = _mix32(_mix32(k[0] ^ step.astype(jnp.uint32)) + k[1])
+        h = _mix32(s ^ neuron_counters(params.a.shape[0]))
+        x = (2 * (h >> 8).astype(jnp.int32) + (1 - (1 << 24))).astype(params.a.dtype) * (1.0 / 16777216.0)
+        w = -jnp.log((1.0 - x) * (1.0 + x))
+        p, q = jnp.full_like(x, coef_c[0]), jnp.full_like(x, coef_t[0])
+        for c in coef_c[1:]:
+            p = c + p * (w - 2.5)
+        for c in coef_t[1:]:
+            q = c + q * (jnp.sqrt(w) - 3.0)
+        return jnp.sqrt(jnp.asarray(2.0, x.dtype)) * jnp.where(w < 5.0, p, q) * x
+
+    return {
+        "P4 erfinv via log": {"noise_sample": noise_log},
+        "P5 noise materialised once": {"noise_sample": lambda p, t: lax.optimization_barrier(noise_sample(p, t))},
+        "P4 + P5": {"noise_sample": lambda p, t: lax.optimization_barrier(noise_log(p, t))},
+        "old argmax event loop": {"recurrent_input": recurrent_argmax},
+    }, recurrent_argmax
+
+
+def profile(args) -> int:
+    """Single-threaded XLA, CPU time, round-robin: costs per neuron-step of the step's parts (steady state)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen=false" not in flags:     # must be set before JAX starts: re-run ourselves
+        env = {**os.environ, "XLA_FLAGS": (flags + " --xla_cpu_multi_thread_eigen=false"
+                                           " intra_op_parallelism_threads=1").strip()}
+        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax import lax
+
+    import jaxfne as jtfne
+    from jaxfne._bench import tutorial
+    from jaxfne._network import initial_state
+    from jaxfne._simulate import param_axes
+    from jaxfne._step import noise_sample, recurrent_input, step
+    b, t_steps, warm = args.profile_members, args.profile_steps, int(round(args.profile_warm_ms / 0.1))
+    model = jtfne.construct(tutorial(10.0).ensemble(seeds=list(range(b))))
+    params, axes = model.params, param_axes(False)
+    import contextlib
+
+    import jaxfne._step as step_module
+    variants, recurrent_argmax = _prototypes()
+
+    @contextlib.contextmanager
+    def patched(replacements):
+        saved = {k: getattr(step_module, k) for k in replacements}
+        for k, v in replacements.items():
+            setattr(step_module, k, v)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                setattr(step_module, k, v)
+
+    def scan_step(fn, n, outputs):
+        vstep = jax.vmap(fn, in_axes=(0, axes, None))
+
+        @jax.jit
+        def run(st, p, t0):
+            def body(s, k):
+                s, obs = vstep(s, p, (t0 + k).astype(jnp.uint32))
+                return s, tuple(obs[o] for o in outputs)
+            return lax.scan(body, st, jnp.arange(n))
+        return run
+
+    state0 = jax.vmap(initial_state, in_axes=(axes,))(params)
+    state = jax.block_until_ready(scan_step(step, warm, ())(state0, params, 0)[0])      # steady state
+    raster = jnp.asarray(np.asarray(scan_step(step, t_steps, ("SPK",))(state, params, warm)[1][0]))
+    zeros = jnp.zeros((b, model.layout.n))
+
+    def alone(fn, batched_args):
+        @jax.jit
+        def run(p, xs):
+            def body(acc, x):
+                out = jax.vmap(fn, in_axes=(axes, batched_args))(p, x)
+                return acc + (out[0] - out[1] if isinstance(out, tuple) else out), None
+            return lax.scan(body, zeros, xs)[0]
+        return run
+
+    @jax.jit
+    def update_only(st, p):
+        def body(c, _):
+            v, u = c
+            vn = v + p.dt_ms[:, None] * (0.04 * v * v + 5.0 * v + 140.0 - u + p.i_mean)
+            un = u + p.dt_ms[:, None] * (p.a * (p.b * v - u))
+            s = vn >= 30.0
+            return (jnp.where(s, p.c, vn), jnp.where(s, un + p.d, un)), s
+        return lax.scan(body, (st.v, st.u), jnp.arange(t_steps))
+
+    steps = (warm + jnp.arange(t_steps)).astype(jnp.uint32)
+    def variant(replacements):                 # compiled now, while the replacement is patched in
+        fn = scan_step(step, t_steps, ("SPK", "Vm"))
+        with patched(replacements):
+            jax.block_until_ready(fn(state, params, warm))
+        return fn
+
+    parts = {
+        "whole step, SPK+Vm stacked (committed)": (scan_step(step, t_steps, ("SPK", "Vm")), (state, params, warm)),
+        "whole step, SPK stacked": (scan_step(step, t_steps, ("SPK",)), (state, params, warm)),
+        "whole step, no outputs": (scan_step(step, t_steps, ()), (state, params, warm)),
+        "noise_sample alone": (alone(noise_sample, None), (params, steps)),
+        "recurrent_input alone (recorded raster)": (alone(recurrent_input, 0), (params, raster)),
+        "old argmax event loop alone (recorded raster)": (alone(recurrent_argmax, 0), (params, raster)),
+        "neuron update alone (+SPK stacked)": (update_only, (state, params)),
+        **{f"whole step, SPK+Vm, {k}": (variant(v), (state, params, warm)) for k, v in variants.items()},
+    }
+    ref = None
+    for name, (fn, a) in parts.items():
+        out = jax.block_until_ready(fn(*a))
+        if name.startswith("whole step, SPK+Vm"):
+            spk = np.asarray(out[1][0])
+            ref = spk if ref is None else ref
+            if spk is not ref:
+                print(f"  {name}: spike trains identical to the committed step: {np.array_equal(spk, ref)}")
+    times = {name: [] for name in parts}
+    for _ in range(args.profile_rounds):
+        for name, (fn, a) in parts.items():
+            t = time.process_time()
+            jax.block_until_ready(fn(*a))
+            times[name].append(time.process_time() - t)
+    print(f"# {b} members x {model.layout.n} neurons, {t_steps} steps after {args.profile_warm_ms:g} ms, "
+          f"{float(raster.sum()) / (t_steps * b):.3f} spikes per member-step, busiest member "
+          f"{float(raster.sum(-1).max(-1).mean()):.2f} per step; single-threaded XLA, CPU time, median of "
+          f"{args.profile_rounds} round-robin rounds")
+    base = np.median(times["whole step, SPK+Vm stacked (committed)"])
+    for name, ts in times.items():
+        m = np.median(ts)
+        print(f"{name:58s} {m / (b * model.layout.n * t_steps) * 1e9:6.2f} ns/neuron-step"
+              + (f"   x{base / m:.2f}" if name.startswith("whole step, SPK+Vm") else ""))
+    return 0
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,6 +399,12 @@ def parse_args(argv=None):
                     help="alternating timed calls per variant of a side-by-side pair (memory/store, 1/N devices)")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 100 ms, few rows, no peers")
     ap.add_argument("--json", help="write machine info and rows as JSON here ('-' for standard output)")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of the table: cost of the step's parts and of the NOTES.md prototypes")
+    ap.add_argument("--profile-members", type=int, default=1024)
+    ap.add_argument("--profile-steps", type=int, default=300)
+    ap.add_argument("--profile-warm-ms", type=float, default=200.0)
+    ap.add_argument("--profile-rounds", type=int, default=5)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--start-index", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--total", type=int, default=None, help=argparse.SUPPRESS)
@@ -248,6 +421,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.profile:
+        return profile(args)
     import jax
 
     from jaxfne._bench import (header_line, machine_info, run_cases, run_side_by_side, table_header,
