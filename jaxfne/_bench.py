@@ -315,6 +315,16 @@ def describe(case: Case, n_devices: int) -> str:
             f"{n_devices} device(s){where}")
 
 
+def default_devices(members: int) -> list:
+    """The devices simulate(devices=None) uses for ``members`` members (no more devices than members)."""
+    try:
+        from ._simulate import default_devices as simulate_default
+    except ImportError:  # pragma: no cover - older driver: every device
+        import jax
+        return list(jax.devices())
+    return list(simulate_default(members))
+
+
 def run_cases(cases, *, devices=None, baseline=True, baseline_budget_s=5.0, repeats=1, out=sys.stdout,
               progress=sys.stderr, baselines=None, start_index=0, total=None) -> list:
     """Measure ``cases`` in order, printing each row as it is done; returns the rows.
@@ -322,12 +332,11 @@ def run_cases(cases, *, devices=None, baseline=True, baseline_budget_s=5.0, repe
     ``baselines`` (a dict keyed by Case.baseline_key) caches baseline results
     across calls, so a streamed row reuses the in-memory row's baseline.
     """
-    import jax
-    devs = list(jax.devices() if devices is None else devices)
     baselines = {} if baselines is None else baselines
     total = len(cases) if total is None else total
     rows = []
     for i, case in enumerate(cases):
+        devs = list(devices) if devices is not None else default_devices(case.members)
         row = case_row(case, len(devs))
         if progress is not None:
             print(f"[{start_index + i + 1}/{total}] {describe(case, len(devs))} ...", file=progress, flush=True)
@@ -408,7 +417,7 @@ def scaling_table(members=(16, 64, 256, 1024), duration_ms=200.0, chunk_ms=50.0,
     print(table_header(), file=out, flush=True)
     cases = ([Case("seed", probes=SEED_PROBES, duration_ms=duration_ms, chunk_ms=chunk_ms)] if seed_row else [])
     cases += [Case("ensemble", members=int(b), duration_ms=duration_ms, chunk_ms=chunk_ms) for b in members]
-    rows = run_cases(cases, devices=devs, baseline=baseline, baseline_budget_s=baseline_budget_s, out=out)
+    rows = run_cases(cases, devices=devices, baseline=baseline, baseline_budget_s=baseline_budget_s, out=out)
     if json_path:
         write_json(json_path, info, rows)
     return rows
