@@ -326,7 +326,4 @@ def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None) -> di
         finite = ok if finite is None else finite & ok
         bar.update(t0 + keep)
     bar.close()
-    pieces["__state_finite__"] = [finite]
-    finite = pieces.pop("__state_finite__")[0]
-    arrays = {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}
-    return arrays, finite
+    return {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}, finite
