@@ -348,17 +348,21 @@ def run_cases(cases, *, devices=None, baseline=True, baseline_budget_s=5.0, repe
         else:
             row.update(measure_jaxfne(case, devices=devs, repeats=repeats))
             if baseline:
-                if case.baseline_key not in baselines:
-                    if progress is not None:
-                        print(f"      dense baseline ({case.members} x {case.neurons}) ...", file=progress,
-                              flush=True)
-                    baselines[case.baseline_key] = measure_baseline(case, budget_s=baseline_budget_s)
-                row.update(baselines[case.baseline_key])
-                row["ratio"] = row["neuron_steps_per_s"] / row["baseline_neuron_steps_per_s"]
+                add_baseline(row, case, baselines, baseline_budget_s, progress)
         rows.append(row)
         if out is not None:
             print(format_row(row), file=out, flush=True)
     return rows
+
+
+def add_baseline(row: dict, case, baselines: dict, budget_s: float, progress) -> None:
+    """Add the dense baseline of ``case`` (measured once per shape, then reused) and the ratio to ``row``."""
+    if case.baseline_key not in baselines:
+        if progress is not None:
+            print(f"      dense baseline ({case.members} x {case.neurons}) ...", file=progress, flush=True)
+        baselines[case.baseline_key] = measure_baseline(case, budget_s=budget_s)
+    row.update(baselines[case.baseline_key])
+    row["ratio"] = row["neuron_steps_per_s"] / row["baseline_neuron_steps_per_s"]
 
 
 def run_side_by_side(groups, *, baseline=True, baseline_budget_s=5.0, rounds=2, out=sys.stdout, progress=sys.stderr,
@@ -383,10 +387,7 @@ def run_side_by_side(groups, *, baseline=True, baseline_budget_s=5.0, rounds=2, 
         for (case, devs), m in zip(group, measured):
             row = {**case_row(case, len(devs)), **m, "pair": pair}
             if baseline and not why:
-                if case.baseline_key not in baselines:
-                    baselines[case.baseline_key] = measure_baseline(case, budget_s=baseline_budget_s)
-                row.update(baselines[case.baseline_key])
-                row["ratio"] = row["neuron_steps_per_s"] / row["baseline_neuron_steps_per_s"]
+                add_baseline(row, case, baselines, baseline_budget_s, None)
             rows.append(row)
             if out is not None:
                 print(format_row(row), file=out, flush=True)
