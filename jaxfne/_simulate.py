@@ -49,20 +49,27 @@ def member_mesh(devices=None) -> Mesh:
 
 
 @functools.lru_cache(maxsize=64)
-def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
+def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"):
     """A jitted function advancing a batch of networks by ``n_steps``.
 
     The batch is the member axis, sharded over ``mesh``; inside ``shard_map``
     each device advances only the members it holds (no communication). Cached
     on what fixes the program, so repeated runs and numeric sweeps of the same
-    shapes reuse one compilation.
+    shapes reuse one compilation. ``engine`` "xla" scans the pure ``step``;
+    "native" calls the fused CPU kernel (jaxfne/_native.py) once per chunk.
     """
     probes = layout.probes
     need_source = any(p in probes for p in ("source", "LFP-proxy", "CSD-proxy"))
     axes = param_axes(layout.shared_weights)
     batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps), in_axes=(0, axes, None))
+    threads = 1
+    if engine == "native":
+        from ._native import library, native_chunk, threads_per_device
+        library()   # builds (once per machine) and registers the FFI targets
+        local_devices = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+        threads = threads_per_device(len(local_devices))
 
-    def local_chunk(state, params, t0):
+    def xla_chunk(state, params, t0):
         def body(st, k):
             st, obs = batched_step(st, params, (t0 + k).astype(jnp.uint32))
             keep = {"SPK": obs["SPK"]}
@@ -73,7 +80,17 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
             return st, keep
 
         state, obs = lax.scan(body, state, jnp.arange(n_steps, dtype=jnp.int32))
-        out = {k: jnp.swapaxes(v, 0, 1) for k, v in obs.items()}   # (B, T, ...)
+        return state, {k: jnp.swapaxes(v, 0, 1) for k, v in obs.items()}   # (B, T, ...)
+
+    def local_chunk(state, params, t0):
+        if engine == "native":   # Vm comes out already sampled (stride and neurons)
+            vm_index = layout.sample_neurons if layout.sample_neurons is not None else tuple(range(layout.n))
+            state, out = native_chunk(state, params, t0, n_steps=n_steps, delay_steps=layout.delay_steps,
+                                      shared_w=layout.shared_weights, vm_index=vm_index,
+                                      vm_stride=layout.sample_every, want_vm="Vm" in probes,
+                                      want_source=need_source, threads=threads)
+        else:
+            state, out = xla_chunk(state, params, t0)
         if "LFP-proxy" in probes or "CSD-proxy" in probes:
             lfp = lfp_proxy(out["source"], params.lfp_kernel)
             if "LFP-proxy" in probes:
@@ -83,7 +100,7 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh):
         if "source" not in probes:
             out.pop("source", None)
         for name in ("Vm", "source", "LFP-proxy", "CSD-proxy"):
-            if name in out:
+            if name in out and not (name == "Vm" and engine == "native"):
                 geo = layout.geometry(name)
                 if geo["stride"] > 1:
                     out[name] = out[name][:, ::geo["stride"]]
@@ -124,7 +141,7 @@ def resolve_overrides(model: Model, duration_ms=None, dt_ms=None, seed=None) -> 
 
 
 def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=None, store=None,
-             overwrite=False, progress=False, devices=None):
+             overwrite=False, progress=False, devices=None, engine="xla"):
     """Run ``model`` and return its Signals.
 
     ``duration_ms``, ``dt_ms`` and ``seed`` override the configuration's runtime
@@ -133,7 +150,10 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     stream chunk by chunk into a Zarr v3 store (resuming an interrupted run
     there) and lazily backed Signals are returned. The member axis is sharded
     over ``devices`` (default: every device JAX sees, but no more devices than
-    members on a single process).
+    members on a single process). ``engine`` picks the implementation of the
+    step (docs/engines.md): "xla" (the pure JAX step, every platform),
+    "native" (the fused C++ CPU kernel) or "auto" (native on CPU devices when
+    it builds, else xla).
     """
     if not isinstance(model, Model):
         raise SimulationError(f"simulate: model={type(model).__name__} is invalid; pass the result of jaxfne.construct")
@@ -141,19 +161,23 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     layout: Layout = model.layout
     if devices is None:
         devices = default_devices(model.n_members)
+    from ._native import resolve_engine
+    engine = resolve_engine(engine, devices)
     chunk_steps = _chunk_steps(layout, chunk_ms, model.n_members)
     if store is not None:
         from ._stream import simulate_to_store
         with precision(layout.dtype):
             return simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress,
-                                     devices=devices, **process_blocks(model, devices))
+                                     devices=devices, engine=engine, **process_blocks(model, devices))
     with precision(layout.dtype):
-        arrays, finite = _run_in_memory(model, chunk_steps, progress, devices)
+        arrays, finite = _run_in_memory(model, chunk_steps, progress, devices, engine)
     members = local_member_indices(model, devices)
     full_finite = np.ones(model.n_members, bool)
     full_finite[members] = finite
-    return build_signals(arrays, model, squeeze_member=not model.ensemble, members=members,
-                         state_finite=full_finite)
+    signals = build_signals(arrays, model, squeeze_member=not model.ensemble, members=members,
+                            state_finite=full_finite)
+    signals.dataset.attrs["engine"] = engine
+    return signals
 
 
 def default_chunk_steps(layout: Layout, n_members: int) -> int:
@@ -188,7 +212,8 @@ def _chunk_steps_unaligned(layout: Layout, chunk_ms, n_members: int = 1) -> int:
     return min(int(round(steps)), layout.n_steps)
 
 
-def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None):
+def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None,
+               engine: str = "xla"):
     """Advance ``model`` chunk by chunk; a generator of per-chunk results.
 
     Yields ``(t0, n_keep, outputs, state)`` for each chunk: ``t0`` is the global
@@ -202,7 +227,8 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     The member axis is sharded over ``devices`` (default: all); an ensemble
     whose size is not a multiple of the device count is padded internally with
     inert members. ``state`` (host or device arrays, real members only) and
-    ``start_step`` resume a run from a chunk boundary.
+    ``start_step`` resume a run from a chunk boundary. ``engine`` is "xla" or
+    "native" (already resolved, see ``simulate``).
     """
     layout = model.layout
     mesh = member_mesh(devices)
@@ -221,7 +247,7 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         state = jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
                          in_axes=(axes,))(model.params)
     state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
-    fn = chunk_function(layout, chunk_steps, mesh)
+    fn = chunk_function(layout, chunk_steps, mesh, engine)
     t0 = start_step
     pending = None
     while t0 < layout.n_steps:
@@ -314,12 +340,12 @@ def local_member_indices(model: Model, devices=None) -> np.ndarray:
     return idx[idx < n_real]
 
 
-def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None) -> dict:
+def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None, engine: str = "xla") -> dict:
     layout = model.layout
     pieces: dict[str, list] = {}
     bar = Progress(layout.n_steps, layout.dt_ms, model.n_members, layout.n, enabled=bool(progress))
     finite = None
-    for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices):
+    for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices, engine=engine):
         for name, arr in out.items():
             pieces.setdefault(name, []).append(np.asarray(arr))
         ok = np.isfinite(state.v).all(axis=-1) & np.isfinite(state.u).all(axis=-1)

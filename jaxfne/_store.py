@@ -76,16 +76,18 @@ class RunKey:
     n_steps: int
     chunk_steps: int
     member_block: int
+    #: the step's implementation ("xla" or "native"): a run is continued only by the engine that began it
+    engine: str = "xla"
 
     @classmethod
-    def of(cls, model, chunk_steps: int, member_block: int | None = None) -> "RunKey":
+    def of(cls, model, chunk_steps: int, member_block: int | None = None, engine: str = "xla") -> "RunKey":
         n_members = model.n_members
         block = n_members if member_block is None else int(member_block)
         if not 1 <= block <= n_members:
             raise StoreError(f"member_block={member_block!r} is invalid; it must be between 1 and the "
                              f"number of members ({n_members})")
         return cls(model.config.config_hash(), members_digest(model.member_coords), n_members,
-                   model.layout.n_steps, int(chunk_steps), block)
+                   model.layout.n_steps, int(chunk_steps), block, engine)
 
     @property
     def n_blocks(self) -> int:
@@ -140,6 +142,7 @@ def root_attrs(model, key: RunKey, signal_attrs: dict) -> dict:
         "jaxfne_schema_version": SCHEMA_VERSION,
         "n_steps": layout.n_steps,
         "chunk_steps": key.chunk_steps,
+        "engine": key.engine,
         "n_members": key.n_members,
         "member_block": key.member_block,
         "ensemble": bool(model.ensemble),
@@ -319,6 +322,10 @@ def layout_mismatch(attrs: dict, key: RunKey) -> str | None:
     for field, want in (("chunk_steps", key.chunk_steps), ("member_block", key.member_block)):
         if attrs.get(field) != want:
             return f"{field}={want} differs from the store's {field}={attrs.get(field)!r}"
+    stored = attrs.get("engine", "xla")     # stores from before the native engine were written by xla
+    if stored != key.engine:
+        return (f"engine={key.engine!r} differs from the store's engine={stored!r} (the engines agree to "
+                f"rounding, not bit for bit; pass engine={stored!r})")
     return None
 
 

@@ -30,12 +30,14 @@ DASK_BLOCK_BYTES = 32 * 2**20
 
 
 def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False, progress: bool = False,
-                      devices=None, member_block: int | None = None, blocks=None, creator: bool = True) -> Signals:
+                      devices=None, member_block: int | None = None, blocks=None, creator: bool = True,
+                      engine: str = "xla") -> Signals:
     """Run ``model`` into the Zarr store at ``store``; return lazily backed Signals.
 
     A new store is created; a store of the same run continues from its last
     completed chunk (a complete one is returned as it is); a store of another
-    run is refused unless ``overwrite``. ``devices`` goes to the driver.
+    run is refused unless ``overwrite``. ``devices`` and ``engine`` go to the
+    driver; an unfinished store is continued only by the engine that began it.
 
     Several processes (docs/store.md): ``member_block`` (default: every
     member) sets how many members one stored object holds, ``blocks`` which
@@ -45,7 +47,7 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     it to appear before their first write.
     """
     path = _store.resolve_path(store)
-    key = _store.RunKey.of(model, chunk_steps, member_block)
+    key = _store.RunKey.of(model, chunk_steps, member_block, engine)
     blocks = list(range(key.n_blocks)) if blocks is None else [int(b) for b in blocks]
     for suffix in (_store.CREATING, _store.DELETING):
         leftover = path.with_name(path.name + suffix)
@@ -68,8 +70,8 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
         why = _store.layout_mismatch(st.attrs, key)
         if why is not None:
             raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; "
-                             f"call again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} (as the run was "
-                             "started), or pass overwrite=True to start over")
+                             f"call again as the run was started (chunk_ms={st.chunk_steps * model.layout.dt_ms:g}, "
+                             f"engine={st.attrs.get('engine', 'xla')!r}), or pass overwrite=True to start over")
         _store.remove_partials(path, st.probes, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
     _run(model, path, key, st, blocks, start, state, progress, devices, creator)
@@ -199,7 +201,7 @@ def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, p
     ok = False
     try:
         for t0, n_keep, outputs, new_state in run_chunks(model, key.chunk_steps, start_step=start, state=state,
-                                                         devices=devices):
+                                                         devices=devices, engine=key.engine):
             # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
             host_state = {f: np.array(v) for f, v in new_state._asdict().items()}
             writer.put((t0, n_keep, outputs, host_state))
@@ -274,6 +276,7 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
     if done < n_steps:
         ds = ds.drop_vars("state_finite", errors="ignore")    # written with the last chunk only
     ds.attrs = {k: attrs[k] for k in attrs["signal_attrs"]}
+    ds.attrs["engine"] = attrs.get("engine", "xla")
     if attrs["ensemble"]:
         for name in attrs["member_coords"]:  # as build_signals: .sel(seed=...), .sel(**{"drive.current.E": ...})
             ds = ds.set_xindex(name)
