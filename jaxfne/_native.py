@@ -85,7 +85,8 @@ def _build() -> tuple[str | None, str]:
         cmd = [cc, *FLAGS, "-I", jax.ffi.include_dir(), src_path, "-o", tmp_lib]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            return None, f"compiling the native engine failed ({' '.join(cmd)}): {proc.stderr[-2000:]}"
+            errors = [line for line in proc.stderr.splitlines() if "error" in line] or proc.stderr.splitlines()
+            return None, f"compiling the native engine failed ({' '.join(cmd)}): " + "\n".join(errors[:20])
         os.replace(tmp_lib, path)   # atomic: concurrent processes never load a half-written file
     return path, ""
 

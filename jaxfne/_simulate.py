@@ -141,7 +141,7 @@ def resolve_overrides(model: Model, duration_ms=None, dt_ms=None, seed=None) -> 
 
 
 def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=None, store=None,
-             overwrite=False, progress=False, devices=None, engine="xla"):
+             overwrite=False, progress=False, devices=None, engine="auto"):
     """Run ``model`` and return its Signals.
 
     ``duration_ms``, ``dt_ms`` and ``seed`` override the configuration's runtime

@@ -88,14 +88,16 @@ inline float std_normal(float x) {
 }
 
 // sqrt(2) erfinv(x), double: the float approximation refined by two Newton
-// steps on erf (libm), accurate to a few ulp of double.
+// steps on erf (libm); in the tails on erfc against the exact 1 - |x|, so no
+// cancellation. Odd in x by construction. Accurate to a few ulp of double.
 inline double std_normal(double x) {
-  double y = static_cast<double>(std_normal(static_cast<float>(x))) / 1.4142135623730951;
+  const double ax = std::fabs(x);
+  double y = static_cast<double>(std_normal(static_cast<float>(ax))) / 1.4142135623730951;
   for (int it = 0; it < 2; ++it) {
-    const double err = std::erf(y) - x;
+    const double err = ax < 0.5 ? std::erf(y) - ax : (1.0 - ax) - std::erfc(y);
     y -= err / (1.1283791670955126 * std::exp(-y * y));
   }
-  return 1.4142135623730951 * y;
+  return std::copysign(1.4142135623730951 * y, x);
 }
 
 // Standard normal noise of `steps` consecutive steps (words s[k]) for NP lanes:
