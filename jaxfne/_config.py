@@ -35,6 +35,10 @@ LAYER_FRACTIONS = {"L1": 0.05, "L2/3": 0.30, "L4": 0.25, "L5": 0.25, "L6": 0.15}
 #: The driver counts steps in int32, so a run has fewer than 2**31 steps.
 MAX_STEPS = 2**31
 
+#: Name of the column of a configuration that has not named it. A configuration
+#: with this one column takes the first name given to ``column(name=...)``.
+DEFAULT_COLUMN = "column"
+
 _UNSET: Any = object()
 
 
@@ -135,7 +139,8 @@ class Configuration:
     """What to simulate. Build it by chaining methods; it never changes in place."""
 
     runtime_spec: RuntimeSpec = RuntimeSpec()
-    column_spec: ColumnSpec = ColumnSpec()
+    #: the columns, in neuron order (one ColumnSpec per column)
+    column_specs: tuple = (ColumnSpec(),)
     cell_types_spec: CellTypesSpec = CellTypesSpec()
     connectivity_spec: ConnectivitySpec = ConnectivitySpec()
     emitter_spec: EmitterSpec = EmitterSpec()
@@ -170,12 +175,39 @@ class Configuration:
 
         A total ``n`` is split over the layers by LAYER_FRACTIONS. ``depths_um``
         overrides the depth range (top, bottom) in um of any layer.
+
+        Several columns: ``name`` picks the column to set. The name of an
+        existing column updates that column; a new name adds a column (it
+        starts as one L2/3 layer of 100 neurons), except that a configuration
+        whose only column still has the default name ``"column"`` gives that
+        column the new name. Without ``name`` the only column is updated (an
+        error when there are several). Neurons are numbered column by column,
+        in the order the columns were added.
         """
-        w, cur = "column", self.column_spec
+        w = "column"
+        specs = list(self.column_specs)
+        names = [c.name for c in specs]
         if name is _UNSET:
-            name = cur.name
+            if len(specs) > 1:
+                raise bad_value(w, "name", None, f"this configuration has several columns ({', '.join(names)}); "
+                                "name the one to change")
+            pos = 0
+            name = specs[0].name
         elif not isinstance(name, str) or not name.strip():
             raise bad_value(w, "name", name, "a non-empty string is required")
+        elif name in names:
+            pos = names.index(name)
+        elif names == [DEFAULT_COLUMN]:
+            pos = 0                      # the unnamed column takes its first name
+        else:
+            if name == DEFAULT_COLUMN:
+                raise bad_value(w, "name", name, f"{DEFAULT_COLUMN!r} is the name of the unnamed single column; "
+                                f"give a column added to {', '.join(names)} its own name")
+            if "->" in name:
+                raise bad_value(w, "name", name, "a column name must not contain '->' (it separates pathway ends)")
+            specs.append(ColumnSpec(name=name))
+            pos = len(specs) - 1
+        cur = specs[pos]
         if layers is _UNSET:
             layers = cur.layers
         else:
@@ -207,7 +239,8 @@ class Configuration:
                 if bottom <= top:
                     raise bad_value(w, f"depths_um[{lay!r}]", list(rng), "bottom must be deeper than top")
                 depths[lay] = (top, bottom)
-        return dataclasses.replace(self, column_spec=ColumnSpec(name, layers, n_per_layer, _pairs(depths)))
+        specs[pos] = ColumnSpec(name, layers, n_per_layer, _pairs(depths))
+        return dataclasses.replace(self, column_specs=tuple(specs))
 
     def cell_types(self, fractions=_UNSET) -> "Configuration":
         """Fractions of excitatory ("E") and inhibitory ("I") cells; they must sum to 1.
@@ -394,18 +427,25 @@ class Configuration:
 
     # -- derived views -------------------------------------------------------
     @property
+    def column_spec(self) -> ColumnSpec:
+        """The first column (the only one of a single-column configuration)."""
+        return self.column_specs[0]
+
+    @property
     def n(self) -> int:
-        return self.column_spec.n
+        return sum(c.n for c in self.column_specs)
 
     def to_dict(self) -> dict:
         """A plain nested dict (JSON/TOML friendly) that ``from_dict`` turns back."""
-        rt, col, ct = self.runtime_spec, self.column_spec, self.cell_types_spec
+        rt, ct = self.runtime_spec, self.cell_types_spec
         con, em, dr, pr = self.connectivity_spec, self.emitter_spec, self.drive_spec, self.probes_spec
+        columns = [{"name": col.name, "layers": list(col.layers), "n": dict(zip(col.layers, col.n_per_layer)),
+                    **({"depths_um": {k: list(v) for k, v in col.depths_um}} if col.depths_um else {})}
+                   for col in self.column_specs]
         return {
             "runtime": dataclasses.asdict(rt),
-            "column": {"name": col.name, "layers": list(col.layers),
-                       "n": dict(zip(col.layers, col.n_per_layer)),
-                       **({"depths_um": {k: list(v) for k, v in col.depths_um}} if col.depths_um else {})},
+            # one column: its dict (as before columns could be several); several: a list of them
+            "column": columns[0] if len(columns) == 1 else columns,
             "cell_types": {"fractions": {**dict(ct.fractions), **{k: dict(v) for k, v in ct.per_layer}}},
             "connectivity": {"p": con.p, "strength": dict(con.strength), "tau_exc_ms": con.tau_exc_ms,
                              "tau_inh_ms": con.tau_inh_ms, "shared": con.shared, "delay_ms": con.delay_ms,
@@ -439,22 +479,33 @@ class Configuration:
         # keys): the ensemble section is checked against everything else, so it is last
         for section in (s for s in methods if s in data):
             values = data[section]
-            if not hasattr(values, "items"):
-                raise bad_value(where, section, values, "a mapping of keyword arguments is required")
-            method = getattr(cfg, methods[section])
-            allowed = [p for p in inspect.signature(method).parameters]
-            unknown = [k for k in values if k not in allowed]
-            if unknown:
-                raise ConfigurationError(
-                    f"{where}: section {section!r} has unknown key(s) {', '.join(map(repr, unknown))}; "
-                    f"valid keys are {', '.join(allowed)}")
-            cfg = method(**dict(values))
+            # the column section may be a list: one mapping per column, in order
+            many = section == "column" and isinstance(values, (list, tuple)) and len(values) > 0
+            for each in (values if many else [values]):
+                if not hasattr(each, "items"):
+                    what = "a mapping of keyword arguments" + (" (or a list of them)" if section == "column" else "")
+                    raise bad_value(where, section, each, f"{what} is required")
+                if many and "name" not in each:
+                    raise bad_value(where, section, each, "every column of a list needs its 'name'")
+                method = getattr(cfg, methods[section])
+                allowed = [p for p in inspect.signature(method).parameters]
+                unknown = [k for k in each if k not in allowed]
+                if unknown:
+                    raise ConfigurationError(
+                        f"{where}: section {section!r} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                        f"valid keys are {', '.join(allowed)}")
+                cfg = method(**dict(each))
         return cfg
 
     def config_hash(self) -> str:
         """SHA-256 of the canonical JSON form: equal configurations, equal hashes."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def layer_slots(cfg: Configuration) -> list:
+    """(column name, layer, neurons) of every layer of every column, in neuron order."""
+    return [(c.name, lay, n) for c in cfg.column_specs for lay, n in zip(c.layers, c.n_per_layer)]
 
 
 def _split_total(total: int, layers: tuple) -> tuple:
@@ -477,19 +528,29 @@ DEFAULT_PATHWAYS = {
 
 
 def parse_pathway_key(where: str, key) -> tuple:
-    """'L4.E->L2/3.E' -> (('L4', 'E'), ('L2/3', 'E')); a clear error otherwise."""
-    allowed = ("a key 'LAYER.TYPE->LAYER.TYPE' such as 'L4.E->L2/3.E' with layers "
-               f"{', '.join(LAYER_DEPTHS_UM)} and types {', '.join(CELL_TYPES)}")
+    """A pathway key -> its two ends (column or None, layer, cell type); a clear error otherwise.
+
+    'L4.E->L2/3.E' (within every column) gives ((None, 'L4', 'E'), (None, 'L2/3', 'E'));
+    'A:L4.E->B:L2/3.E' (from column A to column B) gives (('A', 'L4', 'E'), ('B', 'L2/3', 'E')).
+    """
+    allowed = ("a key 'LAYER.TYPE->LAYER.TYPE' such as 'L4.E->L2/3.E' (within every column) or "
+               "'COLUMN:LAYER.TYPE->COLUMN:LAYER.TYPE' such as 'A:L4.E->B:L2/3.E' (between named columns) "
+               f"with layers {', '.join(LAYER_DEPTHS_UM)} and types {', '.join(CELL_TYPES)}")
     if not isinstance(key, str) or key.count("->") != 1:
         raise bad_value(where, "pathways", key, allowed)
     ends = []
     for part in key.split("->"):
-        layer, _, ctype = part.strip().rpartition(".")
+        column, colon, group = part.strip().rpartition(":")
+        layer, _, ctype = group.strip().rpartition(".")
+        if colon and not column.strip():
+            raise bad_value(where, "pathways", key, f"the column name before ':' is empty; {allowed}")
         if layer not in LAYER_DEPTHS_UM:
             raise bad_value(where, "pathways", key, f"layer {layer!r} is unknown; {allowed}")
         if ctype not in CELL_TYPES:
             raise bad_value(where, "pathways", key, f"cell type {ctype!r} is unknown; {allowed}")
-        ends.append((layer, ctype))
+        ends.append((column.strip() if colon else None, layer, ctype))
+    if (ends[0][0] is None) != (ends[1][0] is None):
+        raise bad_value(where, "pathways", key, f"name the column of both ends or of neither; {allowed}")
     return tuple(ends)
 
 

@@ -8,7 +8,8 @@ Sweep paths name a configuration value by its place in the chain::
     connectivity.p | connectivity.tau_exc_ms | connectivity.tau_inh_ms
     connectivity.strength.<pre>-><post>         (E->E, E->I, I->E, I->I)
     emitter.preset | emitter.preset.E | emitter.preset.I
-    connectivity.pathways.<pre>-><post>.strength | .p   (e.g. connectivity.pathways.L4.E->L2/3.E.strength)
+    connectivity.pathways.<pre>-><post>.strength | .p   (e.g. connectivity.pathways.L4.E->L2/3.E.strength,
+                                                         or between columns ...pathways.A:L4.E->B:L2/3.E.p)
 
 ``grid`` takes the Cartesian product of the swept values (in the order the
 paths are given, the last varying fastest), ``zip`` pairs the i-th values of
@@ -107,7 +108,8 @@ def parse_ensemble(cfg, seeds, sweep, mode):
         if sweep_function(path) is None:
             raise ConfigurationError(f"ensemble: sweep path {path!r} is unknown; valid paths are "
                                      f"{', '.join(sorted(SWEEP_PATHS))}, "
-                                     "connectivity.pathways.<LAYER.TYPE->LAYER.TYPE>.strength and .p")
+                                     "connectivity.pathways.<LAYER.TYPE->LAYER.TYPE>.strength and .p "
+                                     "(or <COLUMN:LAYER.TYPE->COLUMN:LAYER.TYPE> between columns)")
         if cfg.connectivity_spec.shared and path.startswith(_WEIGHT_PATHS):
             raise ConfigurationError(f"ensemble: sweep path {path!r} changes the weights, but "
                                      "connectivity(shared=True) gives every member the same weights")
@@ -119,6 +121,9 @@ def parse_ensemble(cfg, seeds, sweep, mode):
         for v in values:
             try:
                 sweep_function(path)(cfg, v)
+                if path.startswith("connectivity.pathways."):   # its columns and layers exist
+                    from ._model import check_pathways
+                    check_pathways(cfg, [path[len("connectivity.pathways."):].rpartition(".")[0]])
             except ConfigurationError as exc:
                 raise ConfigurationError(f"ensemble: sweep[{path!r}] value {v!r} is invalid: {exc}") from None
         parsed.append((path, values))

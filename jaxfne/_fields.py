@@ -42,8 +42,17 @@ def lfp_proxy(source, kernel):
     return jnp.einsum("...tn,...cn->...tc", source, kernel)
 
 
-def csd_proxy(lfp, spacing_um: float):
-    """Minus the second difference of ``lfp`` along its last axis, Vaknin edges."""
+def csd_proxy(lfp, spacing_um):
+    """Minus the second difference of ``lfp`` along its last axis, Vaknin edges.
+
+    ``spacing_um`` is one spacing, or a tuple of spacings, one per column: the
+    last axis then holds that many equal blocks of contacts (column by
+    column), each differenced on its own with its own edges.
+    """
+    if isinstance(spacing_um, tuple):
+        k = lfp.shape[-1] // len(spacing_um)
+        return jnp.concatenate([csd_proxy(lfp[..., c * k:(c + 1) * k], h) for c, h in enumerate(spacing_um)],
+                               axis=-1)
     h_mm = spacing_um / 1000.0
     padded = jnp.concatenate([lfp[..., :1], lfp, lfp[..., -1:]], axis=-1)
     second = padded[..., :-2] - 2.0 * padded[..., 1:-1] + padded[..., 2:]

@@ -3,6 +3,12 @@
 ``build_network`` is written for one network. ``construct`` vmaps it over the
 member axis; every random draw derives from the member's own seed through
 ``fold_in`` with a fixed tag, never from its position in a batch.
+
+Several columns: the draws of column c (heterogeneity, depth) and of the
+block [post column a, pre column b] of the connectivity come from their own
+streams, keyed by the column positions; column 0 and block [0, 0] use the
+one-column streams. So the first column's arrays do not change when columns
+are added after it.
 """
 
 from __future__ import annotations
@@ -68,15 +74,36 @@ def member_key(seed):
     return jax.random.PRNGKey(seed)
 
 
-def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, delay_class, *, dtype, r0_um,
-                  n_classes: int):
+def _per_column(key, sizes: tuple, dtype):
+    """(N,) uniforms: column 0 from ``key`` itself, column c > 0 from fold_in(key, c)."""
+    parts = [jax.random.uniform(key if c == 0 else jax.random.fold_in(key, c), (size,), dtype=dtype)
+             for c, size in enumerate(sizes)]
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _per_block(key, sizes: tuple, dtype):
+    """(N, N) uniforms: block [a, b] from fold_in(fold_in(key, a), b), block [0, 0] from ``key``."""
+    if len(sizes) == 1:
+        return jax.random.uniform(key, (sizes[0], sizes[0]), dtype=dtype)
+    return jnp.block([[jax.random.uniform(key if a == b == 0 else jax.random.fold_in(jax.random.fold_in(key, a), b),
+                                          (na, nb), dtype=dtype)
+                       for b, nb in enumerate(sizes)] for a, na in enumerate(sizes)])
+
+
+def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, contact_column, delay_class, *,
+                  dtype, r0_um, n_classes: int, column_sizes: tuple | None = None):
     """Arrays of one network from its knobs; ``is_exc``/``layer``/``depth_*`` are (N,).
 
-    ``delay_class`` (G, G) gives the delay class of each [post, pre] group pair.
+    ``layer`` is each neuron's layer slot (one per layer of each column);
+    ``contact_column`` (C,) the column of each contact, whose LFP proxy sums
+    that column's neurons only; ``column_sizes`` the neurons per column
+    (static; None: one column). ``delay_class`` (G, G) gives the delay class
+    of each [post, pre] group pair.
     """
     n = is_exc.shape[0]
+    sizes = (n,) if column_sizes is None else tuple(column_sizes)
     key = member_key(knobs.seed)
-    r = jax.random.uniform(jax.random.fold_in(key, TAG_HETEROGENEITY), (n,), dtype=dtype)
+    r = _per_column(jax.random.fold_in(key, TAG_HETEROGENEITY), sizes, dtype)
     t = jnp.where(is_exc, 0, 1)
     coeffs = knobs.coeffs.astype(dtype)[t]                      # (N, 4, 3)
     # elementwise, in a fixed order (a reduction here could be reordered by XLA
@@ -86,14 +113,14 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, de
     # connectivity: W[post, pre] = mask * 2 u * g[post, pre] / expected inputs
     ckey = jax.random.fold_in(member_key(knobs.conn_seed), TAG_CONNECTIVITY)
     kmask, kw = jax.random.split(ckey)
-    u = jax.random.uniform(kw, (n, n), dtype=dtype)
+    u = _per_block(kw, sizes, dtype)
     group = 2 * layer + t                                          # (N,) group of each cell
     n_groups = knobs.g.shape[-1]
     group_size = jnp.sum(group[None, :] == jnp.arange(n_groups)[:, None], axis=1).astype(dtype)
     same = group[:, None] == group[None, :]
     pair = (group[:, None], group[None, :])                        # [post, pre]
     p = knobs.p.astype(dtype)[pair]
-    mask = (jax.random.uniform(kmask, (n, n), dtype=dtype) < p) & ~jnp.eye(n, dtype=bool)
+    mask = (_per_block(kmask, sizes, dtype) < p) & ~jnp.eye(n, dtype=bool)
     expected = p * (group_size[group][None, :] - same.astype(dtype))
     g = knobs.g.astype(dtype)[pair]
     w = jnp.where(mask & (expected > 0), 2.0 * u * g / jnp.maximum(expected, 1e-30), 0.0).astype(dtype)
@@ -104,10 +131,12 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, de
         w = jnp.stack([jnp.concatenate([jnp.where(cls == c, w, 0.0).T, jnp.zeros((1, n), dtype)], axis=0)
                        for c in range(n_classes)])
 
-    depth = depth_lo + (depth_hi - depth_lo) * jax.random.uniform(
-        jax.random.fold_in(key, TAG_DEPTH), (n,), dtype=dtype)
+    depth = depth_lo + (depth_hi - depth_lo) * _per_column(jax.random.fold_in(key, TAG_DEPTH), sizes, dtype)
     dz = contact_z.astype(dtype)[:, None] - depth[None, :]
     kernel = r0_um / jnp.sqrt(dz * dz + r0_um * r0_um)
+    if len(sizes) > 1:   # a contact sees the neurons of its own column only
+        column = jnp.repeat(jnp.arange(len(sizes)), jnp.asarray(sizes), total_repeat_length=n)
+        kernel = jnp.where(contact_column[:, None] == column[None, :], kernel, 0.0)
 
     dt = knobs.dt_ms.astype(dtype)
     noise_key = jax.random.fold_in(key, TAG_NOISE)

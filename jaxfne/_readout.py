@@ -32,6 +32,7 @@ class ReadoutSpec:
     cell_type: str | None = None
     layer: str | None = None
     time_window_ms: tuple | None = None
+    column: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +55,12 @@ class Readout:
         return {"metric": self.metric, "value": val, "units": self.units, "selectors": self.selectors}
 
 
-def readout_spec(name, metric, *, cell_type=None, layer=None, time_window_ms=None) -> ReadoutSpec:
-    """Declare a readout: its name, a metric from METRICS and optional selectors."""
+def readout_spec(name, metric, *, cell_type=None, layer=None, time_window_ms=None, column=None) -> ReadoutSpec:
+    """Declare a readout: its name, a metric from METRICS and optional selectors.
+
+    ``column`` selects one column of a several-column network (its neurons,
+    or for the field metrics its contacts).
+    """
     w = "readout_spec"
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"{w}: name={name!r} is invalid; a non-empty string is required")
@@ -65,6 +70,8 @@ def readout_spec(name, metric, *, cell_type=None, layer=None, time_window_ms=Non
         raise ConfigurationError(f"{w}: cell_type={cell_type!r} is unknown; valid cell types are {', '.join(CELL_TYPES)}")
     if layer is not None and layer not in LAYER_DEPTHS_UM:
         raise ConfigurationError(f"{w}: layer={layer!r} is unknown; valid layers are {', '.join(LAYER_DEPTHS_UM)}")
+    if column is not None and (not isinstance(column, str) or not column):
+        raise ConfigurationError(f"{w}: column={column!r} is invalid; a column name (non-empty string) is required")
     if time_window_ms is not None:
         ok = (hasattr(time_window_ms, "__len__") and len(time_window_ms) == 2
               and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in time_window_ms)
@@ -76,10 +83,42 @@ def readout_spec(name, metric, *, cell_type=None, layer=None, time_window_ms=Non
     if metric in ("lfp_abs_mean", "csd_abs_mean") and cell_type is not None:
         raise ConfigurationError(f"{w}: cell_type={cell_type!r} is invalid for metric {metric!r}; "
                                  "field proxies sum all cells (select contacts with layer=)")
-    return ReadoutSpec(name, metric, cell_type, layer, time_window_ms)
+    return ReadoutSpec(name, metric, cell_type, layer, time_window_ms, column)
 
 
-def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
+def _columns_of(da: xr.DataArray, coord: str) -> np.ndarray | None:
+    return np.asarray(da[coord].values).astype(str) if coord in da.coords else None
+
+
+def _select_column(da: xr.DataArray, spec: ReadoutSpec, dim: str, coord: str) -> xr.DataArray:
+    labels = _columns_of(da, coord)
+    if labels is None or spec.column not in labels:
+        known = "unknown" if labels is None else ", ".join(dict.fromkeys(labels.tolist()))
+        raise ReadoutError(f"readout {spec.name!r}: column={spec.column!r} is not a column of these signals; "
+                           f"their columns are {known}")
+    return da.isel({dim: np.flatnonzero(labels == spec.column)})
+
+
+def _layer_contacts(da: xr.DataArray, spec: ReadoutSpec, attrs) -> xr.DataArray:
+    """The contacts lying in ``spec.layer``'s depth range of their own column (depth overrides honoured)."""
+    from ._signals import signal_layer_depths
+    depths = signal_layer_depths(attrs)
+    z = np.asarray(da["contact_depth_um"].values, dtype=float)
+    cols = _columns_of(da, "contact_column")
+    cols = np.full(z.shape, next(iter(depths))) if cols is None else cols
+    ranges = {c: depths.get(c, {}).get(spec.layer) for c in dict.fromkeys(cols.tolist())}
+    keep = np.zeros(z.shape, bool)
+    for c, rng in ranges.items():
+        if rng is not None:
+            keep |= (cols == c) & (z >= rng[0]) & (z <= rng[1])
+    if not keep.any():
+        where = ", ".join(f"{c} {rng[0]}-{rng[1]} um" if rng else f"{c} has no {spec.layer}"
+                          for c, rng in ranges.items())
+        raise ReadoutError(f"readout {spec.name!r}: no contact lies in layer {spec.layer!r} ({where})")
+    return da.isel(contact=np.flatnonzero(keep))
+
+
+def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float, attrs=None) -> xr.DataArray:
     tdim = "time_sampled" if "time_sampled" in da.dims else "time"
     if spec.time_window_ms is not None:
         start, stop = spec.time_window_ms
@@ -96,11 +135,14 @@ def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
     ndim = "neuron_sampled" if "neuron_sampled" in da.dims else "neuron" if "neuron" in da.dims else None
     if ndim is not None:
         sfx = "_sampled" if ndim == "neuron_sampled" else ""
+        if spec.column is not None:
+            da = _select_column(da, spec, ndim, "column" + sfx)
         if spec.layer is not None:
             layers = np.asarray(da["layer" + sfx].values)
             if spec.layer not in layers:
                 known = ", ".join(dict.fromkeys(layers.tolist()))
-                why = (f"is not in this column; its layers are {known}" if not sfx else
+                col = f"column {spec.column!r}" if spec.column is not None else "this column"
+                why = (f"is not in {col}; its layers are {known}" if not sfx else
                        f"has no neuron recorded by this probe; recorded layers are {known}")
                 raise ReadoutError(f"readout {spec.name!r}: layer={spec.layer!r} {why}")
             da = da.isel({ndim: np.flatnonzero(layers == spec.layer)})
@@ -112,13 +154,11 @@ def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float) -> xr.DataArray:
                                    "this network has none of that type")
             # works for per-member cell types too; a member without the type reads NaN
             da = da.where(mask)
-    elif spec.layer is not None:
-        lo, hi = LAYER_DEPTHS_UM[spec.layer]
-        z = da["contact_depth_um"].values
-        idx = np.flatnonzero((z >= lo) & (z <= hi))
-        if idx.size == 0:
-            raise ReadoutError(f"readout {spec.name!r}: no contact lies in layer {spec.layer!r} ({lo}-{hi} um)")
-        da = da.isel(contact=idx)
+    else:
+        if spec.column is not None:
+            da = _select_column(da, spec, "contact", "contact_column")
+        if spec.layer is not None:
+            da = _layer_contacts(da, spec, attrs if attrs is not None else {})
     return da
 
 
@@ -139,7 +179,7 @@ def _compute_one(signals, spec: ReadoutSpec) -> Readout:
         raise ReadoutError(f"readout {spec.name!r}: metric {spec.metric!r} needs probe {probe!r}, which was not "
                            f"recorded; add it with Configuration.probes([... , {probe!r}])")
     dt_ms = signals.dt_ms
-    da = _select(signals[probe], spec, dt_ms)
+    da = _select(signals[probe], spec, dt_ms, signals.attrs)
     other = [d for d in da.dims if d != "member"]
     m = spec.metric
     if m in ("spike_rate_hz", "spike_count"):
@@ -175,7 +215,7 @@ def _compute_one(signals, spec: ReadoutSpec) -> Readout:
         out = abs(da).mean(other)
     out = out.astype(float)
     value = float(out.values) if out.ndim == 0 else np.asarray(out.values)
-    selectors = {k: v for k, v in (("cell_type", spec.cell_type), ("layer", spec.layer),
+    selectors = {k: v for k, v in (("column", spec.column), ("cell_type", spec.cell_type), ("layer", spec.layer),
                                    ("time_window_ms", spec.time_window_ms)) if v is not None}
     return Readout(spec.name, spec.metric, value, units, out.rename(spec.name), selectors)
 

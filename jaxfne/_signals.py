@@ -84,6 +84,26 @@ class Signals(Mapping):
         return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
 
 
+def layer_depths(cfg) -> dict:
+    """{column: {layer: [top_um, bottom_um]}} of every layer of every column (overrides applied)."""
+    return {col.name: {lay: list(col.depth_range(lay)) for lay in col.layers} for col in cfg.column_specs}
+
+
+def signal_layer_depths(attrs) -> dict:
+    """``layer_depths`` of the run behind some Signals attributes (stores opened lazily too).
+
+    Reads the ``layer_depths_um`` attribute; signals written before it existed
+    fall back to their ``config_json``.
+    """
+    if "layer_depths_um" in attrs:
+        return json.loads(attrs["layer_depths_um"])
+    if "config_json" in attrs:
+        from ._config import Configuration
+        return layer_depths(Configuration.from_dict(json.loads(attrs["config_json"])))
+    raise ReadoutError("these signals carry neither 'layer_depths_um' nor 'config_json' in their attributes; "
+                       "their layers' depth ranges are unknown")
+
+
 def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, state_finite=None) -> Signals:
     """Wrap host arrays (member, time, ...) in a labelled Dataset.
 
@@ -104,8 +124,10 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
                  "crossing within that step and Vm[k] is the potential at its end (30 mV at a spike)"}),
         "neuron": ("neuron", np.arange(layout.n)),
         "layer": ("neuron", model.neuron_coords["layer"]),
+        "column": ("neuron", model.neuron_coords["column"]),
         "contact": ("contact", np.arange(layout.contacts)),
         "contact_depth_um": ("contact", np.asarray(layout.contact_z_um), {"units": "um"}),
+        "contact_column": ("contact", np.repeat(np.asarray(layout.columns), layout.contacts_per_column)),
     }
     per_member = {"cell_type": model.neuron_coords["cell_type"][members],
                   "depth_um": model.neuron_coords["depth_um"][members]}
@@ -125,6 +147,7 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
         idx = np.asarray(layout.sample_neurons)
         coords["neuron_sampled"] = ("neuron_sampled", idx, {"description": "global neuron index"})
         coords["layer_sampled"] = ("neuron_sampled", model.neuron_coords["layer"][idx])
+        coords["column_sampled"] = ("neuron_sampled", model.neuron_coords["column"][idx])
         for key, val in per_member.items():
             coords[f"{key}_sampled"] = (("member", "neuron_sampled"), val[:, idx])
     coords["member"] = ("member", members)
@@ -134,6 +157,7 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
         coords["state_finite"] = ("member", np.asarray(state_finite, dtype=bool).reshape(-1)[members])
     attrs = {"dt_ms": layout.dt_ms, "config_hash": model.config.config_hash(),
              "config_json": json.dumps(model.config.to_dict(), sort_keys=True),
+             "layer_depths_um": json.dumps(layer_depths(model.config)),
              "scope": "proxy-scale outputs; LFP/CSD are proxies, not volume-conductor solutions"}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     if not squeeze_member:

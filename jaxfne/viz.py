@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from ._errors import ReadoutError
 from ._health import RUNAWAY_HZ, SILENT_HZ, check_health
+from ._signals import signal_layer_depths
 
 #: colour of each cell type in every figure
 COLORS = {"E": "#c0392b", "I": "#2874a6"}
@@ -281,14 +282,40 @@ def _depth_edges(z: np.ndarray) -> np.ndarray:
     return np.concatenate([[first], mid, [last]])
 
 
-def field_maps(signals, bin_ms=None, *, member=None) -> dict:
+def _one_column(sig, column, where: str):
+    """(Signals of one column's contacts and neurons, its name); ``column`` may be None with one column."""
+    ds = sig.dataset
+    labels = (np.asarray(ds["contact_column"].values).astype(str) if "contact_column" in ds.coords
+              else np.full(ds.sizes.get("contact", 0), ""))
+    names = list(dict.fromkeys(labels.tolist()))
+    if column is None:
+        if len(names) > 1:
+            raise ReadoutError(f"{where}: these signals hold {len(names)} columns ({', '.join(names)}); pick one "
+                               "with column=<name>")
+        return sig, (names[0] if names and names[0] else None)
+    if column not in names:
+        raise ReadoutError(f"{where}: column={column!r} is not a column of these signals; their columns are "
+                           f"{', '.join(names) or 'unknown'}")
+    if len(names) == 1:
+        return sig, column
+    sel = {"contact": np.flatnonzero(labels == column)}
+    for dim, coord in (("neuron", "column"), ("neuron_sampled", "column_sampled")):
+        if dim in ds.dims and coord in ds.coords:
+            sel[dim] = np.flatnonzero(np.asarray(ds[coord].values).astype(str) == column)
+    return sig.isel(**sel), column
+
+
+def field_maps(signals, bin_ms=None, *, member=None, column=None) -> dict:
     """Depth-by-time maps of the recorded source, LFP-proxy and CSD-proxy.
 
     Returns ``{probe: (time_edges_ms, depth_edges_um, values[contact, time_bin])}``.
     Time is averaged in bins of ``bin_ms`` (default: at most 1000 bins). The
     source map sums the neurons whose depth falls in each contact's depth bin.
+    Signals of several columns need ``column=`` (each column has its own
+    contacts and depth axis).
     """
     sig = _network(signals, member, "viz.fields")
+    sig, _ = _one_column(sig, column, "viz.fields")
     present = [p for p in _PROXY_TITLES if _recorded(sig, p)]
     if not present:
         raise ReadoutError("viz.fields: none of 'source', 'LFP-proxy', 'CSD-proxy' was recorded; add them with "
@@ -314,15 +341,51 @@ def field_maps(signals, bin_ms=None, *, member=None) -> dict:
     return out
 
 
-def fields(signals, bin_ms=None, *, member=None) -> Figure:
+def layer_boundaries(signals, column=None) -> dict:
+    """{layer: (top_um, bottom_um)} of a column of these signals, depth overrides included."""
+    depths = signal_layer_depths(signals.attrs)
+    if column is None:
+        if len(depths) > 1:
+            raise ReadoutError(f"viz.layer_boundaries: these signals hold {len(depths)} columns "
+                               f"({', '.join(depths)}); pick one with column=<name>")
+        column = next(iter(depths))
+    if column not in depths:
+        raise ReadoutError(f"viz.layer_boundaries: column={column!r} is unknown; columns are {', '.join(depths)}")
+    return {lay: (float(r[0]), float(r[1])) for lay, r in depths[column].items()}
+
+
+def _draw_layers(ax, layers: dict, z_edges: np.ndarray) -> None:
+    """Dashed lines at the layer boundaries and the layer names, within the plotted depths."""
+    from matplotlib.transforms import blended_transform_factory
+    lo, hi = float(np.min(z_edges)), float(np.max(z_edges))
+    bounds = sorted({z for rng in layers.values() for z in rng})
+    for z in bounds:
+        if lo <= z <= hi:
+            ax.axhline(z, color="k", lw=0.8, ls="--", alpha=0.7, gid="layer-boundary")
+    trans = blended_transform_factory(ax.transAxes, ax.transData)
+    for lay, (top, bottom) in layers.items():
+        mid = (max(top, lo) + min(bottom, hi)) / 2.0
+        if max(top, lo) < min(bottom, hi):
+            ax.text(0.005, mid, lay, transform=trans, ha="left", va="center", fontsize=8, gid=f"layer-label-{lay}",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+    ax.set_ylim(hi, lo)         # depth increases downward; the lines do not widen the map
+
+
+def fields(signals, bin_ms=None, *, member=None, column=None) -> Figure:
     """Source, LFP-proxy and CSD-proxy as depth-by-time heat maps.
 
     Depth below the pia (um) on the y axis, increasing downward; a diverging
     colour map symmetric about zero; titles say "proxy" because these are
-    uncalibrated proxies, not volume-conductor solutions.
+    uncalibrated proxies, not volume-conductor solutions. Dashed lines mark
+    the column's layer boundaries (its ``depths_um`` overrides included) and
+    each layer is labelled at the left. Signals of several columns need
+    ``column=``.
     """
-    maps = field_maps(signals, bin_ms, member=member)
+    maps = field_maps(signals, bin_ms, member=member, column=column)
     sig = _network(signals, member, "viz.fields")
+    sig, column = _one_column(sig, column, "viz.fields")
+    layers = layer_boundaries(sig, column)
+    suffix = f" [column {column}]" if len(signal_layer_depths(sig.attrs)) > 1 else ""
     fig = _new_figure((9, 2.6 * len(maps)))
     axes = fig.subplots(len(maps), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (probe, (t_edges, z_edges, values)) in zip(axes, maps.items()):
@@ -334,9 +397,9 @@ def fields(signals, bin_ms=None, *, member=None) -> Figure:
         vmax = vmax if vmax > 0 else 1.0
         mesh = ax.pcolormesh(t_edges, z_edges, values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="flat")
         mesh.set_gid(f"field-{probe}")
-        ax.invert_yaxis()
+        _draw_layers(ax, layers, z_edges)
         ax.set_ylabel("depth below pia (um)")
-        ax.set_title(_PROXY_TITLES[probe], fontsize=10, loc="left")
+        ax.set_title(_PROXY_TITLES[probe] + suffix, fontsize=10, loc="left")
         units = _units(sig[probe])
         fig.colorbar(mesh, ax=ax, label=("summed source, " + units) if probe == "source" else units,
                      extend="both" if scaled is not values else "neither")
