@@ -54,7 +54,7 @@ SWEEP_PATHS = {
 REFUSED_PATHS = {
     "column.n": "it changes the number of neurons, a shape shared by all members",
     "column.layers": "it changes the layers and so the number of neurons",
-    "column.name": "all members share one column",
+    "column.name": "all members share the same columns",
     "runtime.dt_ms": "it changes the number of time steps, a shape shared by all members",
     "runtime.duration_ms": "it changes the number of time steps, a shape shared by all members",
     "runtime.dtype": "all members share one dtype",

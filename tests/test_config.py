@@ -507,3 +507,18 @@ def test_frozen():
 
 def test_constants():
     assert CELL_TYPES == ("E", "I") and PATHWAYS == ("E->E", "E->I", "I->E", "I->I")
+
+
+def test_from_dict_column_list():
+    cfg = C().column(name="A", n=10).column(name="B", layers=["L4", "L5"], n=20, depths_um={"L5": (600.0, 950.0)})
+    data = cfg.to_dict()
+    assert data["column"] == [{"name": "A", "layers": ["L2/3"], "n": {"L2/3": 10}},
+                              {"name": "B", "layers": ["L4", "L5"], "n": {"L4": 10, "L5": 10},
+                               "depths_um": {"L5": [600.0, 950.0]}}]
+    assert C.from_dict(data) == cfg
+    with pytest.raises(CE, match=r"every column of a list needs its 'name'"):
+        C.from_dict({"column": [{"name": "A"}, {"n": 5}]})
+    with pytest.raises(CE, match=r"section 'column' has unknown key\(s\) 'size'"):
+        C.from_dict({"column": [{"name": "A"}, {"name": "B", "size": 5}]})
+    with pytest.raises(CE, match=r"column='x' is invalid; a mapping of keyword arguments \(or a list of them\)"):
+        C.from_dict({"column": ["x"]})

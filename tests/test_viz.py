@@ -266,3 +266,36 @@ def test_store_backed_signals(tmp_path):
     a, b = viz.field_maps(lazy), viz.field_maps(mem)
     assert all(np.allclose(a[k][2], b[k][2], rtol=1e-5, atol=1e-3) for k in a)
     close(viz.summary(lazy))
+
+
+def test_field_maps_mark_the_layer_boundaries_of_the_column():
+    """Dashed lines at the column's own layer boundaries (depth overrides honoured), one label per layer."""
+    from matplotlib.lines import Line2D
+    from matplotlib.text import Text
+    cfg = (jtfne.Configuration().runtime(duration_ms=20.0)
+           .column(name="A", layers=["L2/3", "L4", "L5"], n=60, depths_um={"L4": (450.0, 650.0), "L5": (650.0, 900.0)})
+           .probes(["SPK", "LFP-proxy", "CSD-proxy"], contacts=9))
+    sig = jtfne.simulate(jtfne.construct(cfg))
+    fig = viz.fields(sig)
+    assert viz.layer_boundaries(sig) == {"L2/3": (100.0, 400.0), "L4": (450.0, 650.0), "L5": (650.0, 900.0)}
+    for ax in fig.axes[:2]:                      # the two maps (then their colour bars)
+        lines = [a for a in ax.get_children() if isinstance(a, Line2D) and a.get_gid() == "layer-boundary"]
+        assert sorted(ln.get_ydata()[0] for ln in lines) == [100.0, 400.0, 450.0, 650.0, 900.0]
+        assert all(ln.get_xdata()[0] == 0 and ln.get_xdata()[1] == 1 for ln in lines)   # across the map
+        labels = {a.get_text(): a.get_position()[1] for a in ax.get_children()
+                  if isinstance(a, Text) and (a.get_gid() or "").startswith("layer-label-")}
+        assert labels == {"L2/3": 250.0, "L4": 550.0, "L5": 775.0}
+        assert ax.yaxis_inverted() and ax.get_ylim()[0] > 900.0 and ax.get_ylim()[1] < 100.0
+    close(fig)
+    # several columns: one map per column, picked by name
+    two = jtfne.simulate(jtfne.construct(cfg.column(name="B", layers=["L4"], n=20)))
+    with pytest.raises(jtfne.ReadoutError, match=r"these signals hold 2 columns \(A, B\); pick one with column="):
+        viz.fields(two)
+    fig = viz.fields(two, column="B")
+    ax = fig.axes[0]
+    assert sorted(a.get_ydata()[0] for a in ax.get_children()
+                  if isinstance(a, Line2D) and a.get_gid() == "layer-boundary") == [400.0, 600.0]
+    assert "[column B]" in ax.get_title(loc="left")
+    values = np.asarray(find(fig, QuadMesh, "field-LFP-proxy").get_array())
+    assert values.size == 9 * 200                  # B's 9 contacts, 20 ms in 0.1 ms bins
+    close(fig)
