@@ -48,24 +48,33 @@ def build_cases(args):
     """
     from jaxfne._bench import SEED_PROBES, Case, inputs_p
     d, c = args.duration_ms, args.chunk_ms
-    singles = []
-    if not args.no_seed:
-        singles.append(Case("seed", probes=SEED_PROBES, duration_ms=d, chunk_ms=c))
-    singles += [Case("ensemble", members=b, duration_ms=d, chunk_ms=c) for b in args.members]
-    singles += [Case("ensemble", members=b, shared=True, duration_ms=d, chunk_ms=c) for b in args.shared_members]
-    singles += [Case("network", neurons=n, p=inputs_p(n, args.inputs_per_cell), duration_ms=d, chunk_ms=c)
-                for n in args.neurons]
+    engines = list(dict.fromkeys(args.engines))
 
-    def stream_pair(b, cells, where):
+    def per_engine(case, where="one"):
+        """The case once per engine, timed in alternation when there are several."""
+        return [(dataclasses.replace(case, engine=e), where) for e in engines]
+
+    singles, groups = [], []
+    if not args.no_seed:
+        groups.append(per_engine(Case("seed", probes=SEED_PROBES, duration_ms=d, chunk_ms=c)))
+    groups += [per_engine(Case("ensemble", members=b, duration_ms=d, chunk_ms=c)) for b in args.members]
+    groups += [per_engine(Case("ensemble", members=b, shared=True, duration_ms=d, chunk_ms=c))
+               for b in args.shared_members]
+    groups += [per_engine(Case("network", neurons=n, p=inputs_p(n, args.inputs_per_cell), duration_ms=d, chunk_ms=c))
+               for n in args.neurons]
+
+    def stream_pair(b, cells, where, engine):
         mem = Case("ensemble", members=b, probes=tuple(args.stream_probes), duration_ms=d, chunk_ms=c,
-                   vm_cells=cells or None)
+                   vm_cells=cells or None, engine=engine)
         return [(mem, where), (dataclasses.replace(mem, store=True), where)]
 
-    groups = [stream_pair(b, cells, "one") for b in args.stream_members for cells in args.stream_vm_cells]
+    groups += [stream_pair(b, cells, "one", e) for b in args.stream_members for cells in args.stream_vm_cells
+               for e in engines]
     last = (args.stream_vm_cells or [0])[-1]
-    multi = [[(Case("ensemble", members=b, duration_ms=d, chunk_ms=c), "one"),
-              (Case("ensemble", members=b, duration_ms=d, chunk_ms=c), "all")] for b in args.multi_device_members]
-    multi += [stream_pair(b, last, "all") for b in args.stream_members]
+    multi = [[(Case("ensemble", members=b, duration_ms=d, chunk_ms=c, engine=e), "one"),
+              (Case("ensemble", members=b, duration_ms=d, chunk_ms=c, engine=e), "all")]
+             for b in args.multi_device_members for e in engines]
+    multi += [stream_pair(b, last, "all", e) for b in args.stream_members for e in engines]
     return singles, groups, multi
 
 
@@ -167,7 +176,14 @@ def summary(rows) -> list[str]:
             continue
         a, b = group
         probes = "+".join(a["probes"]) + ("" if a.get("vm_cells") is None else f" (Vm of {a['vm_cells']} cells/type)")
-        if a["store"] != b["store"]:
+        probes += f", engine {a.get('engine')}" if a.get("engine") == b.get("engine") else ""
+        if a.get("engine") != b.get("engine"):
+            xla, nat = (a, b) if a.get("engine") == "xla" else (b, a)
+            lines.append(f"native / xla engine, {a['case']}, {a['members']} x {a['neurons']}, {a['devices']} "
+                         f"device(s): x{nat['neuron_steps_per_s'] / xla['neuron_steps_per_s']:.2f} "
+                         f"({nat['neuron_steps_per_s']:.3g} vs {xla['neuron_steps_per_s']:.3g} neuron-steps/s; "
+                         f"rates {nat['rate_hz']:.1f} vs {xla['rate_hz']:.1f} Hz)")
+        elif a["store"] != b["store"]:
             mem, st = (a, b) if b["store"] else (b, a)
             lines.append(f"streaming overhead, {mem['members']} members, {probes}, {mem['devices']} device(s): "
                          f"x{st['seconds'] / mem['seconds']:.2f} time (store {st['seconds']:.2f} s, memory "
@@ -186,12 +202,13 @@ def summary(rows) -> list[str]:
 
     for rp in rows:
         if "peer" in rp and not rp.get("skipped"):
-            rj = find(members=rp["members"], neurons=rp["neurons"], devices=1, store=False, kind=rp["kind"],
-                      probes=rp["probes"])
-            if rj:
-                lines.append(f"jaxfne (1 device, XLA threads) / {rp['case']}, {rp['members']} x {rp['neurons']}: "
-                             f"x{rj['neuron_steps_per_s'] / rp['neuron_steps_per_s']:.2f} "
-                             f"(rates {rj['rate_hz']:.1f} vs {rp['rate_hz']:.1f} Hz)")
+            for engine in ("native", "xla"):
+                rj = find(members=rp["members"], neurons=rp["neurons"], devices=1, store=False, kind=rp["kind"],
+                          probes=rp["probes"], engine=engine)
+                if rj:
+                    lines.append(f"jaxfne ({engine}, 1 device) / {rp['case']}, {rp['members']} x {rp['neurons']}: "
+                                 f"x{rj['neuron_steps_per_s'] / rp['neuron_steps_per_s']:.2f} "
+                                 f"(rates {rj['rate_hz']:.1f} vs {rp['rate_hz']:.1f} Hz)")
     compile_s = [r["compile_s"] for r in rows if "peer" not in r and r.get("compile_s") is not None]
     if compile_s:
         lines.append(f"simulate compile time (first call - best call): max {max(compile_s):.2f} s over jaxfne rows; "
@@ -390,6 +407,8 @@ def parse_args(argv=None):
     ap.add_argument("--peers", nargs="*", default=["brian2", "nest"], choices=["brian2", "nest"])
     ap.add_argument("--peer-members", type=int, nargs="*", default=[1, 64])
     ap.add_argument("--peer-threads", type=int, default=1, help="threads given to each peer (default 1)")
+    ap.add_argument("--engines", nargs="+", default=["xla", "native"], choices=["xla", "native", "auto"],
+                    help="simulate(engine=...) variants, timed in alternation (default: xla and native)")
     ap.add_argument("--no-seed", action="store_true", help="skip the seed-network row")
     ap.add_argument("--no-baseline", action="store_true", help="skip the plain-JAX dense baseline")
     ap.add_argument("--baseline-budget-s", type=float, default=5.0,
@@ -465,7 +484,7 @@ def main(argv=None) -> int:
                 from jaxfne._bench import Case, measure_baseline
                 case = Case(**{k: row[k] if k != "probes" else tuple(row[k]) for k in
                                ("kind", "members", "neurons", "p", "probes", "store", "shared", "duration_ms",
-                                "chunk_ms", "vm_cells")})
+                                "chunk_ms", "vm_cells", "engine")})
                 if case.baseline_key not in baselines:
                     baselines[case.baseline_key] = measure_baseline(case, budget_s=args.baseline_budget_s)
                 row.update(baselines[case.baseline_key])

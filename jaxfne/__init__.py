@@ -9,6 +9,7 @@ from ._errors import (ConfigurationError, JaxfneError, ReadoutError, SimulationE
 from ._health import HealthReport, check_health
 from ._manifest import SCOPE, manifest, write_manifest
 from ._model import Model, construct
+from ._native import available as native_engine_available
 from ._presets import REGISTRY as PRESETS
 from ._presets import preset_names
 from ._readout import METRICS, Readout, ReadoutSpec, compute_readout, readout_spec
@@ -22,6 +23,6 @@ from .export import to_neo, to_nwb
 __all__ = [
     "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StoreError",
-    "__version__", "check_health", "compute_readout", "construct", "manifest", "preset_names",
+    "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
     "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "viz", "write_manifest",
 ]

@@ -50,6 +50,8 @@ class Case:
     chunk_ms: float = 50.0
     #: Vm/source record this many cells of each type (probes(neurons=k)); None: every cell
     vm_cells: int | None = None
+    #: simulate(engine=...): "auto" (native on CPU when it builds), "xla" or "native"
+    engine: str = "auto"
 
     @property
     def label(self) -> str:
@@ -160,7 +162,7 @@ _COMPILED: set = set()
 def _program_key(case: Case, devices) -> tuple:
     """What fixes the compiled chunk function: everything but the store (same program in memory or streamed)."""
     return (case.kind == "ensemble", case.members, case.neurons, case.p, case.shared, case.probes, case.vm_cells,
-            case.duration_ms, case.chunk_ms, tuple(str(d) for d in devices or ()))
+            case.duration_ms, case.chunk_ms, case.engine, tuple(str(d) for d in devices or ()))
 
 
 class _Runner:
@@ -182,7 +184,7 @@ class _Runner:
 
     def call(self) -> float:
         from ._simulate import simulate
-        kwargs = {"chunk_ms": self.case.chunk_ms, "devices": self.devices}
+        kwargs = {"chunk_ms": self.case.chunk_ms, "devices": self.devices, "engine": self.case.engine}
         if self.case.store:
             shutil.rmtree(self.store_path(), ignore_errors=True)   # keep one store on disk at a time
             self.n += 1
@@ -205,7 +207,8 @@ class _Runner:
         case, model = self.case, self.model
         best = min(self.times)
         spikes, events = _spikes_and_events(self.sig, model)
-        row = {"seconds": best, "compile_s": None if self.cached else max(self.first - best, 0.0),
+        row = {"engine": self.sig.attrs.get("engine"),
+               "seconds": best, "compile_s": None if self.cached else max(self.first - best, 0.0),
                "construct_s": self.construct_s, "first_call_s": self.first, "timed_calls": len(self.times)}
         if case.store:
             from ._stream import open_signals
@@ -275,7 +278,7 @@ def measure_baseline(case: Case, budget_s: float = 5.0) -> dict:
 
 # -- the table ------------------------------------------------------------------------------
 
-COLUMNS = (("case", 26), ("dev", 3), ("members", 7), ("neurons", 7), ("p", 6), ("probes", 18), ("store", 5),
+COLUMNS = (("case", 30), ("dev", 3), ("members", 7), ("neurons", 7), ("p", 6), ("probes", 18), ("store", 5),
            ("n-steps/s", 9), ("syn-ev/s", 9), ("rate Hz", 7), ("compile s", 9), ("run s", 7),
            ("baseline", 9), ("x base", 7))
 
@@ -290,11 +293,12 @@ def _g(x, fmt=".3g"):
 
 def format_row(row: dict) -> str:
     if row.get("skipped"):
-        return f"{row['case']:<26} {row.get('devices', 1):>3} {row['members']:>7} {row['neurons']:>7}  skipped: {row['skipped']}"
+        return f"{row['case']:<30} {row.get('devices', 1):>3} {row['members']:>7} {row['neurons']:>7}  skipped: {row['skipped']}"
     probes = "+".join(row.get("probes", ())) if row.get("probes") != list(SEED_PROBES) else "seed (5)"
     if row.get("vm_cells") is not None:
         probes += f"[{row['vm_cells']}/type]"
-    vals = [row["case"], row.get("devices", 1), row["members"], row["neurons"], _g(row.get("p"), "g"), probes,
+    case = row["case"] + (f" [{row['engine']}]" if row.get("engine") else "")
+    vals = [case, row.get("devices", 1), row["members"], row["neurons"], _g(row.get("p"), "g"), probes,
             "zarr" if row.get("store") else "-", _g(row.get("neuron_steps_per_s")),
             _g(row.get("synaptic_events_per_s")), _g(row.get("rate_hz"), ".1f"),
             "cached" if "compile_s" in row and row["compile_s"] is None else _g(row.get("compile_s"), ".2f"),
@@ -307,7 +311,7 @@ def case_row(case: Case, n_devices: int) -> dict:
     return {"case": case.label, "kind": case.kind, "devices": n_devices, "members": case.members,
             "neurons": case.neurons, "p": case.p, "probes": list(case.probes), "store": case.store,
             "shared": case.shared, "duration_ms": case.duration_ms, "chunk_ms": case.chunk_ms,
-            "vm_cells": case.vm_cells}
+            "vm_cells": case.vm_cells, "engine": case.engine}
 
 
 def describe(case: Case, n_devices: int) -> str:

@@ -104,7 +104,10 @@ def library():
 
 
 def available() -> tuple[bool, str]:
-    """Whether the native engine can run here, and if not, why."""
+    """Whether the native CPU engine can run here, and if not, why (builds it on first call).
+
+    ``jtfne.native_engine_available()``; see docs/engines.md.
+    """
     try:
         library()
     except SimulationError as err:

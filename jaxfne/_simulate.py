@@ -181,12 +181,17 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
 
 
 def default_chunk_steps(layout: Layout, n_members: int) -> int:
-    """Steps per chunk so that one chunk's outputs are about DEFAULT_CHUNK_BYTES."""
+    """Steps per chunk so that one chunk's outputs are about DEFAULT_CHUNK_BYTES.
+
+    Each probe counts with what it records: SPK one byte per neuron and step,
+    sampled probes only their neurons, every ``stride`` steps.
+    """
     item = 8 if layout.dtype == "float64" else 4
-    per_step = layout.n                                     # SPK, one byte per neuron
-    per_step += item * layout.n * sum(p in layout.probes for p in ("Vm", "source"))
-    per_step += item * layout.contacts * sum(p in layout.probes for p in ("LFP-proxy", "CSD-proxy"))
-    steps = DEFAULT_CHUNK_BYTES // max(1, per_step * n_members)
+    per_step = 0.0
+    for name in layout.probes:
+        geo = layout.geometry(name)
+        per_step += (1 if name == "SPK" else item) * geo["n_last"] / geo["stride"]
+    steps = DEFAULT_CHUNK_BYTES // max(1, int(per_step * n_members))
     return int(min(DEFAULT_CHUNK_STEPS, max(100, steps)))
 
 

@@ -31,7 +31,7 @@ DASK_BLOCK_BYTES = 32 * 2**20
 
 def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False, progress: bool = False,
                       devices=None, member_block: int | None = None, blocks=None, creator: bool = True,
-                      engine: str = "xla") -> Signals:
+                      engine: str = "auto") -> Signals:
     """Run ``model`` into the Zarr store at ``store``; return lazily backed Signals.
 
     A new store is created; a store of the same run continues from its last
@@ -46,8 +46,11 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     creates (or, with ``overwrite``, replaces) the store; the others wait for
     it to appear before their first write.
     """
+    from ._native import resolve_engine
+    from ._simulate import member_mesh
     path = _store.resolve_path(store)
-    key = _store.RunKey.of(model, chunk_steps, member_block, engine)
+    key = _store.RunKey.of(model, chunk_steps, member_block,
+                           resolve_engine(engine, list(member_mesh(devices).devices.flat)))
     blocks = list(range(key.n_blocks)) if blocks is None else [int(b) for b in blocks]
     for suffix in (_store.CREATING, _store.DELETING):
         leftover = path.with_name(path.name + suffix)
@@ -70,8 +73,9 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
         why = _store.layout_mismatch(st.attrs, key)
         if why is not None:
             raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; "
-                             f"call again as the run was started (chunk_ms={st.chunk_steps * model.layout.dt_ms:g}, "
-                             f"engine={st.attrs.get('engine', 'xla')!r}), or pass overwrite=True to start over")
+                             f"call again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} and "
+                             f"engine={st.attrs.get('engine', 'xla')!r} (as the run was started), or pass "
+                             "overwrite=True to start over")
         _store.remove_partials(path, st.probes, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
     _run(model, path, key, st, blocks, start, state, progress, devices, creator)

@@ -129,8 +129,9 @@ def test_no_recompilation_for_numeric_sweeps():
         jtfne.simulate(jtfne.construct(ens))
     info = chunk_function.cache_info()
     assert info.misses == 1 and info.currsize == 1
-    compiled = chunk_function(jtfne.construct(BASE.ensemble(seeds=[1, 2, 3])).layout,
-                              1500, jtfne._simulate.member_mesh(jtfne._simulate.default_devices(3)))
+    devices = jtfne._simulate.default_devices(3)
+    compiled = chunk_function(jtfne.construct(BASE.ensemble(seeds=[1, 2, 3])).layout, 1500,
+                              jtfne._simulate.member_mesh(devices), jtfne._native.resolve_engine("auto", devices))
     assert compiled._cache_size() == 1
 
 

@@ -126,9 +126,9 @@ def uncoupled_config(preset, current, *, n=20, dtype="float64", noise=0.0):
             .probes(["SPK", "Vm"]))
 
 
-def run(cfg):
+def run(cfg, engine="auto"):
     model = jtfne.construct(cfg)
-    return model, jtfne.simulate(model)
+    return model, jtfne.simulate(model, engine=engine)
 
 
 #: (preset, current) cases of the sweep: every single-behaviour preset with its
@@ -140,9 +140,12 @@ CASES = [(name, CURRENTS[name]) for name in SINGLE] + [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep():
-    """Every case simulated by jaxfne (float64) and by the numpy reference.
+ENGINES = ["xla", "native"]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def sweep(request):
+    """Every case simulated by jaxfne (float64, each engine) and by the numpy reference.
 
     Returns {(preset, current): result} with the jaxfne and reference spike
     steps and Vm of one neuron of that case, its (a, b, c, d) and dtypes.
@@ -150,7 +153,8 @@ def sweep():
     cases = list(CASES) + ([CASES[0]] if len(CASES) % 2 else [])
     results = {}
     for (e_name, e_cur), (i_name, i_cur) in zip(cases[0::2], cases[1::2]):
-        model, signals = run(uncoupled_config({"E": e_name, "I": i_name}, {"E": e_cur, "I": i_cur}))
+        model, signals = run(uncoupled_config({"E": e_name, "I": i_name}, {"E": e_cur, "I": i_cur}), request.param)
+        assert signals.attrs["engine"] == request.param
         p = model.params
         spk, vm = np.asarray(signals["SPK"]), np.asarray(signals["Vm"])
         is_exc = np.asarray(p.is_exc)[0]
@@ -187,9 +191,10 @@ def test_single_preset_matches_numpy_euler(sweep, name):
     np.testing.assert_allclose(res["vm"], res["ref_vm"], rtol=0, atol=VM_ATOL_MV)
 
 
-def test_cortical_eig_matches_numpy_euler_per_neuron():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cortical_eig_matches_numpy_euler_per_neuron(engine):
     current = {"E": 10.0, "I": 5.0}
-    model, signals = run(uncoupled_config("cortical_eig", current))
+    model, signals = run(uncoupled_config("cortical_eig", current), engine)
     p = model.params
     a, b, c, d = (np.asarray(getattr(p, k))[0] for k in "abcd")
     is_exc = np.asarray(p.is_exc)[0]
