@@ -50,6 +50,21 @@ SPK_COMPRESSOR = ZstdCodec(level=0)
 FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: the progress marker: a checksum makes a torn write detectable
 MARKER_COMPRESSOR = ZstdCodec(level=0, checksum=True)
+#: members per inner chunk, at most: zarr-python costs ~0.2 ms per chunk written, so one member per chunk
+#: made writing 1024 members' spikes cost more CPU than simulating them (bench/NOTES.md P6)
+INNER_MEMBERS = 16
+#: ... and at most this many bytes (uncompressed): the smallest unit a reader decodes
+INNER_BYTES = 4 * 2**20
+
+
+def inner_members(member_block: int, member_chunk_bytes: int = 0) -> int:
+    """Members per inner chunk: the largest divisor of ``member_block`` up to INNER_MEMBERS whose
+    chunk stays within INNER_BYTES (one member's chunk takes ``member_chunk_bytes``); at least 1.
+
+    A divisor, so no inner chunk straddles two member-blocks (two writers).
+    """
+    cap = min(INNER_MEMBERS, member_block, max(1, INNER_BYTES // max(1, member_chunk_bytes)))
+    return max(d for d in range(1, cap + 1) if member_block % d == 0)
 COORD_CHUNK_BYTES = 8 * 2**20
 
 
@@ -204,14 +219,18 @@ def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
     group.create_array("state_finite", shape=(key.n_members,), dtype=bool, chunks=(key.member_block,),
                        fill_value=False, dimension_names=("member",))
     coord_list = " ".join(n for n in [*tmpl.coords, "state_finite"] if n not in tmpl.dims)
+    item = np.dtype(layout.dtype).itemsize
+    member_chunk_bytes = max((1 if name == "SPK" else item) * layout.geometry(name)["n_last"]
+                             * (key.chunk_steps // layout.geometry(name)["stride"]) for name in layout.probes)
+    inner = inner_members(key.member_block, member_chunk_bytes)   # one member chunking for every probe
     for name in layout.probes:
         geo = layout.geometry(name)
         last, n_time, t_chunk = geo["n_last"], geo["n_time"], key.chunk_steps // geo["stride"]
         is_spk = name == "SPK"
         arr = group.create_array(
             name, shape=(key.n_members, n_time, last), dtype=bool if is_spk else layout.dtype,
-            chunks=(1, t_chunk, last),
-            shards=None if key.member_block == 1 else (key.member_block, t_chunk, last),
+            chunks=(inner, t_chunk, last),
+            shards=None if inner == key.member_block else (key.member_block, t_chunk, last),
             compressors=SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR,
             fill_value=False if is_spk else 0.0, dimension_names=tuple(tmpl[name].dims))
         arr.attrs.update({**tmpl[name].attrs, "coordinates": coord_list})

@@ -219,11 +219,11 @@ def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, p
 # -- reading -------------------------------------------------------------------------
 
 
-def _time_chunk(attrs: dict, n_last: int) -> int:
-    """Dask block length in time: whole stored chunks, about DASK_BLOCK_BYTES per member and block."""
+def _time_chunk(attrs: dict, n_last: int, members: int = 1) -> int:
+    """Dask block length in time: whole stored chunks, about DASK_BLOCK_BYTES per block of ``members``."""
     chunk = int(attrs["chunk_steps"])
     itemsize = 8 if attrs.get("dtype") == "float64" else 4
-    per_chunk = chunk * max(n_last, 1) * itemsize
+    per_chunk = chunk * max(n_last, 1) * itemsize * members
     return chunk * max(1, DASK_BLOCK_BYTES // per_chunk)
 
 
@@ -247,9 +247,11 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
                          "complete); run the same simulate call again to finish it, or pass "
                          "allow_incomplete=True to read the completed part")
     n_last = max(st.group["neuron"].shape[0], st.group["contact"].shape[0])
-    # one member per Dask block: a task reads the inner chunks of one member from a shard, so the
-    # memory a task needs does not grow with member_block (xarray would suggest whole shards)
-    chunks = {"member": 1, "time": _time_chunk(attrs, n_last)}
+    # a Dask block holds the members of one inner chunk (stores before 2026-11-26: one member), so a
+    # task decodes each stored chunk once and its memory does not grow with member_block (xarray
+    # would suggest whole shards)
+    members = int(st.group["SPK"].chunks[0])
+    chunks = {"member": members, "time": _time_chunk(attrs, n_last, members)}
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*separate the stored chunks", category=UserWarning)

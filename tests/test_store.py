@@ -74,7 +74,7 @@ def test_layout_is_the_documented_schema(ens, tmp_path):
         assert arr.metadata.dimension_names == ("member", "time", last)
         n_last = 100 if last == "neuron" else 16
         assert arr.shape == (3, 3000, n_last)
-        assert arr.shards == (3, 500, n_last) and arr.chunks == (1, 500, n_last)   # shard = write unit
+        assert arr.shards is None and arr.chunks == (3, 500, n_last)   # 3 members fit one chunk: the write unit
         assert arr.attrs["units"]
     assert root["SPK"].dtype == np.dtype(bool)
     assert type(root["SPK"].compressors[0]).__name__ == "ZstdCodec"
@@ -226,6 +226,19 @@ def test_unfinished_store_is_not_resumed_with_other_chunking(ens, tmp_path, monk
     with pytest.raises(jtfne.StoreError, match=r"chunk_steps=300 differs from the store's chunk_steps=500; call "
                                                r"again with chunk_ms=50"):
         jtfne.simulate(model, store=path, chunk_ms=30.0)
+
+
+def test_inner_chunks_hold_several_members_of_one_block(tmp_path):
+    assert [_store.inner_members(b) for b in (1, 3, 7, 16, 17, 20, 1024)] == [1, 3, 7, 16, 1, 10, 16]
+    assert _store.inner_members(1024, 2**20) == 4 and _store.inner_members(3, 10**7) == 1   # at most 4 MiB
+    model = jtfne.construct(jtfne.Configuration().runtime(duration_ms=20.0, dt_ms=DT).column(n=20)
+                            .probes(["SPK", "Vm"], neurons=2).ensemble(seeds=list(range(20))))
+    path = tmp_path / "twenty.zarr"
+    stored = jtfne.simulate(model, store=path, chunk_ms=10.0)
+    spk = zarr.open_group(path, mode="r")["SPK"]
+    assert spk.chunks == (10, 100, 20) and spk.shards == (20, 100, 20)    # inner chunk: 10 members
+    assert stored["SPK"].data.chunks[0] == (10, 10)                       # one Dask block per inner chunk
+    xr.testing.assert_identical(stored.dataset.load(), jtfne.simulate(model, chunk_ms=10.0).dataset)
 
 
 def test_member_blocks_are_separate_objects(ens, tmp_path):
