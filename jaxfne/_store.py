@@ -44,8 +44,9 @@ SCHEMA_VERSION = 1
 #: suffixes of the sibling folders used for atomic creation and deletion
 CREATING, DELETING = ".jaxfne-creating", ".jaxfne-deleting"
 FIELD_PROBES = ("LFP-proxy", "CSD-proxy")
-#: spike rasters are ~99.9% zeros: zstd on 1-byte bools is fast and ~100-200x smaller
-SPK_COMPRESSOR = ZstdCodec(level=0)
+#: spike rasters are ~99.9% zeros: zstd on 1-byte bools is fast and ~100-200x smaller; level 1 takes
+#: half the CPU of the default level 3 and compresses rasters as well (bench/NOTES.md)
+SPK_COMPRESSOR = ZstdCodec(level=1)
 #: noisy float traces barely compress; byte-shuffled lz4 gains ~1.4x at ~300 MB/s
 FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: the progress marker: a checksum makes a torn write detectable
