@@ -346,15 +346,21 @@ def local_member_indices(model: Model, devices=None) -> np.ndarray:
 
 
 def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None, engine: str = "xla") -> dict:
+    """Every chunk copied once into whole-run arrays allocated up front (no concatenation at the end:
+    one copy of the outputs in host memory, not two)."""
     layout = model.layout
-    pieces: dict[str, list] = {}
+    arrays: dict[str, np.ndarray] = {}
     bar = Progress(layout.n_steps, layout.dt_ms, model.n_members, layout.n, enabled=bool(progress))
     finite = None
     for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices, engine=engine):
         for name, arr in out.items():
-            pieces.setdefault(name, []).append(np.asarray(arr))
+            geo = layout.geometry(name)
+            if name not in arrays:
+                arrays[name] = np.empty((arr.shape[0], geo["n_time"]) + arr.shape[2:], arr.dtype)
+            start = t0 // geo["stride"]
+            arrays[name][:, start:start + arr.shape[1]] = arr
         ok = np.isfinite(state.v).all(axis=-1) & np.isfinite(state.u).all(axis=-1)
         finite = ok if finite is None else finite & ok
         bar.update(t0 + keep)
     bar.close()
-    return {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}, finite
+    return arrays, finite
