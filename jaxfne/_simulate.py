@@ -261,8 +261,11 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         state, out, finite = fn(jax.tree_util.tree_map(jnp.copy, state), params, _put(np.int32(t0), mesh, P()))
         current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad)
         if pending is not None:
-            yield _finish(pending, layout)
+            done, pending = _finish(pending, layout), None   # the device buffers go as soon as copied
+            yield done
+            del done
         pending = current
+        del out, current
         t0 += chunk_steps
     if pending is not None:
         yield _finish(pending, layout)

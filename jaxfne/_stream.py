@@ -1,9 +1,9 @@
 """Streaming a run into a Zarr store, resuming it, and opening it lazily.
 
-The device computes chunk k+1 while a writer thread stores chunk k. The
-thread takes chunks from a bounded queue, so a slow disk blocks the driver
-(back-pressure) instead of letting finished chunks pile up in memory: host
-memory holds at most ``QUEUE_CHUNKS`` + 2 chunks whatever the duration.
+The device computes chunk k+1 while a writer thread stores chunk k, and the
+driver dispatches chunk k+2 only when chunk k is stored (a two-stage pipeline):
+the outputs of at most two chunks exist at any time, whatever the duration, and
+a slow disk slows the driver (back-pressure) instead of letting chunks pile up.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from . import _store
 from ._errors import StoreError
 from ._signals import Signals
 
-#: chunks waiting for the writer; the driver blocks when this many are queued
-QUEUE_CHUNKS = 2
+#: chunks handed to the writer and not yet stored, at most (the driver waits for the writer beyond it)
+QUEUE_CHUNKS = 0
 #: how long a non-creating process waits for the store to appear
 STORE_WAIT_S = 600.0
 #: target size of one Dask block of an opened store (one member, all neurons)
@@ -114,7 +114,7 @@ class _Writer(threading.Thread):
         super().__init__(name="jaxfne-store-writer", daemon=True)
         self.model, self.path, self.key, self.st, self.progress = model, path, key, st, progress
         self.creator = creator
-        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS + 1)
         self.error: BaseException | None = None
         self.stop = threading.Event()
         # rows of the yielded arrays: the members of this process's blocks, in order
@@ -128,13 +128,16 @@ class _Writer(threading.Thread):
         while True:
             item = self.queue.get()
             if item is None:
+                self.queue.task_done()
                 return
-            if self.error is not None or self.stop.is_set():
-                continue
             try:
-                self._write(*item)
+                if self.error is None and not self.stop.is_set():
+                    self._write(*item)
             except BaseException as exc:  # noqa: BLE001 - handed to the driver thread
                 self.error = exc
+            finally:
+                item = None                  # drop the chunk's arrays before saying it is done
+                self.queue.task_done()
 
     def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
         if self.st is None:
@@ -155,14 +158,18 @@ class _Writer(threading.Thread):
         self.progress.update(t0 + n_keep)
 
     def put(self, item) -> None:
-        """Queue a chunk; blocks while the queue is full (back-pressure)."""
+        """Hand a chunk over; return when at most QUEUE_CHUNKS chunks are still unwritten (back-pressure)."""
         while True:
             self.check()
             try:
                 self.queue.put(item, timeout=0.1)
-                return
+                break
             except queue.Full:
                 continue
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks > QUEUE_CHUNKS and self.error is None:
+                self.queue.all_tasks_done.wait(0.1)
+        self.check()
 
     def finish(self, abort: bool) -> None:
         if abort:
@@ -209,6 +216,7 @@ def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, p
             # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
             host_state = {f: np.array(v) for f, v in new_state._asdict().items()}
             writer.put((t0, n_keep, outputs, host_state))
+            del outputs, new_state, host_state   # chunk k is stored: nothing here holds it while k+2 runs
         ok = True
     finally:
         writer.finish(abort=not ok)
