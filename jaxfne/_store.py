@@ -52,8 +52,8 @@ FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: the progress marker: a checksum makes a torn write detectable
 MARKER_COMPRESSOR = ZstdCodec(level=0, checksum=True)
 #: members per inner chunk, at most: zarr-python costs ~0.2 ms per chunk written, so one member per chunk
-#: made writing 1024 members' spikes cost more CPU than simulating them (bench/NOTES.md P6)
-INNER_MEMBERS = 16
+#: made writing 1024 members' spikes cost more CPU than simulating them (bench/NOTES.md P6, N1)
+INNER_MEMBERS = 256
 #: ... and at most this many bytes (uncompressed): the smallest unit a reader decodes
 INNER_BYTES = 4 * 2**20
 

@@ -228,9 +228,10 @@ def test_unfinished_store_is_not_resumed_with_other_chunking(ens, tmp_path, monk
         jtfne.simulate(model, store=path, chunk_ms=30.0)
 
 
-def test_inner_chunks_hold_several_members_of_one_block(tmp_path):
-    assert [_store.inner_members(b) for b in (1, 3, 7, 16, 17, 20, 1024)] == [1, 3, 7, 16, 1, 10, 16]
+def test_inner_chunks_hold_several_members_of_one_block(tmp_path, monkeypatch):
+    assert [_store.inner_members(b) for b in (1, 3, 7, 16, 17, 20, 1024)] == [1, 3, 7, 16, 17, 20, 256]
     assert _store.inner_members(1024, 2**20) == 4 and _store.inner_members(3, 10**7) == 1   # at most 4 MiB
+    monkeypatch.setattr(_store, "INNER_MEMBERS", 16)           # 20 members: inner chunks of 10, sharded
     model = jtfne.construct(jtfne.Configuration().runtime(duration_ms=20.0, dt_ms=DT).column(n=20)
                             .probes(["SPK", "Vm"], neurons=2).ensemble(seeds=list(range(20))))
     path = tmp_path / "twenty.zarr"
