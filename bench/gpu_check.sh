@@ -111,7 +111,7 @@ res = {"members": members, "duration_ms": duration_ms, "accelerator": str(accel[
 runs = {}
 for name, devs in (("accel", accel), ("cpu", cpu)):
     t = time.perf_counter()
-    sig = jtfne.simulate(model, devices=devs)
+    sig = jtfne.simulate(model, devices=devs, engine="xla")     # the same implementation on both platforms
     res[f"{name}_seconds_incl_compile"] = time.perf_counter() - t
     runs[name] = {k: np.asarray(sig[k].values) for k in ("SPK", "Vm", "source")}
 a, c = runs["accel"], runs["cpu"]
@@ -162,10 +162,10 @@ EOF
 if [ "$ON_GPU" = 1 ]; then
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 4096 16384 \
     --shared-members 16384 65536 --neurons 1000 10000 30000 --stream-members 4096 --stream-vm-cells 0 5 \
-    --baseline-budget-s 5"
+    --baseline-budget-s 5 --engines xla"
 else
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 50 --chunk-ms 25 --members 16 64 --shared-members 64 \
-    --neurons 300 --stream-members 64 --baseline-budget-s 2"
+    --neurons 300 --stream-members 64 --baseline-budget-s 2 --engines xla native"
 fi
 RUN_ARGS=${JAXFNE_GPU_CHECK_RUN_ARGS:-$DEFAULT_ARGS}
 say "scaling table: bench/run.py $RUN_ARGS"

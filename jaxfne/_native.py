@@ -72,11 +72,21 @@ def _build() -> tuple[str | None, str]:
     src = _source()
     key = hashlib.sha256(b"\0".join([src, jaxlib.__version__.encode(), " ".join(FLAGS).encode(),
                                      cc.encode(), _cpu_flags().encode(), platform.machine().encode()]))
-    out_dir = cache_dir()
-    path = os.path.join(out_dir, f"izh_chunk-{key.hexdigest()[:16]}.so")
-    if os.path.exists(path):
-        return path, ""
-    os.makedirs(out_dir, exist_ok=True)
+    name = f"izh_chunk-{key.hexdigest()[:16]}.so"
+    out_dir = None
+    for candidate in (cache_dir(), os.path.join(tempfile.gettempdir(), f"jaxfne-kernels-{os.getuid()}")):
+        if os.path.exists(os.path.join(candidate, name)):
+            return os.path.join(candidate, name), ""
+        try:                             # an unwritable cache (read-only home) falls back to the temp dir
+            os.makedirs(candidate, exist_ok=True)
+            if os.access(candidate, os.W_OK):
+                out_dir = candidate
+                break
+        except OSError:
+            continue
+    if out_dir is None:
+        return None, f"no writable directory for the compiled kernel (tried {cache_dir()} and the temp dir)"
+    path = os.path.join(out_dir, name)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src_path = os.path.join(tmp, "izh_chunk.cc")
         with open(src_path, "wb") as f:
