@@ -7,8 +7,9 @@ labelled ``xarray.DataArray`` backed by Dask: call ``.compute()`` (or
 values), so ``rate.groupby("drive.current.E").mean()`` works, and have one dim
 per grouping:
 
-``by="cell_type"`` (default), ``"layer"``, ``("cell_type", "layer")``,
-``None`` (all neurons together) or ``"neuron"`` (per neuron, no grouping).
+``by="cell_type"`` (default), ``"layer"``, ``"column"``, a tuple of them such
+as ``("cell_type", "layer")``, ``None`` (all neurons together) or ``"neuron"``
+(per neuron, no grouping).
 
 Nothing loads a whole array: spikes are read in blocks of one Dask chunk
 (whole stored shards, ``BLOCK_BYTES`` at most in memory per task) and reduced
@@ -59,7 +60,7 @@ __all__ = ["cv_isi", "fano_factor", "firing_rate", "lfp_spectrum", "population_r
 
 #: target size of one block of spikes read by one task
 BLOCK_BYTES = 16 * 2**20
-GROUPINGS = ("cell_type", "layer")
+GROUPINGS = ("cell_type", "layer", "column")
 
 
 # -- inputs ----------------------------------------------------------------------------
@@ -85,9 +86,18 @@ class _Spikes:
         self.n_members, self.n_time, self.n = spk.shape
         self.cell_type = np.broadcast_to(np.asarray(spk["cell_type"].values), (self.n_members, self.n))
         self.layer = np.asarray(spk["layer"].values)
+        # several columns (docs/laminar.md): a column label per neuron; stores from before have none
+        self.column = (np.asarray(spk["column"].values) if "column" in spk.coords
+                       else np.full(self.n, str(signals.attrs.get("column", "column"))))
         keep = [k for k, c in spk.coords.items() if set(c.dims) <= {"member"}]
         self.member_coords = spk.drop_vars([k for k in spk.coords if k not in keep]).coords
-        self.neuron_coords = {k: spk[k] for k in ("neuron", "layer", "cell_type", "depth_um") if k in spk.coords}
+        self.neuron_coords = {k: spk[k] for k in ("neuron", "column", "layer", "cell_type", "depth_um")
+                              if k in spk.coords}
+
+    def labels(self, by: str) -> np.ndarray:
+        """The (member, neuron) labels of grouping ``by``."""
+        values = {"cell_type": self.cell_type, "layer": self.layer, "column": self.column}[by]
+        return np.broadcast_to(values, (self.n_members, self.n))
 
     def dask(self, multiple_of: int = 1) -> da.Array:
         """The raster as Dask, time blocks a multiple of ``multiple_of`` steps (and of the stored chunks)."""
@@ -149,8 +159,8 @@ class _Groups:
         self.per_neuron = by == ("neuron",)
         for b in by:
             if b not in GROUPINGS and not self.per_neuron:
-                raise ConfigurationError(f"{where}: by={b!r} is invalid; use 'cell_type', 'layer', "
-                                         "('cell_type', 'layer'), 'neuron' or None")
+                raise ConfigurationError(f"{where}: by={b!r} is invalid; use 'cell_type', 'layer', 'column', "
+                                         "a tuple of them such as ('cell_type', 'layer'), 'neuron' or None")
         if len(set(by)) != len(by):
             raise ConfigurationError(f"{where}: by={by!r} is invalid; a grouping may appear once")
         self.by = by
@@ -164,11 +174,11 @@ class _Groups:
                 present = set(np.unique(spikes.cell_type).tolist())
                 labels.append([c for c in CELL_TYPES if c in present] + sorted(present - set(CELL_TYPES)))
             else:
-                labels.append(list(dict.fromkeys(spikes.layer.tolist())))
+                labels.append(list(dict.fromkeys(spikes.labels(b)[0].tolist())))
         self.dims, self.labels = by, labels
         mask = np.ones((m, n, 1), dtype=bool)
         for b, labs in zip(by, labels):
-            values = spikes.cell_type if b == "cell_type" else np.broadcast_to(spikes.layer, (m, n))
+            values = spikes.labels(b)
             this = np.stack([values == lab for lab in labs], axis=-1)              # (m, n, L)
             mask = (mask[..., :, None] & this[..., None, :]).reshape(m, n, -1)
         self.mask = mask

@@ -293,3 +293,28 @@ def test_rates_of_a_store_larger_than_the_memory_cap(run, tmp_path):
     np.testing.assert_allclose(result["rate"], counts / (n_steps * DT / 1000.0))
     assert not result["whole_fits"]        # the cap binds: the raster does not fit whole
     assert result["peak_rss"] - result["base_rss"] < counts.size * n_steps / 4
+
+
+def test_grouping_by_column_of_several_columns(tmp_path):
+    cfg = (jtfne.Configuration().runtime(seed=3, duration_ms=200.0, dt_ms=DT)
+           .column(name="A", layers=["L2/3", "L4"], n={"L2/3": 40, "L4": 30})
+           .column(name="B", layers=["L2/3"], n=50).drive(current={"E": 6.0, "I": 4.0})
+           .ensemble(seeds=[1, 2]))
+    memory = jtfne.simulate(jtfne.construct(cfg))
+    stored = jtfne.simulate(jtfne.construct(cfg), store=tmp_path / "cols.zarr")
+    spk = memory["SPK"]
+    col, ctype = np.asarray(spk["column"].values), np.asarray(spk["cell_type"].values)
+    rates = A.firing_rate(memory, by=("column", "cell_type")).compute()
+    assert list(rates["column"].values) == ["A", "B"] and rates.dims == ("member", "column", "cell_type")
+    counts = spk.values.sum(axis=1)                                    # (member, neuron)
+    ctype = np.broadcast_to(ctype, counts.shape)                       # cell types may differ per member
+    for c in ("A", "B"):
+        for t in ("E", "I"):
+            sel = (col == c) & (ctype == t)                            # (member, neuron)
+            want = (counts * sel).sum(axis=1) / sel.sum(axis=1) / (200.0 / 1000.0)
+            np.testing.assert_allclose(rates.sel(column=c, cell_type=t).values, want)
+    xr.testing.assert_identical(A.firing_rate(stored, by="column").compute(), A.firing_rate(memory, by="column").compute())
+    per_neuron = A.firing_rate(memory, by="neuron")
+    assert list(per_neuron["column"].values) == list(col)
+    with pytest.raises(jtfne.ConfigurationError, match=r"by='area' is invalid; use 'cell_type', 'layer', 'column'"):
+        A.firing_rate(memory, by="area")
