@@ -45,7 +45,7 @@ def cmd_run(args) -> int:
     model = jtfne.construct(cfg)
     try:
         signals = jtfne.simulate(model, store=args.store, chunk_ms=args.chunk_ms, overwrite=args.overwrite,
-                                 progress=not args.quiet, devices=_devices(args.devices))
+                                 progress=not args.quiet, devices=_devices(args.devices), engine=args.engine)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.store} holds every completed chunk; run the same command again to resume",
               file=sys.stderr)
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chunk-ms", type=float, default=None, help="simulated ms per chunk")
     r.add_argument("--devices", type=int, default=None, help="number of devices to use (default: all)")
     r.add_argument("--overwrite", action="store_true", help="replace a store that holds a different run")
+    r.add_argument("--engine", choices=("auto", "xla", "native"), default="auto",
+                   help="step implementation (docs/engines.md); default: native on a CPU when it builds")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     i = sub.add_parser("info", help="what a store holds and how complete it is")

@@ -49,6 +49,17 @@ def finished(tmp_path_factory):
     return d
 
 
+def test_engine_option_chooses_the_step(finished, tmp_path):
+    import zarr
+    assert zarr.open_group(finished / "run.zarr", mode="r").attrs["engine"] == "native"    # auto, on a CPU
+    jaxfne("run", str(finished / "spec.toml"), "--store", str(tmp_path / "xla.zarr"), "--chunk-ms", "25",
+           "--engine", "xla", "--quiet")
+    assert zarr.open_group(tmp_path / "xla.zarr", mode="r").attrs["engine"] == "xla"
+    bad = jaxfne("run", str(finished / "spec.toml"), "--store", str(tmp_path / "x.zarr"), "--engine", "gpu",
+                 check=False)
+    assert bad.returncode != 0 and "invalid choice: 'gpu'" in bad.stderr
+
+
 def test_run_info_analyze_plot(finished):
     d = finished
     info = json.loads(jaxfne("info", str(d / "run.zarr"), "--json").stdout)
