@@ -23,11 +23,12 @@ class Progress:
         # throughput from the first completed chunk on, so compilation does not count
         elapsed = time.perf_counter() - self.t0
         rate = (self.done - self.start) / elapsed if elapsed > 0 and self.done > self.start else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        # until a second chunk is done there is no throughput to show (the first includes compilation)
+        speed = f"{rate * self.members * self.neurons:.3g} neuron-steps/s" if rate > 0 else "- neuron-steps/s"
+        eta = f"{(self.total - self.done) / rate:,.0f} s" if rate > 0 else "- s"
         return (f"{self.label} [{bar}] {self.done * self.dt_ms:,.0f}/{self.total * self.dt_ms:,.0f} ms | "
-                f"{self.members} members | {rate * self.members * self.neurons:.3g} neuron-steps/s | "
-                f"ETA {eta:,.0f} s")
+                f"{self.members} members | {speed} | ETA {eta}")
 
     def update(self, done_steps: int) -> None:
         if not self._started:           # first chunk done: measure from here

@@ -283,6 +283,9 @@ def test_progress_is_reported(ens, tmp_path, capsys):
     jtfne.simulate(model, store=tmp_path / "p.zarr", chunk_ms=100.0, progress=True)
     err = capsys.readouterr().err
     assert "jaxfne -> p.zarr" in err and "300/300 ms | 3 members" in err and err.endswith("\n")
+    first, last = err.split("\r")[1], err.split("\r")[-1]
+    assert "- neuron-steps/s | ETA - s" in first                  # nothing measured yet: no made-up numbers
+    assert "nan" not in err and "ETA 0 s" in last and "e+" in last.split("|")[2]
 
 
 MEMORY_CHILD = textwrap.dedent("""
