@@ -110,10 +110,11 @@ def _state_at(st: _store.Store, blocks: list, steps: int):
 class _Writer(threading.Thread):
     """Writes queued chunks in order; remembers the first error instead of dying silently."""
 
-    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress, creator: bool):
+    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress, creator: bool,
+                 state_layout: list):
         super().__init__(name="jaxfne-store-writer", daemon=True)
         self.model, self.path, self.key, self.st, self.progress = model, path, key, st, progress
-        self.creator = creator
+        self.creator, self.state_layout = creator, state_layout
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS + 1)
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -125,6 +126,10 @@ class _Writer(threading.Thread):
             row += size
 
     def run(self) -> None:
+        try:                             # a new store is made while the device computes the first chunk
+            self._open()
+        except BaseException as exc:  # noqa: BLE001 - handed to the driver thread
+            self.error = exc
         while True:
             item = self.queue.get()
             if item is None:
@@ -139,13 +144,18 @@ class _Writer(threading.Thread):
                 item = None                  # drop the chunk's arrays before saying it is done
                 self.queue.task_done()
 
-    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
+    def _open(self) -> None:
         if self.st is None:
             if self.creator:
-                _store.create(self.path, self.model, self.key, _store.state_layout(state))
+                _store.create(self.path, self.model, self.key, self.state_layout)
             else:
                 _wait_for_store(self.path)
             self.st = _store.Store(self.path)
+
+    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
+        if _store.state_layout(state) != self.state_layout:
+            raise StoreError(f"store {str(self.path)!r}: the driver's state {_store.state_layout(state)} does "
+                             f"not match the checkpoint layout {self.state_layout}")
         host = {name: np.asarray(arr)[:, :n_keep] for name, arr in outputs.items()}  # device -> host
         rows = self.rows[-1][1].stop
         if any(v.shape[0] != rows for v in host.values()):
@@ -200,6 +210,21 @@ def _wait_for_store(path, timeout_s: float = STORE_WAIT_S) -> None:
         time.sleep(0.05)
 
 
+def _state_layout(model) -> list:
+    """The checkpoint's field layout of ``model``'s state, known before anything runs (abstract shapes)."""
+    import functools
+
+    import jax
+
+    from ._network import initial_state
+    from ._simulate import param_axes
+    layout = model.layout
+    init = jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
+                    in_axes=(param_axes(layout.shared_weights),))
+    shapes = jax.eval_shape(init, model.params)
+    return [[name, list(s.shape[1:]), np.dtype(s.dtype).str] for name, s in shapes._asdict().items()]
+
+
 def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, progress: bool, devices=None,
          creator: bool = True) -> None:
     from ._progress import Progress
@@ -207,7 +232,7 @@ def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, p
     n_members = sum(len(key.block_members(b)) for b in blocks)
     bar = Progress(key.n_steps, model.layout.dt_ms, n_members, model.layout.n, start_step=start,
                    label=f"jaxfne -> {path.name}", enabled=bool(progress))
-    writer = _Writer(model, path, key, st, blocks, bar, creator)
+    writer = _Writer(model, path, key, st, blocks, bar, creator, _state_layout(model))
     writer.start()
     ok = False
     try:
