@@ -70,7 +70,7 @@ def store_summary(path) -> dict:
             "ensemble": attrs["ensemble"], "probes": attrs["probes"], "dt_ms": attrs["dt_ms"],
             "duration_ms": attrs["n_steps"] * attrs["dt_ms"], "completed_ms": done * attrs["dt_ms"],
             "complete": done >= attrs["n_steps"], "member_coords": attrs["member_coords"],
-            "config_hash": attrs["config_hash"], "bytes_on_disk": size}
+            "config_hash": attrs["config_hash"], "engine": attrs.get("engine", "xla"), "bytes_on_disk": size}
 
 
 def cmd_info(args) -> int:
@@ -86,6 +86,7 @@ def cmd_info(args) -> int:
           f"({pct:.0f}% complete{'' if info['complete'] else ': run the same command again to resume'})")
     print(f"on disk      {info['bytes_on_disk'] / 2**20:.1f} MiB")
     print(f"config hash  {info['config_hash']}")
+    print(f"engine       {info['engine']}")
     return 0
 
 

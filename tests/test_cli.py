@@ -64,6 +64,7 @@ def test_run_info_analyze_plot(finished):
     d = finished
     info = json.loads(jaxfne("info", str(d / "run.zarr"), "--json").stdout)
     assert info["members"] == 8 and info["complete"] and info["probes"] == ["SPK", "Vm", "LFP-proxy"]
+    assert info["engine"] == "native" and "engine       native" in jaxfne("info", str(d / "run.zarr")).stdout
     ds = xr.open_zarr(d / "run.zarr")
     assert ds["SPK"].dims == ("member", "time", "neuron")
     out = jaxfne("analyze", str(d / "run.zarr"), "--group-by", "cell_types.E", "drive.current.E",
