@@ -69,6 +69,8 @@ def manifest(model, signals=None, readouts=None) -> dict:
         "probes": {p: {"units": UNITS[p], "description": DESCRIPTIONS[p]} for p in model.layout.probes},
     }
     if signals is not None:
+        # the step's implementation (docs/engines.md): engines agree to rounding, so it names the exact bits
+        out["engine"] = signals.attrs.get("engine", "xla")
         out["health"] = model.health(signals).to_dict()
     if readouts is not None:
         out["readouts"] = {name: r.to_dict() for name, r in readouts.items()}
