@@ -52,9 +52,11 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     key = _store.RunKey.of(model, chunk_steps, member_block,
                            resolve_engine(engine, list(member_mesh(devices).devices.flat)))
     blocks = list(range(key.n_blocks)) if blocks is None else [int(b) for b in blocks]
-    for suffix in (_store.CREATING, _store.DELETING):
+    for suffix in (_store.CREATING, _store.DELETING) if creator else ():
+        # left by a kill during creation or deletion: ours by name. Only the creating process may
+        # remove them: another process's "leftover" may be the creator's store being built right now
         leftover = path.with_name(path.name + suffix)
-        if leftover.exists():  # left by a kill during creation or deletion: ours by name
+        if leftover.exists():
             shutil.rmtree(leftover, ignore_errors=True)
     attrs = _store.read_attrs(path)
     if attrs is not None and overwrite and creator:
