@@ -11,6 +11,15 @@ import jaxfne as jtfne  # noqa: E402
 
 SEED_PROBES = ["SPK", "Vm", "source", "LFP-proxy", "CSD-proxy"]
 
+from jaxfne import _native  # noqa: E402
+
+#: the engine simulate(engine="auto") picks on this machine's CPU
+HAVE_COMPILER = _native._compiler() is not None
+AUTO_ENGINE = "native" if HAVE_COMPILER else "xla"
+#: tests of the native engine need a C++ compiler; with one, a failing build fails them (never skipped)
+needs_native = pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler: the native engine cannot be "
+                                                             "built on this machine (auto runs the XLA step)")
+
 
 def seed_page_configuration(seed=42):
     """The configuration exactly as written on the tutorial page."""

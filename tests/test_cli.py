@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import AUTO_ENGINE
 
 SPEC = """
 [runtime]
@@ -51,7 +52,7 @@ def finished(tmp_path_factory):
 
 def test_engine_option_chooses_the_step(finished, tmp_path):
     import zarr
-    assert zarr.open_group(finished / "run.zarr", mode="r").attrs["engine"] == "native"    # auto, on a CPU
+    assert zarr.open_group(finished / "run.zarr", mode="r").attrs["engine"] == AUTO_ENGINE
     jaxfne("run", str(finished / "spec.toml"), "--store", str(tmp_path / "xla.zarr"), "--chunk-ms", "25",
            "--engine", "xla", "--quiet")
     assert zarr.open_group(tmp_path / "xla.zarr", mode="r").attrs["engine"] == "xla"
@@ -64,7 +65,7 @@ def test_run_info_analyze_plot(finished):
     d = finished
     info = json.loads(jaxfne("info", str(d / "run.zarr"), "--json").stdout)
     assert info["members"] == 8 and info["complete"] and info["probes"] == ["SPK", "Vm", "LFP-proxy"]
-    assert info["engine"] == "native" and "engine       native" in jaxfne("info", str(d / "run.zarr")).stdout
+    assert info["engine"] == AUTO_ENGINE and f"engine       {AUTO_ENGINE}" in jaxfne("info", str(d / "run.zarr")).stdout
     ds = xr.open_zarr(d / "run.zarr")
     assert ds["SPK"].dims == ("member", "time", "neuron")
     out = jaxfne("analyze", str(d / "run.zarr"), "--group-by", "cell_types.E", "drive.current.E",

@@ -22,7 +22,9 @@ from jaxfne import _native, _simulate
 from jaxfne._errors import SimulationError
 from jaxfne._step import noise_sample
 
-from conftest import seed_page_configuration
+from conftest import needs_native, seed_page_configuration
+
+pytestmark = needs_native
 
 DT = 0.1
 

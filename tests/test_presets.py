@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
+from conftest import needs_native
 
 DT_MS = 0.1
 DURATION_MS = 300.0
@@ -140,7 +141,7 @@ CASES = [(name, CURRENTS[name]) for name in SINGLE] + [
 ]
 
 
-ENGINES = ["xla", "native"]
+ENGINES = ["xla", pytest.param("native", marks=needs_native)]
 
 
 @pytest.fixture(scope="module", params=ENGINES)
