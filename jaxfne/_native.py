@@ -136,9 +136,24 @@ def resolve_engine(engine, devices) -> str:
                                   f"got {sorted({d.platform for d in devices})} (use engine='xla' or 'auto')")
         library()
         return "native"
-    if engine == "auto" and on_cpu and available()[0]:
-        return "native"
+    if engine == "auto" and on_cpu:
+        ok, why = available()
+        if ok:
+            return "native"
+        if "no C++ compiler" not in why:
+            _warn_once(f"jaxfne: running the XLA step on the CPU because {why}")
     return "xla"
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str) -> None:
+    """A compiler that is there but fails is worth saying (once): the run is several times slower."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        import warnings
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def threads_per_device(n_devices: int) -> int:

@@ -186,6 +186,19 @@ def test_without_a_compiler_auto_falls_back_and_native_says_why(monkeypatch):
         jtfne.simulate(model, engine="native")
 
 
+def test_a_failing_build_is_said_once(monkeypatch):
+    model = jtfne.construct(base_config(duration_ms=10.0))
+    why = "simulate: engine='native' is unavailable: compiling the native engine failed (c++ ...): error: x"
+    monkeypatch.setattr(_native, "available", lambda: (False, why))
+    monkeypatch.setattr(_native, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="running the XLA step on the CPU because .*compiling the native"):
+        assert jtfne.simulate(model).dataset.attrs["engine"] == "xla"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jtfne.simulate(model)                                             # said once, not per run
+
+
 def test_auto_uses_native_on_cpu():
     model = jtfne.construct(base_config(duration_ms=10.0))
     assert jtfne.simulate(model).dataset.attrs["engine"] == "native"
