@@ -13,6 +13,7 @@
 // scalar remainder, whatever the vector width of the machine, the number of
 // threads, the batch size or the member's position in the batch.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -383,11 +384,17 @@ ffi::Error chunk_impl(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t 
   if (n_threads == 1) {
     run_members(q, 0, q.B);
   } else {
+    // members handed out in small blocks as threads ask for them: a thread slowed by another process
+    // (the store's writer, say) takes fewer blocks instead of holding the others up. Members are
+    // independent, so the results do not depend on which thread ran which member.
+    constexpr int64_t kMembersPerTake = 8;
+    std::atomic<int64_t> next{0};
+    auto worker = [&q, &next] {
+      for (int64_t lo = next.fetch_add(kMembersPerTake); lo < q.B; lo = next.fetch_add(kMembersPerTake))
+        run_members(q, lo, std::min(q.B, lo + kMembersPerTake));
+    };
     std::vector<std::thread> pool;
-    for (int64_t k = 0; k < n_threads; ++k) {
-      const int64_t lo = q.B * k / n_threads, hi = q.B * (k + 1) / n_threads;
-      pool.emplace_back([&q, lo, hi] { run_members(q, lo, hi); });
-    }
+    for (int64_t k = 0; k < n_threads; ++k) pool.emplace_back(worker);
     for (auto& th : pool) th.join();
   }
   return ffi::Error::Success();
