@@ -71,6 +71,12 @@ class Layout:
         return {"time_dim": "time" if stride == 1 else "time_sampled", "stride": stride,
                 "n_time": -(-self.n_steps // stride), "last_dim": last_dim, "n_last": n_last}
 
+    def step_bytes(self, probe: str) -> float:
+        """Bytes one member's recording of ``probe`` takes per simulated step (SPK: one byte a neuron)."""
+        geo = self.geometry(probe)
+        item = 1 if probe == "SPK" else (8 if self.dtype == "float64" else 4)
+        return item * geo["n_last"] / geo["stride"]
+
     @property
     def delay_slots(self) -> int:
         """Ring-buffer slots of delayed input (0 when nothing is delayed beyond one step)."""

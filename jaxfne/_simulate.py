@@ -117,6 +117,12 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
     return jax.jit(sharded, donate_argnums=(0,))
 
 
+def initial_states(layout: Layout):
+    """The batched ``initial_state``: NetParams with a member axis -> NetState with a member axis."""
+    return jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
+                    in_axes=(param_axes(layout.shared_weights),))
+
+
 def pad_members(x, n_pad: int):
     """Append ``n_pad`` copies of the last member (made inert by active=False)."""
     if n_pad == 0:
@@ -186,11 +192,7 @@ def default_chunk_steps(layout: Layout, n_members: int) -> int:
     Each probe counts with what it records: SPK one byte per neuron and step,
     sampled probes only their neurons, every ``stride`` steps.
     """
-    item = 8 if layout.dtype == "float64" else 4
-    per_step = 0.0
-    for name in layout.probes:
-        geo = layout.geometry(name)
-        per_step += (1 if name == "SPK" else item) * geo["n_last"] / geo["stride"]
+    per_step = sum(layout.step_bytes(name) for name in layout.probes)
     steps = DEFAULT_CHUNK_BYTES // max(1, int(per_step * n_members))
     return int(min(DEFAULT_CHUNK_STEPS, max(100, steps)))
 
@@ -249,8 +251,7 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         host_params.active[n_real:] = False
     params = NetParams(*[_put(x, mesh, P() if ax is None else P("member")) for x, ax in zip(host_params, axes)])
     if state is None:
-        state = jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
-                         in_axes=(axes,))(model.params)
+        state = initial_states(layout)(model.params)
     state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
     fn = chunk_function(layout, chunk_steps, mesh, engine)
     t0 = start_step

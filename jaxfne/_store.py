@@ -220,9 +220,7 @@ def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
     group.create_array("state_finite", shape=(key.n_members,), dtype=bool, chunks=(key.member_block,),
                        fill_value=False, dimension_names=("member",))
     coord_list = " ".join(n for n in [*tmpl.coords, "state_finite"] if n not in tmpl.dims)
-    item = np.dtype(layout.dtype).itemsize
-    member_chunk_bytes = max((1 if name == "SPK" else item) * layout.geometry(name)["n_last"]
-                             * (key.chunk_steps // layout.geometry(name)["stride"]) for name in layout.probes)
+    member_chunk_bytes = max(int(layout.step_bytes(name) * key.chunk_steps) for name in layout.probes)
     inner = inner_members(key.member_block, member_chunk_bytes)   # one member chunking for every probe
     for name in layout.probes:
         geo = layout.geometry(name)
@@ -337,12 +335,17 @@ def mismatch(attrs: dict, key: RunKey) -> str | None:
     return None
 
 
+def stored_engine(attrs: dict) -> str:
+    """The engine that wrote a store (stores from before the native engine were written by xla)."""
+    return attrs.get("engine", "xla")
+
+
 def layout_mismatch(attrs: dict, key: RunKey) -> str | None:
     """Why an unfinished store cannot be continued with this chunking; None if it can."""
     for field, want in (("chunk_steps", key.chunk_steps), ("member_block", key.member_block)):
         if attrs.get(field) != want:
             return f"{field}={want} differs from the store's {field}={attrs.get(field)!r}"
-    stored = attrs.get("engine", "xla")     # stores from before the native engine were written by xla
+    stored = stored_engine(attrs)
     if stored != key.engine:
         return (f"engine={key.engine!r} differs from the store's engine={stored!r} (the engines agree to "
                 f"rounding, not bit for bit; pass engine={stored!r})")

@@ -76,7 +76,7 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
         if why is not None:
             raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; "
                              f"call again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} and "
-                             f"engine={st.attrs.get('engine', 'xla')!r} (as the run was started), or pass "
+                             f"engine={_store.stored_engine(st.attrs)!r} (as the run was started), or pass "
                              "overwrite=True to start over")
         _store.remove_partials(path, st.probes, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
@@ -214,16 +214,10 @@ def _wait_for_store(path, timeout_s: float = STORE_WAIT_S) -> None:
 
 def _state_layout(model) -> list:
     """The checkpoint's field layout of ``model``'s state, known before anything runs (abstract shapes)."""
-    import functools
-
     import jax
 
-    from ._network import initial_state
-    from ._simulate import param_axes
-    layout = model.layout
-    init = jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
-                    in_axes=(param_axes(layout.shared_weights),))
-    shapes = jax.eval_shape(init, model.params)
+    from ._simulate import initial_states
+    shapes = jax.eval_shape(initial_states(model.layout), model.params)
     return [[name, list(s.shape[1:]), np.dtype(s.dtype).str] for name, s in shapes._asdict().items()]
 
 
@@ -317,7 +311,7 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
     if done < n_steps:
         ds = ds.drop_vars("state_finite", errors="ignore")    # written with the last chunk only
     ds.attrs = {k: attrs[k] for k in attrs["signal_attrs"]}
-    ds.attrs["engine"] = attrs.get("engine", "xla")
+    ds.attrs["engine"] = _store.stored_engine(attrs)
     if attrs["ensemble"]:
         for name in attrs["member_coords"]:  # as build_signals: .sel(seed=...), .sel(**{"drive.current.E": ...})
             ds = ds.set_xindex(name)

@@ -70,7 +70,7 @@ def store_summary(path) -> dict:
             "ensemble": attrs["ensemble"], "probes": attrs["probes"], "dt_ms": attrs["dt_ms"],
             "duration_ms": attrs["n_steps"] * attrs["dt_ms"], "completed_ms": done * attrs["dt_ms"],
             "complete": done >= attrs["n_steps"], "member_coords": attrs["member_coords"],
-            "config_hash": attrs["config_hash"], "engine": attrs.get("engine", "xla"), "bytes_on_disk": size}
+            "config_hash": attrs["config_hash"], "engine": _store.stored_engine(attrs), "bytes_on_disk": size}
 
 
 def cmd_info(args) -> int:

@@ -32,6 +32,17 @@ def seed_page_configuration(seed=42):
             .probes(SEED_PROBES))
 
 
+def seed_and_drive_ensemble(base, grid):
+    """An ensemble of ``base`` built member by member, one per (seed, E drive) of ``grid``, with the member
+    coordinates seed and drive.current.E (repeated pairs allowed, unlike a sweep)."""
+    import numpy as np
+
+    from jaxfne._model import _construct_members
+    members = [base.runtime(seed=s).drive(current={"E": c}) for s, c in grid]
+    coords = {"seed": np.array([s for s, _ in grid]), "drive.current.E": np.array([c for _, c in grid])}
+    return _construct_members(base, members, coords, ensemble=True)
+
+
 @pytest.fixture(scope="session")
 def seed_run():
     cfg = seed_page_configuration(42)

@@ -13,9 +13,9 @@ import pytest
 import xarray as xr
 
 import jaxfne as jtfne
+from conftest import seed_and_drive_ensemble
 from jaxfne import _store
 from jaxfne import analysis as A
-from jaxfne._model import _construct_members
 
 DT = 0.1
 
@@ -23,10 +23,7 @@ DT = 0.1
 def ensemble_model(n=100, duration_ms=500.0, probes=("SPK", "LFP-proxy"), layers=("L2/3", "L4")):
     base = (jtfne.Configuration().runtime(duration_ms=duration_ms, dt_ms=DT).column(layers=list(layers), n=n)
             .probes(list(probes)))
-    grid = [(1, 4.0), (2, 4.0), (1, 7.0)]
-    members = [base.runtime(seed=s).drive(current={"E": c}) for s, c in grid]
-    coords = {"seed": np.array([s for s, _ in grid]), "drive.current.E": np.array([c for _, c in grid])}
-    return _construct_members(base, members, coords, ensemble=True)
+    return seed_and_drive_ensemble(base, [(1, 4.0), (2, 4.0), (1, 7.0)])
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import xarray as xr
 import zarr
 
 import jaxfne as jtfne
+from conftest import seed_and_drive_ensemble
 from jaxfne import _store, _stream
 from jaxfne._model import _construct_members
 
@@ -24,10 +25,7 @@ DT = 0.1
 def ensemble_model(duration_ms=300.0, probes=("SPK", "Vm", "LFP-proxy"), n=100):
     base = (jtfne.Configuration().runtime(duration_ms=duration_ms, dt_ms=DT).column(layers=["L2/3", "L4"], n=n)
             .probes(list(probes)))
-    grid = [(1, 4.0), (2, 4.0), (1, 6.0)]
-    members = [base.runtime(seed=s).drive(current={"E": c}) for s, c in grid]
-    coords = {"seed": np.array([s for s, _ in grid]), "drive.current.E": np.array([c for _, c in grid])}
-    return _construct_members(base, members, coords, ensemble=True)
+    return seed_and_drive_ensemble(base, [(1, 4.0), (2, 4.0), (1, 6.0)])
 
 
 @pytest.fixture(scope="module")
@@ -351,9 +349,9 @@ def test_streaming_holds_about_two_chunks(tmp_path):
     """Issue 6: peak host memory at most about twice one chunk's outputs plus the model. 1024 members,
     SPK + Vm of 10 cells, 50-ms chunks (68 MiB of outputs each): the streamed 400-ms run (8 chunks) may
     grow the warmed-up process by 2 chunks + the parameters (put on the device) + 64 MiB of working
-    memory (zarr's encode buffers, allocator). Measured before 51d3668 (which releases each chunk's
-    buffers once copied and stored): +377 MiB, ~5.5 chunks; after: ~+210 MiB. That the driver never
-    runs more than one chunk ahead of a slow writer is test_slow_disk_applies_back_pressure.
+    memory (zarr's encode buffers, allocator). With the pipeline before 51d3668 restored (a queue of
+    two chunks, the yielded chunk's device buffers held) this fails at +336 MiB; now ~+210 MiB. That the
+    driver never runs more than one chunk ahead of a slow writer is test_slow_disk_applies_back_pressure.
     One device, as a plain CPU process has (with several, gathering the shards adds a host copy of the
     chunk: measured +281 MiB with 4 forced devices, docs/store.md)."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
