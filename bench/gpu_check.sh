@@ -23,6 +23,10 @@
 #   env.txt            GPU, driver, Python, jax/jaxlib, package versions, git commit, date
 #   correctness.txt    GPU vs CPU on the same small ensemble: rates, first 200 steps of Vm, spike trains
 #   correctness.json   the same numbers
+#   variants.txt       bench/gpu_variants.py: the XLA step's forms (event loop or ordered input, boolean or
+#                      bit-packed spikes), chunk calls only, device and with the host copy, bandwidth floor;
+#                      then the event-loop form again with while loops in CUDA command buffers
+#   variants.json      the same rows
 #   run.txt            the scaling table (bench/run.py) on the GPU
 #   run.json           its rows and machine info
 #   log.txt            everything printed
@@ -93,7 +97,7 @@ export ON_GPU
 
 # -- correctness: the same ensemble on the GPU and on the CPU ---------------------------------
 say "correctness: GPU vs CPU"
-"$PY" - "$OUTDIR" <<'EOF' 2>&1 | tee -a "$LOG"
+"$PY" - "$OUTDIR" <<'EOF' 2>&1 | tee -a "$LOG" || say "correctness check stopped (exit $?)"
 import json, os, sys, time
 import numpy as np
 import jax
@@ -140,6 +144,13 @@ res.update({
 z = (res["rate_hz_mean_accel"] - res["rate_hz_mean_cpu"]) / max(res["rate_hz_sem_cpu"] or 1e-9, 1e-9)
 res["rate_mean_difference_in_sem"] = float(z)
 ok = res["all_finite_accel"] and abs(z) < 4 and res["first_differing_step_min"] > 0
+# a member's bits on the accelerator do not depend on the ensemble it runs in
+head = min(16, members)
+alone = jtfne.simulate(jtfne.construct(tutorial(duration_ms, probes=("SPK", "Vm", "source"))
+                                       .ensemble(seeds=list(range(head)))), devices=accel, engine="xla")
+res["accel_first_members_alone_identical"] = bool(
+    all(np.array_equal(np.asarray(alone[k].values), a[k][:head]) for k in ("SPK", "Vm", "source")))
+ok = ok and res["accel_first_members_alone_identical"]
 res["verdict"] = "ok" if ok else "CHECK"
 lines = [f"GPU vs CPU, {members} members x 100 neurons, {duration_ms:g} ms ({n_steps} steps), float32",
          f"  accelerator {res['accelerator']} vs {res['cpu']}",
@@ -151,6 +162,8 @@ lines = [f"GPU vs CPU, {members} members x 100 neurons, {duration_ms:g} ms ({n_s
          f"  mean rate {res['rate_hz_mean_accel']:.3f} Hz (accel) vs {res['rate_hz_mean_cpu']:.3f} Hz (cpu), "
          f"difference {z:+.2f} SEM; max per-member |diff| {res['rate_hz_max_member_abs_diff']:.3f} Hz",
          f"  finite: accel {res['all_finite_accel']}, cpu {res['all_finite_cpu']}",
+         f"  accelerator: the first {head} members run alone give the same bits as in the ensemble: "
+         f"{res['accel_first_members_alone_identical']}",
          f"  verdict: {res['verdict']} (float32 chaos: trajectories part once rounding differs, e.g. erf_inv/log1p or "
          "FMA contraction; rates must agree statistically)"]
 print("\n".join(lines))
@@ -158,10 +171,32 @@ open(os.path.join(out, "correctness.txt"), "w").write("\n".join(lines) + "\n")
 json.dump(res, open(os.path.join(out, "correctness.json"), "w"), indent=2)
 EOF
 
+# -- the XLA step's forms, chunk calls only ---------------------------------------------------
+if [ "$ON_GPU" = 1 ]; then
+  VARIANT_ARGS="--members 16 1024 16384 65536 --unshared-members 16384 --chunk-steps 500 --calls 3"
+  CMDBUF_ARGS="--members 16 16384 --unshared-members --chunk-steps 500 --calls 2 --forms ff,tt"
+else
+  VARIANT_ARGS="--members 16 64 --unshared-members 16 --chunk-steps 100 --calls 1"
+  CMDBUF_ARGS="--members 16 --unshared-members --chunk-steps 100 --calls 1 --forms ff,tt"
+fi
+say "XLA step forms: bench/gpu_variants.py $VARIANT_ARGS"
+# shellcheck disable=SC2086
+timeout 150 "$PY" bench/gpu_variants.py $VARIANT_ARGS --json "$OUTDIR/variants.json" 2>>"$LOG" \
+  | tee "$OUTDIR/variants.txt" | tee -a "$LOG" || say "gpu_variants.py stopped (exit $?)"
+if [ "$ON_GPU" = 1 ]; then
+  say "XLA step forms with while loops in CUDA command buffers"
+  echo "--- XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUSTOM_CALL,WHILE,CONDITIONAL" \
+    | tee -a "$OUTDIR/variants.txt"
+  # shellcheck disable=SC2086
+  XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUSTOM_CALL,WHILE,CONDITIONAL" \
+    timeout 60 "$PY" bench/gpu_variants.py $CMDBUF_ARGS 2>>"$LOG" | tee -a "$OUTDIR/variants.txt" | tee -a "$LOG" \
+    || say "command-buffer run stopped (exit $?)"
+fi
+
 # -- the scaling table on the GPU ------------------------------------------------------------
 if [ "$ON_GPU" = 1 ]; then
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 4096 16384 \
-    --shared-members 16384 65536 --neurons 1000 10000 30000 --stream-members 4096 --stream-vm-cells 0 5 \
+    --shared-members 16384 65536 --neurons 1000 10000 --stream-members 4096 --stream-vm-cells 0 5 \
     --baseline-budget-s 5 --engines xla"
 else
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 50 --chunk-ms 25 --members 16 64 --shared-members 64 \
@@ -170,5 +205,6 @@ fi
 RUN_ARGS=${JAXFNE_GPU_CHECK_RUN_ARGS:-$DEFAULT_ARGS}
 say "scaling table: bench/run.py $RUN_ARGS"
 # shellcheck disable=SC2086
-"$PY" bench/run.py $RUN_ARGS --json "$OUTDIR/run.json" 2>>"$LOG" | tee "$OUTDIR/run.txt" | tee -a "$LOG"
+timeout "${JAXFNE_GPU_CHECK_RUN_TIMEOUT_S:-200}" "$PY" bench/run.py $RUN_ARGS --json "$OUTDIR/run.json" 2>>"$LOG" \
+  | tee "$OUTDIR/run.txt" | tee -a "$LOG" || say "bench/run.py stopped (exit $?)"
 say "done in $(( $(date +%s) - START )) s; results in $OUTDIR"

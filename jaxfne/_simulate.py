@@ -19,7 +19,7 @@ from ._model import Layout, Model, construct, precision
 from ._network import NetParams, initial_state
 from ._progress import Progress
 from ._signals import build_signals
-from ._step import step
+from ._step import ORDERED_INPUT_MAX_N, step
 
 #: default chunk length when the caller gives none: at most this many steps ...
 DEFAULT_CHUNK_STEPS = 10_000
@@ -48,8 +48,22 @@ def member_mesh(devices=None) -> Mesh:
     return jax.make_mesh((len(devices),), ("member",), axis_types=(AxisType.Explicit,), devices=devices)
 
 
+def xla_variant(layout: Layout, mesh: Mesh) -> dict:
+    """How the XLA step is compiled for ``mesh``'s platform (same results either way).
+
+    On accelerators: recurrent input without a data-dependent loop for networks
+    of up to ORDERED_INPUT_MAX_N cells (a while loop there waits on the host
+    at every trip; the ordered form gives the same bits, see _step.py), and
+    spike rasters packed to bits on the device before the transfer (8x fewer
+    bytes over the host link). On CPUs: the event loop and plain booleans.
+    """
+    accel = mesh.devices.flat[0].platform != "cpu"
+    return {"ordered_input": accel and layout.n <= ORDERED_INPUT_MAX_N, "pack_spikes": accel}
+
+
 @functools.lru_cache(maxsize=64)
-def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"):
+def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla", ordered_input: bool = False,
+                   pack_spikes: bool = False):
     """A jitted function advancing a batch of networks by ``n_steps``.
 
     The batch is the member axis, sharded over ``mesh``; inside ``shard_map``
@@ -57,11 +71,15 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
     on what fixes the program, so repeated runs and numeric sweeps of the same
     shapes reuse one compilation. ``engine`` "xla" scans the pure ``step``;
     "native" calls the fused CPU kernel (jaxfne/_native.py) once per chunk.
+    ``ordered_input`` and ``pack_spikes``: see ``xla_variant``; packed spikes
+    come out as uint8 (B, T, ceil(N / 8)), bits in big-endian order as
+    ``np.packbits`` (``unpack_spikes`` undoes it).
     """
     probes = layout.probes
     need_source = any(p in probes for p in ("source", "LFP-proxy", "CSD-proxy"))
     axes = param_axes(layout.shared_weights)
-    batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps), in_axes=(0, axes, None))
+    batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps, ordered_input=ordered_input),
+                            in_axes=(0, axes, None))
     threads = 1
     if engine == "native":
         from ._native import library, native_chunk, threads_per_device
@@ -106,6 +124,8 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
                     out[name] = out[name][:, ::geo["stride"]]
                 if geo["last_dim"] == "neuron_sampled":
                     out[name] = out[name][:, :, np.asarray(layout.sample_neurons)]
+        if pack_spikes:
+            out["SPK"] = jnp.packbits(out["SPK"], axis=-1)
         finite = jnp.all(jnp.isfinite(state.v), axis=-1) & jnp.all(jnp.isfinite(state.u), axis=-1)
         return state, out, finite
 
@@ -253,7 +273,7 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     if state is None:
         state = initial_states(layout)(model.params)
     state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
-    fn = chunk_function(layout, chunk_steps, mesh, engine)
+    fn = chunk_function(layout, chunk_steps, mesh, engine, **(xla_variant(layout, mesh) if engine == "xla" else {}))
     t0 = start_step
     pending = None
     while t0 < layout.n_steps:
@@ -304,10 +324,17 @@ def local_members_of(x) -> np.ndarray:
     return np.concatenate([np.arange(a, b) for a, b in starts])
 
 
+def unpack_spikes(packed: np.ndarray, n: int) -> np.ndarray:
+    """Bit-packed spikes (..., ceil(n / 8)) uint8 -> booleans (..., n) (inverse of the device-side packing)."""
+    return np.unpackbits(packed, axis=-1, count=n).view(bool)
+
+
 def _finish(pending, layout):
     t0, keep, out, state, finite, n_real, n_pad = pending
     # every probe trimmed to the steps inside the run (sampled probes: the samples taken in them)
     out = {k: local_host(v, n_real)[:, :-(-keep // layout.geometry(k)["stride"])] for k, v in out.items()}
+    if out["SPK"].dtype == np.uint8:   # packed on the device (xla_variant)
+        out["SPK"] = unpack_spikes(out["SPK"], layout.n)
     state = jax.tree_util.tree_map(lambda x: local_host(x, n_real), state)
     finite = local_host(finite, n_real)
     if not finite.all():
