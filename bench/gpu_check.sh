@@ -33,7 +33,7 @@
 #
 # Environment: PYTHON (default python3), JAXFNE_GPU_CHECK_ALLOW_CPU=1 (run on the CPU when no GPU is
 # found: a smoke test of this script, small sizes), JAXFNE_GPU_CHECK_RUN_ARGS (replaces the
-# arguments of bench/run.py).
+# arguments of bench/run.py), JAXFNE_GPU_CHECK_STAGES (default "correctness variants run": which parts run).
 set -euo pipefail
 
 OUTDIR=${1:?usage: bench/gpu_check.sh OUTDIR}
@@ -95,7 +95,11 @@ else
 fi
 export ON_GPU
 
+STAGES=" ${JAXFNE_GPU_CHECK_STAGES:-correctness variants run} "
+stage() { [[ "$STAGES" == *" $1 "* ]]; }
+
 # -- correctness: the same ensemble on the GPU and on the CPU ---------------------------------
+if stage correctness; then
 say "correctness: GPU vs CPU"
 "$PY" - "$OUTDIR" <<'EOF' 2>&1 | tee -a "$LOG" || say "correctness check stopped (exit $?)"
 import json, os, sys, time
@@ -170,6 +174,7 @@ print("\n".join(lines))
 open(os.path.join(out, "correctness.txt"), "w").write("\n".join(lines) + "\n")
 json.dump(res, open(os.path.join(out, "correctness.json"), "w"), indent=2)
 EOF
+fi
 
 # -- the XLA step's forms, chunk calls only ---------------------------------------------------
 if [ "$ON_GPU" = 1 ]; then
@@ -179,11 +184,13 @@ else
   VARIANT_ARGS="--members 16 64 --unshared-members 16 --chunk-steps 100 --calls 1"
   CMDBUF_ARGS="--members 16 --unshared-members --chunk-steps 100 --calls 1 --forms ff,tt"
 fi
-say "XLA step forms: bench/gpu_variants.py $VARIANT_ARGS"
-# shellcheck disable=SC2086
-timeout 150 "$PY" bench/gpu_variants.py $VARIANT_ARGS --json "$OUTDIR/variants.json" 2>>"$LOG" \
-  | tee "$OUTDIR/variants.txt" | tee -a "$LOG" || say "gpu_variants.py stopped (exit $?)"
-if [ "$ON_GPU" = 1 ]; then
+if stage variants; then
+  say "XLA step forms: bench/gpu_variants.py $VARIANT_ARGS"
+  # shellcheck disable=SC2086
+  timeout 150 "$PY" bench/gpu_variants.py $VARIANT_ARGS --json "$OUTDIR/variants.json" 2>>"$LOG" \
+    | tee "$OUTDIR/variants.txt" | tee -a "$LOG" || say "gpu_variants.py stopped (exit $?)"
+fi
+if [ "$ON_GPU" = 1 ] && stage variants; then
   say "XLA step forms with while loops in CUDA command buffers"
   echo "--- XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUSTOM_CALL,WHILE,CONDITIONAL" \
     | tee -a "$OUTDIR/variants.txt"
@@ -203,8 +210,10 @@ else
     --neurons 300 --stream-members 64 --baseline-budget-s 2 --engines xla native"
 fi
 RUN_ARGS=${JAXFNE_GPU_CHECK_RUN_ARGS:-$DEFAULT_ARGS}
-say "scaling table: bench/run.py $RUN_ARGS"
-# shellcheck disable=SC2086
-timeout "${JAXFNE_GPU_CHECK_RUN_TIMEOUT_S:-200}" "$PY" bench/run.py $RUN_ARGS --json "$OUTDIR/run.json" 2>>"$LOG" \
-  | tee "$OUTDIR/run.txt" | tee -a "$LOG" || say "bench/run.py stopped (exit $?)"
+if stage run; then
+  say "scaling table: bench/run.py $RUN_ARGS"
+  # shellcheck disable=SC2086
+  timeout "${JAXFNE_GPU_CHECK_RUN_TIMEOUT_S:-200}" "$PY" bench/run.py $RUN_ARGS --json "$OUTDIR/run.json" 2>>"$LOG" \
+    | tee "$OUTDIR/run.txt" | tee -a "$LOG" || say "bench/run.py stopped (exit $?)"
+fi
 say "done in $(( $(date +%s) - START )) s; results in $OUTDIR"

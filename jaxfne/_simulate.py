@@ -48,17 +48,25 @@ def member_mesh(devices=None) -> Mesh:
     return jax.make_mesh((len(devices),), ("member",), axis_types=(AxisType.Explicit,), devices=devices)
 
 
-def xla_variant(layout: Layout, mesh: Mesh) -> dict:
+#: accelerators use the ordered recurrent input up to this many neurons per device (members x N):
+#: measured on an H200 (bench/RESULTS.md), it takes 19 us per step against the event loop's 83 us at
+#: 1024 x 100, but 266 against 162 us at 16384 x 100 (it reads N rows per step, the loop one per spike)
+ORDERED_INPUT_MAX_SLOTS = 4096 * 128
+
+
+def xla_variant(layout: Layout, mesh: Mesh, members_per_device: int = 1) -> dict:
     """How the XLA step is compiled for ``mesh``'s platform (same results either way).
 
-    On accelerators: recurrent input without a data-dependent loop for networks
-    of up to ORDERED_INPUT_MAX_N cells (a while loop there waits on the host
-    at every trip; the ordered form gives the same bits, see _step.py), and
-    spike rasters packed to bits on the device before the transfer (8x fewer
-    bytes over the host link). On CPUs: the event loop and plain booleans.
+    On accelerators: recurrent input without a data-dependent loop (the ordered
+    form of _step.py, same bits) for small networks in small batches, where
+    the event loop's trips, each waiting on the host, dominate; and spike
+    rasters packed to bits on the device before the transfer (8x fewer bytes
+    over the host link). On CPUs: the event loop and plain booleans.
     """
     accel = mesh.devices.flat[0].platform != "cpu"
-    return {"ordered_input": accel and layout.n <= ORDERED_INPUT_MAX_N, "pack_spikes": accel}
+    ordered = (accel and layout.n <= ORDERED_INPUT_MAX_N
+               and members_per_device * layout.n <= ORDERED_INPUT_MAX_SLOTS)
+    return {"ordered_input": ordered, "pack_spikes": accel}
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,7 +248,7 @@ def _chunk_steps_unaligned(layout: Layout, chunk_ms, n_members: int = 1) -> int:
 
 
 def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None,
-               engine: str = "xla"):
+               engine: str = "xla", unpack: bool = True):
     """Advance ``model`` chunk by chunk; a generator of per-chunk results.
 
     Yields ``(t0, n_keep, outputs, state)`` for each chunk: ``t0`` is the global
@@ -255,7 +263,8 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     whose size is not a multiple of the device count is padded internally with
     inert members. ``state`` (host or device arrays, real members only) and
     ``start_step`` resume a run from a chunk boundary. ``engine`` is "xla" or
-    "native" (already resolved, see ``simulate``).
+    "native" (already resolved, see ``simulate``). ``unpack=False`` leaves
+    spikes that the device packed to bits (uint8, see ``unpack_spikes``) packed.
     """
     layout = model.layout
     mesh = member_mesh(devices)
@@ -273,7 +282,8 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     if state is None:
         state = initial_states(layout)(model.params)
     state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
-    fn = chunk_function(layout, chunk_steps, mesh, engine, **(xla_variant(layout, mesh) if engine == "xla" else {}))
+    variant = xla_variant(layout, mesh, (n_real + n_pad) // n_dev) if engine == "xla" else {}
+    fn = chunk_function(layout, chunk_steps, mesh, engine, **variant)
     t0 = start_step
     pending = None
     while t0 < layout.n_steps:
@@ -282,14 +292,14 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         state, out, finite = fn(jax.tree_util.tree_map(jnp.copy, state), params, _put(np.int32(t0), mesh, P()))
         current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad)
         if pending is not None:
-            done, pending = _finish(pending, layout), None   # the device buffers go as soon as copied
+            done, pending = _finish(pending, layout, unpack), None   # the device buffers go as soon as copied
             yield done
             del done
         pending = current
         del out, current
         t0 += chunk_steps
     if pending is not None:
-        yield _finish(pending, layout)
+        yield _finish(pending, layout, unpack)
 
 
 def _put(x, mesh, spec):
@@ -324,16 +334,42 @@ def local_members_of(x) -> np.ndarray:
     return np.concatenate([np.arange(a, b) for a, b in starts])
 
 
-def unpack_spikes(packed: np.ndarray, n: int) -> np.ndarray:
-    """Bit-packed spikes (..., ceil(n / 8)) uint8 -> booleans (..., n) (inverse of the device-side packing)."""
-    return np.unpackbits(packed, axis=-1, count=n).view(bool)
+def unpack_spikes(packed: np.ndarray, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bit-packed spikes (members, ..., ceil(n / 8)) uint8 -> booleans (members, ..., n).
+
+    The inverse of the device-side packing, in blocks of members spread over
+    host threads (numpy releases the GIL here): at 1e10 neuron-steps/s the
+    host writes 10 GB/s of booleans, more than one core does. ``out``: a
+    boolean array (or view) to unpack into.
+    """
+    if out is None:
+        out = np.empty(packed.shape[:-1] + (n,), bool)
+    per_member = max(1, out[0].nbytes if len(out) else 1)
+    block = max(1, (4 << 20) // per_member)          # ~4 MiB of booleans per task: the temporary stays in cache
+    starts = range(0, len(out), block)
+
+    def one(start):
+        out[start:start + block] = np.unpackbits(packed[start:start + block], axis=-1, count=n).view(bool)
+
+    if len(starts) == 1:
+        one(0)
+    else:
+        list(_unpack_pool().map(one, starts))
+    return out
 
 
-def _finish(pending, layout):
+@functools.lru_cache(maxsize=1)
+def _unpack_pool():
+    import concurrent.futures
+    import os
+    return concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="jaxfne-unpack")
+
+
+def _finish(pending, layout, unpack: bool = True):
     t0, keep, out, state, finite, n_real, n_pad = pending
     # every probe trimmed to the steps inside the run (sampled probes: the samples taken in them)
     out = {k: local_host(v, n_real)[:, :-(-keep // layout.geometry(k)["stride"])] for k, v in out.items()}
-    if out["SPK"].dtype == np.uint8:   # packed on the device (xla_variant)
+    if unpack and out["SPK"].dtype == np.uint8:   # packed on the device (xla_variant)
         out["SPK"] = unpack_spikes(out["SPK"], layout.n)
     state = jax.tree_util.tree_map(lambda x: local_host(x, n_real), state)
     finite = local_host(finite, n_real)
@@ -383,13 +419,19 @@ def _run_in_memory(model: Model, chunk_steps: int, progress, devices=None, engin
     arrays: dict[str, np.ndarray] = {}
     bar = Progress(layout.n_steps, layout.dt_ms, model.n_members, layout.n, enabled=bool(progress))
     finite = None
-    for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices, engine=engine):
+    for t0, keep, out, state in run_chunks(model, chunk_steps, devices=devices, engine=engine, unpack=False):
         for name, arr in out.items():
             geo = layout.geometry(name)
+            packed = name == "SPK" and arr.dtype == np.uint8      # unpacked straight into the result
             if name not in arrays:
-                arrays[name] = np.empty((arr.shape[0], geo["n_time"]) + arr.shape[2:], arr.dtype)
+                tail = (layout.n,) if packed else arr.shape[2:]
+                arrays[name] = np.empty((arr.shape[0], geo["n_time"]) + tail, bool if packed else arr.dtype)
             start = t0 // geo["stride"]
-            arrays[name][:, start:start + arr.shape[1]] = arr
+            target = arrays[name][:, start:start + arr.shape[1]]
+            if packed:
+                unpack_spikes(arr, layout.n, out=target)
+            else:
+                target[...] = arr
         ok = np.isfinite(state.v).all(axis=-1) & np.isfinite(state.u).all(axis=-1)
         finite = ok if finite is None else finite & ok
         bar.update(t0 + keep)

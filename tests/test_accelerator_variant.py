@@ -35,7 +35,8 @@ def _laminar_delays(seeds):
 
 def _force(monkeypatch, ordered_input: bool, pack_spikes: bool):
     monkeypatch.setattr(_simulate, "xla_variant",
-                        lambda layout, mesh: {"ordered_input": ordered_input, "pack_spikes": pack_spikes})
+                        lambda layout, mesh, members_per_device=1: {"ordered_input": ordered_input,
+                                                                    "pack_spikes": pack_spikes})
 
 
 @pytest.mark.parametrize("make", [lambda: _one_layer([1, 2, 3, 4]), lambda: _one_layer([5, 6, 7], shared=True),
@@ -79,7 +80,29 @@ def test_accelerators_get_the_ordered_form_only_for_small_networks():
             flat = [type("D", (), {"platform": "gpu"})()]
     small = jtfne.construct(_one_layer([1])).layout
     big = jtfne.construct(jtfne.Configuration().column(n=ORDERED_INPUT_MAX_N + 1).connectivity(p=0.05)).layout
-    assert _simulate.xla_variant(small, FakeMesh) == {"ordered_input": True, "pack_spikes": True}
-    assert _simulate.xla_variant(big, FakeMesh) == {"ordered_input": False, "pack_spikes": True}
+    assert _simulate.xla_variant(small, FakeMesh, 1024) == {"ordered_input": True, "pack_spikes": True}
+    # large batches: the event loop (one row per spike instead of N rows per step)
+    assert _simulate.xla_variant(small, FakeMesh, 16384) == {"ordered_input": False, "pack_spikes": True}
+    assert _simulate.xla_variant(big, FakeMesh, 1) == {"ordered_input": False, "pack_spikes": True}
     cpu = _simulate.member_mesh(jtfne._simulate.default_devices(1))
-    assert _simulate.xla_variant(small, cpu) == {"ordered_input": False, "pack_spikes": False}
+    assert _simulate.xla_variant(small, cpu, 16) == {"ordered_input": False, "pack_spikes": False}
+
+
+@pytest.mark.parametrize("members", [1, 3, 700])
+def test_unpacking_in_member_blocks(members):
+    rng = np.random.default_rng(members)
+    spikes = rng.random((members, 2000, 21)) < 0.3      # 700 members: 8 blocks of ~4 MiB
+    packed = np.packbits(spikes, axis=-1)
+    out = _simulate.unpack_spikes(packed, 21)
+    assert out.dtype == bool and out.shape == spikes.shape
+    np.testing.assert_array_equal(out, spikes)
+
+
+def test_streamed_store_of_the_accelerator_form_equals_the_cpu_form(monkeypatch, tmp_path):
+    model = jtfne.construct(_one_layer([1, 2, 3]))
+    ref = jtfne.simulate(model, engine="xla").dataset
+    _force(monkeypatch, True, True)
+    stored = jtfne.simulate(model, engine="xla", store=tmp_path / "run.zarr", chunk_ms=60.0).dataset
+    assert stored["SPK"].dtype == bool
+    for name in ("SPK", "Vm"):
+        np.testing.assert_array_equal(stored[name].values, ref[name].values, err_msg=name)
