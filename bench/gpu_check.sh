@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # GPU check for jaxfne: correctness against the CPU, then the scaling table on the GPU.
 #
-#   bench/gpu_check.sh OUTDIR            # on a GPU machine, from the repository root; < 4 minutes on an H100
+#   bench/gpu_check.sh OUTDIR            # on a GPU machine, from the repository root
+#
+# Time: the first run on an H200 (2026-11-26, bench/RESULTS.md section 6) took 364 s: correctness 25 s,
+# the step's forms 140 s (of which ~50 s the ordered forms at 65536 members, now skipped), command
+# buffers 25 s, the table 173 s (of which ~25 s baseline budget, now 2 s a size). The defaults below
+# are cut to fit about 4 minutes; not re-timed on a GPU since.
 #   PYTHON=.venv/bin/python JAXFNE_GPU_CHECK_ALLOW_CPU=1 bench/gpu_check.sh /tmp/out   # dry run on a CPU box
 #
 # Installs nothing from the network. zarr, numcodecs, dask, xarray and the pure-Python packages
@@ -178,8 +183,9 @@ fi
 
 # -- the XLA step's forms, chunk calls only ---------------------------------------------------
 if [ "$ON_GPU" = 1 ]; then
-  VARIANT_ARGS="--members 16 1024 16384 65536 --unshared-members 16384 --chunk-steps 500 --calls 3"
-  CMDBUF_ARGS="--members 16 16384 --unshared-members --chunk-steps 500 --calls 2 --forms ff,tt"
+  VARIANT_ARGS="--members 16 1024 16384 65536 --unshared-members 16384 --chunk-steps 500 --calls 3 \
+    --ordered-max-members 16384"
+  CMDBUF_ARGS="--members 16384 --unshared-members --chunk-steps 500 --calls 2 --forms ff"
 else
   VARIANT_ARGS="--members 16 64 --unshared-members 16 --chunk-steps 100 --calls 1"
   CMDBUF_ARGS="--members 16 --unshared-members --chunk-steps 100 --calls 1 --forms ff,tt"
@@ -204,7 +210,7 @@ fi
 if [ "$ON_GPU" = 1 ]; then
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 4096 16384 \
     --shared-members 16384 65536 --neurons 1000 10000 --stream-members 4096 --stream-vm-cells 0 5 \
-    --baseline-budget-s 5 --engines xla"
+    --baseline-budget-s 2 --engines xla"
 else
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 50 --chunk-ms 25 --members 16 64 --shared-members 64 \
     --neurons 300 --stream-members 64 --baseline-budget-s 2 --engines xla native"
