@@ -211,7 +211,8 @@ def summary(rows) -> list[str]:
                                  f"(rates {rj['rate_hz']:.1f} vs {rp['rate_hz']:.1f} Hz)")
     compile_s = [r["compile_s"] for r in rows if "peer" not in r and r.get("compile_s") is not None]
     if compile_s:
-        lines.append(f"simulate compile time (first call - best call): max {max(compile_s):.2f} s over jaxfne rows; "
+        lines.append(f"simulate compile time (JAX's trace + lower + compile events in the first call): max "
+                     f"{max(compile_s):.2f} s over jaxfne rows; "
                      f"construct: max {max(r.get('construct_s') or 0 for r in rows):.2f} s")
     return lines
 
