@@ -105,8 +105,10 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     spec.write_text(SPEC.format(duration=2000.0))
     store = tmp_path / "run.zarr"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    # 5-ms chunks: 400 of them, so the run outlasts the first chunk by seconds even with the native
+    # engine on a fast machine (with 25-ms chunks a clean CI run once finished before the interrupt)
     proc = subprocess.Popen([sys.executable, "-m", "jaxfne.cli", "run", str(spec), "--store", str(store),
-                             "--chunk-ms", "25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--chunk-ms", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 300
     while time.time() < deadline:   # interrupt as soon as one chunk is complete
         try:
@@ -122,7 +124,7 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
     assert not store_summary(store)["complete"]
-    jaxfne("run", str(spec), "--store", str(store), "--chunk-ms", "25")
+    jaxfne("run", str(spec), "--store", str(store), "--chunk-ms", "5")
     assert store_summary(store)["complete"]
     ref = jtfne.simulate(jtfne.construct(load_spec(spec)))        # uninterrupted, in memory
     got = xr.open_zarr(store)
