@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 import warnings
 
 import jax
@@ -360,8 +362,6 @@ def unpack_spikes(packed: np.ndarray, n: int, out: np.ndarray | None = None) -> 
 
 @functools.lru_cache(maxsize=1)
 def _unpack_pool():
-    import concurrent.futures
-    import os
     return concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="jaxfne-unpack")
 
 
