@@ -6,7 +6,8 @@
 # Time: the first run on an H200 (2026-11-26, bench/RESULTS.md section 6) took 364 s: correctness 25 s,
 # the step's forms 140 s (of which ~50 s the ordered forms at 65536 members, now skipped), command
 # buffers 25 s, the table 173 s (of which ~25 s baseline budget, now 2 s a size). The defaults below
-# are cut to fit about 4 minutes; not re-timed on a GPU since.
+# are cut (fewer table rows and forms) but a device-memory stage was added: about 4-5 minutes,
+# estimated from those stage times; not re-timed on a GPU since.
 #   PYTHON=.venv/bin/python JAXFNE_GPU_CHECK_ALLOW_CPU=1 bench/gpu_check.sh /tmp/out   # dry run on a CPU box
 #
 # Installs nothing from the network. zarr, numcodecs, dask, xarray and the pure-Python packages
@@ -26,7 +27,8 @@
 #
 # Writes to OUTDIR (at most 8 files, so that a device run's $OUT comes back whole):
 #   env.txt            GPU, driver, Python, jax/jaxlib, package versions, git commit, date
-#   correctness.txt    GPU vs CPU on the same small ensemble: rates, first 200 steps of Vm, spike trains
+#   correctness.txt    GPU vs CPU on the same small ensemble: rates, first 200 steps of Vm, spike trains;
+#                      then the device's peak memory for a streamed run of 100 ms and of 400 ms
 #   correctness.json   the same numbers
 #   variants.txt       bench/gpu_variants.py: the XLA step's forms (event loop or ordered input, boolean or
 #                      bit-packed spikes), chunk calls only, device and with the host copy, bandwidth floor;
@@ -38,7 +40,7 @@
 #
 # Environment: PYTHON (default python3), JAXFNE_GPU_CHECK_ALLOW_CPU=1 (run on the CPU when no GPU is
 # found: a smoke test of this script, small sizes), JAXFNE_GPU_CHECK_RUN_ARGS (replaces the
-# arguments of bench/run.py), JAXFNE_GPU_CHECK_STAGES (default "correctness variants run": which parts run).
+# arguments of bench/run.py), JAXFNE_GPU_CHECK_STAGES (default "correctness variants memory run": which parts run).
 set -euo pipefail
 
 OUTDIR=${1:?usage: bench/gpu_check.sh OUTDIR}
@@ -100,7 +102,7 @@ else
 fi
 export ON_GPU
 
-STAGES=" ${JAXFNE_GPU_CHECK_STAGES:-correctness variants run} "
+STAGES=" ${JAXFNE_GPU_CHECK_STAGES:-correctness variants memory run} "
 stage() { [[ "$STAGES" == *" $1 "* ]]; }
 
 # -- correctness: the same ensemble on the GPU and on the CPU ---------------------------------
@@ -206,10 +208,31 @@ if [ "$ON_GPU" = 1 ] && stage variants; then
     || say "command-buffer run stopped (exit $?)"
 fi
 
+# -- device memory does not grow with duration ------------------------------------------------
+if stage memory; then
+  say "device memory: peak bytes of a streamed run, 100 ms vs 400 ms, each in a fresh process"
+  for ms in 100 400; do
+    timeout 90 "$PY" - "$ms" <<'EOF' 2>>"$LOG" | tee -a "$OUTDIR/correctness.txt" | tee -a "$LOG" || say "memory check stopped (exit $?)"
+import sys, tempfile
+import jax
+import jaxfne as jtfne
+from jaxfne._bench import tutorial
+ms = float(sys.argv[1])
+members = 4096 if jax.devices()[0].platform != "cpu" else 16
+cfg = tutorial(ms, probes=("SPK", "Vm")).probes(["SPK", "Vm"], neurons=5).ensemble(seeds=list(range(members)))
+jtfne.simulate(jtfne.construct(cfg), chunk_ms=25.0, store=tempfile.mkdtemp() + "/m.zarr")
+stats = jax.devices()[0].memory_stats() or {}
+peak = stats.get("peak_bytes_in_use")
+print(f"# device memory, {members} members streamed (SPK + Vm of 10 cells, 25-ms chunks), {ms:g} ms: peak "
+      + (f"{peak / 2**20:.0f} MiB" if peak is not None else "n/a (no memory_stats on this platform)"))
+EOF
+  done
+fi
+
 # -- the scaling table on the GPU ------------------------------------------------------------
 if [ "$ON_GPU" = 1 ]; then
-  DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 4096 16384 \
-    --shared-members 16384 65536 --neurons 1000 10000 --stream-members 4096 --stream-vm-cells 0 5 \
+  DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 16384 \
+    --shared-members 16384 65536 --neurons 1000 10000 --stream-members 4096 --stream-vm-cells 5 \
     --baseline-budget-s 2 --engines xla"
 else
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 50 --chunk-ms 25 --members 16 64 --shared-members 64 \
