@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ._devices import use_host_devices
+    from ._devices import use_command_buffers, use_host_devices
+    use_command_buffers()
     use_host_devices()
     try:
         return args.func(args)

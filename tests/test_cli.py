@@ -130,3 +130,26 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     got = xr.open_zarr(store)
     for name in ("SPK", "Vm", "LFP-proxy"):
         np.testing.assert_array_equal(got[name].values, np.asarray(ref[name]))
+
+
+@pytest.mark.parametrize("env, before, expect", [
+    ({}, "", "added"),
+    ({"XLA_FLAGS": "--xla_gpu_enable_command_buffer=FUSION"}, "", "kept"),
+    ({"JAXFNE_NO_COMMAND_BUFFERS": "1"}, "", "kept"),
+    ({}, "jax.numpy.ones(2).block_until_ready()", "kept"),      # backend started: too late to change
+], ids=["default", "user-flag", "opt-out", "backend-started"])
+def test_command_line_processes_ask_for_command_buffers(env, before, expect):
+    code = ("import os, jax, jax.numpy\n"
+            "from jaxfne._devices import COMMAND_BUFFER_FLAG, use_command_buffers\n"
+            f"{before}\n"
+            "old = os.environ.get('XLA_FLAGS', '')\n"
+            "added = use_command_buffers()\n"
+            "new = os.environ.get('XLA_FLAGS', '')\n"
+            "assert added == (new == (old + ' ' + COMMAND_BUFFER_FLAG).strip()), (added, old, new)\n"
+            "assert added or new == old\n"
+            "print('added' if added else 'kept')\n"
+            "jax.numpy.arange(3).sum().block_until_ready()   # the flag is accepted by this jaxlib\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXFNE_NO_COMMAND_BUFFERS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expect
