@@ -109,18 +109,22 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     # engine on a fast machine (with 25-ms chunks a clean CI run once finished before the interrupt)
     proc = subprocess.Popen([sys.executable, "-m", "jaxfne.cli", "run", str(spec), "--store", str(store),
                              "--chunk-ms", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 300
+    start = time.time()
+    deadline = start + 300
+    last_error = None
     while time.time() < deadline:   # interrupt as soon as one chunk is complete
         try:
             if store_summary(store)["completed_ms"] > 0:
                 break
-        except Exception:
-            pass
+        except Exception as exc:   # not created yet, or being created
+            last_error = exc
         time.sleep(0.02)
+    waited = time.time() - start
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     if proc.returncode == 0:
-        pytest.skip("the run finished before the interrupt arrived")
+        pytest.skip(f"the run finished before the interrupt arrived (polled {waited:.1f} s; last error "
+                    f"{last_error!r})")
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
     assert not store_summary(store)["complete"]
