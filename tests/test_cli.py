@@ -105,10 +105,12 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     spec.write_text(SPEC.format(duration=2000.0))
     store = tmp_path / "run.zarr"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    # 5-ms chunks: 400 of them, so the run outlasts the first chunk by seconds even with the native
-    # engine on a fast machine (with 25-ms chunks a clean CI run once finished before the interrupt)
+    # 5-ms chunks: 400 of them, so the run outlasts the first chunk by seconds
+    # a test run started in the background by a shell without job control inherits SIGINT ignored, and
+    # Python keeps an ignored SIGINT ignored: give the child the default disposition, as a terminal would
     proc = subprocess.Popen([sys.executable, "-m", "jaxfne.cli", "run", str(spec), "--store", str(store),
-                             "--chunk-ms", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--chunk-ms", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     start = time.time()
     deadline = start + 300
     last_error = None
