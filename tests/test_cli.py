@@ -107,10 +107,12 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     # 5-ms chunks: 400 of them, so the run outlasts the first chunk by seconds
     # a test run started in the background by a shell without job control inherits SIGINT ignored, and
-    # Python keeps an ignored SIGINT ignored: give the child the default disposition, as a terminal would
-    proc = subprocess.Popen([sys.executable, "-m", "jaxfne.cli", "run", str(spec), "--store", str(store),
-                             "--chunk-ms", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Python keeps an ignored SIGINT ignored: the child installs Python's Ctrl-C handler first, as it has
+    # in a terminal (no preexec_fn: forking a process that runs JAX threads warns, rightly)
+    ctrl_c = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "runpy.run_module('jaxfne.cli', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "run", str(spec), "--store", str(store),
+                             "--chunk-ms", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     start = time.time()
     deadline = start + 300
     last_error = None
