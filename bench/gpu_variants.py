@@ -47,17 +47,13 @@ def measure(members: int, shared: bool, chunk_steps: int, forms, device, calls: 
 
     from jaxfne._bench import tutorial
     from jaxfne._model import construct
-    from jaxfne._simulate import _put, chunk_function, initial_states, member_mesh, param_axes
+    from jaxfne._simulate import _put, chunk_function, member_mesh, place_on_mesh
     from jax.sharding import PartitionSpec as P
 
     model = construct(tutorial(chunk_steps * 0.1 * (calls + 1), shared=shared).ensemble(seeds=list(range(members))))
     layout = model.layout
     mesh = member_mesh([device])
-    axes = param_axes(layout.shared_weights)
-    params = type(model.params)(*[_put(np.asarray(x), mesh, P() if ax is None else P("member"))
-                                  for x, ax in zip(model.params, axes)])
-    state0 = jax.tree_util.tree_map(lambda x: _put(np.asarray(x), mesh, P("member")),
-                                    initial_states(layout)(model.params))
+    params, state0 = place_on_mesh(model, mesh)
     t0 = _put(np.int32(0), mesh, P())
     rows, reference = [], None
     for ordered, packed in forms:
@@ -88,7 +84,7 @@ def measure(members: int, shared: bool, chunk_steps: int, forms, device, calls: 
         ns = members * layout.n * chunk_steps
         best_dev, best_host = min(device_s), min(host_s)
         rows.append({"members": members, "shared": shared, "ordered_input": ordered, "packed_spikes": packed,
-                     "chunk_steps": chunk_steps, "first_call_s": first, "device_s": best_dev, "with_host_s": best_host,
+                     "neurons": layout.n, "chunk_steps": chunk_steps, "first_call_s": first, "device_s": best_dev, "with_host_s": best_host,
                      "neuron_steps_per_s_device": ns / best_dev, "neuron_steps_per_s_with_host": ns / best_host,
                      "us_per_step_device": 1e6 * best_dev / chunk_steps, "spikes": n_spikes,
                      "same_bits_as_event_loop": bool(same)})
@@ -127,7 +123,7 @@ def main(argv=None) -> int:
             rows.append({"members": members, "shared": shared, "error": f"{type(exc).__name__}: {exc}"[:2000]})
             continue
         for r in part:
-            floor_s = r["members"] * 100 * r["chunk_steps"] * STATE_BYTES_PER_NEURON_STEP / bw
+            floor_s = r["members"] * r["neurons"] * r["chunk_steps"] * STATE_BYTES_PER_NEURON_STEP / bw
             r["bandwidth_floor_fraction"] = floor_s / r["device_s"]
             rows.append(r)
             print(f"{r['members']:>8} {'shared' if shared else 'own':>7} {str(r['ordered_input']):>7} "

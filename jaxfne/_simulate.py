@@ -273,17 +273,7 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     n_dev = mesh.devices.size
     n_real = model.n_members
     n_pad = (-n_real) % n_dev
-    axes = param_axes(layout.shared_weights)
-    host_params = jax.tree_util.tree_map(np.asarray, model.params)
-    if n_pad:
-        host_params = NetParams(*[x if ax is None else pad_members(x, n_pad)
-                                  for x, ax in zip(host_params, axes)])
-        host_params = host_params._replace(active=host_params.active.copy())
-        host_params.active[n_real:] = False
-    params = NetParams(*[_put(x, mesh, P() if ax is None else P("member")) for x, ax in zip(host_params, axes)])
-    if state is None:
-        state = initial_states(layout)(model.params)
-    state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
+    params, state = place_on_mesh(model, mesh, n_pad, state)
     variant = xla_variant(layout, mesh, (n_real + n_pad) // n_dev) if engine == "xla" else {}
     fn = chunk_function(layout, chunk_steps, mesh, engine, **variant)
     t0 = start_step
@@ -302,6 +292,26 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
         t0 += chunk_steps
     if pending is not None:
         yield _finish(pending, layout, unpack)
+
+
+def place_on_mesh(model: Model, mesh: Mesh, n_pad: int = 0, state=None) -> tuple:
+    """``model``'s parameters and a state (default: the initial one) as member-sharded arrays on ``mesh``.
+
+    ``n_pad`` inert members (copies of the last, ``active`` False) are appended;
+    shared weights are replicated.
+    """
+    axes = param_axes(model.layout.shared_weights)
+    host_params = jax.tree_util.tree_map(np.asarray, model.params)
+    if n_pad:
+        host_params = NetParams(*[x if ax is None else pad_members(x, n_pad)
+                                  for x, ax in zip(host_params, axes)])
+        host_params = host_params._replace(active=host_params.active.copy())
+        host_params.active[model.n_members:] = False
+    params = NetParams(*[_put(x, mesh, P() if ax is None else P("member")) for x, ax in zip(host_params, axes)])
+    if state is None:
+        state = initial_states(model.layout)(model.params)
+    state = jax.tree_util.tree_map(lambda x: _put(pad_members(np.asarray(x), n_pad), mesh, P("member")), state)
+    return params, state
 
 
 def _put(x, mesh, spec):

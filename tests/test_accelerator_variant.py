@@ -33,10 +33,19 @@ def _laminar_delays(seeds):
             .probes(["SPK", "Vm", "source"]).ensemble(seeds=seeds))
 
 
-def _force(monkeypatch, ordered_input: bool, pack_spikes: bool):
-    monkeypatch.setattr(_simulate, "xla_variant",
-                        lambda layout, mesh, members_per_device=1: {"ordered_input": ordered_input,
-                                                                    "pack_spikes": pack_spikes})
+def _force(monkeypatch, ordered_input: bool, pack_spikes: bool) -> list:
+    """Make the driver compile the XLA step in the given form; returns the forms it then compiled
+    (so a test also fails when the driver stops passing the form on, not only when the form is wrong)."""
+    wanted = {"ordered_input": ordered_input, "pack_spikes": pack_spikes}
+    monkeypatch.setattr(_simulate, "xla_variant", lambda layout, mesh, members_per_device=1: dict(wanted))
+    compiled, original = [], _simulate.chunk_function
+
+    def recording(*args, **kwargs):
+        compiled.append({k: kwargs.get(k, False) for k in wanted})
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_simulate, "chunk_function", recording)
+    return compiled
 
 
 @pytest.mark.parametrize("make", [lambda: _one_layer([1, 2, 3, 4]), lambda: _one_layer([5, 6, 7], shared=True),
@@ -44,8 +53,9 @@ def _force(monkeypatch, ordered_input: bool, pack_spikes: bool):
 def test_accelerator_form_gives_the_same_bits(monkeypatch, make):
     model = jtfne.construct(make())
     cpu = jtfne.simulate(model, engine="xla", chunk_ms=70.0).dataset
-    _force(monkeypatch, True, True)
+    compiled = _force(monkeypatch, True, True)
     accel = jtfne.simulate(model, engine="xla", chunk_ms=70.0).dataset
+    assert compiled == [{"ordered_input": True, "pack_spikes": True}]
     assert int(cpu["SPK"].values.sum()) > 50                      # the comparison covers real spiking
     for name in cpu.data_vars:
         np.testing.assert_array_equal(accel[name].values, cpu[name].values, err_msg=name)
@@ -56,8 +66,9 @@ def test_ordered_input_alone_and_packing_alone(monkeypatch):
     model = jtfne.construct(seed_page_configuration(42).runtime(duration_ms=300.0))
     ref = jtfne.simulate(model, engine="xla").dataset
     for ordered, packed in ((True, False), (False, True)):
-        _force(monkeypatch, ordered, packed)
+        compiled = _force(monkeypatch, ordered, packed)
         out = jtfne.simulate(model, engine="xla").dataset
+        assert compiled == [{"ordered_input": ordered, "pack_spikes": packed}]
         np.testing.assert_array_equal(out["SPK"].values, ref["SPK"].values)
         np.testing.assert_array_equal(out["Vm"].values, ref["Vm"].values)
 
@@ -67,8 +78,9 @@ def test_packing_keeps_networks_whose_size_is_not_a_multiple_of_8(monkeypatch):
            .connectivity().drive(current={"E": 8.0, "I": 8.0}).probes(["SPK"]).ensemble(seeds=[1, 2]))
     model = jtfne.construct(cfg)
     ref = jtfne.simulate(model, engine="xla")["SPK"].values
-    _force(monkeypatch, False, True)
+    compiled = _force(monkeypatch, False, True)
     out = jtfne.simulate(model, engine="xla")["SPK"].values
+    assert compiled == [{"ordered_input": False, "pack_spikes": True}]
     assert out.shape == ref.shape == (2, 1000, 37) and out.dtype == bool
     assert ref[:, :, 32:].any()                                   # the last, partial byte carries spikes
     np.testing.assert_array_equal(out, ref)
@@ -101,8 +113,9 @@ def test_unpacking_in_member_blocks(members):
 def test_streamed_store_of_the_accelerator_form_equals_the_cpu_form(monkeypatch, tmp_path):
     model = jtfne.construct(_one_layer([1, 2, 3]))
     ref = jtfne.simulate(model, engine="xla").dataset
-    _force(monkeypatch, True, True)
+    compiled = _force(monkeypatch, True, True)
     stored = jtfne.simulate(model, engine="xla", store=tmp_path / "run.zarr", chunk_ms=60.0).dataset
+    assert compiled == [{"ordered_input": True, "pack_spikes": True}]
     assert stored["SPK"].dtype == bool
     for name in ("SPK", "Vm"):
         np.testing.assert_array_equal(stored[name].values, ref[name].values, err_msg=name)
