@@ -5,20 +5,25 @@ step -> neuron loops, the neuron loop vectorised by the compiler). It is
 compiled on first use with the system C++ compiler against the XLA FFI headers
 that ship with jaxlib, and cached under ``$JAXFNE_CACHE_DIR`` (default
 ``~/.cache/jaxfne``), keyed by the source, the jaxlib version, the compiler
-flags and the CPU's instruction-set flags. No compiler: ``available()`` says
+and its ``--version``, the flags and the CPU's instruction-set flags. Only a
+folder private to the user is built into or loaded from, and a library is
+loaded only when its bytes match the SHA-256 recorded when it was built. No compiler: ``available()`` says
 why, and ``engine="auto"`` falls back to the XLA engine.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
+import warnings
 from importlib import resources
 
 import jax
@@ -60,33 +65,106 @@ def _compiler() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def _build() -> tuple[str | None, str]:
-    """(path of the shared library, "") or (None, why it is not available)."""
-    if platform.system() not in ("Linux", "Darwin"):
-        return None, f"the native engine is built for Linux and macOS, not {platform.system()}"
-    cc = _compiler()
-    if cc is None:
-        return None, "no C++ compiler found (set CXX, or install g++ or clang++)"
+@functools.lru_cache(maxsize=8)
+def _compiler_version(cc: str) -> str:
+    """The compiler's ``--version`` output: part of the cache key (a compiler upgrade rebuilds)."""
+    try:
+        proc = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({type(exc).__name__})"
+    return proc.stdout.strip()
+
+
+# -- a cache that no other user can write ------------------------------------------------
+#
+# A library loaded from the cache runs as the current user, so every folder we build into or
+# load from must be ours alone: a directory (not a link), owned by us, writable by nobody else.
+# The predictable folder in the temp directory (used when the home cache is not writable) is
+# created with mode 0700 by an exclusive mkdir; one that exists already and fails the checks
+# (another user made it first, or made it 0777) is never used: we build into a fresh
+# mkdtemp folder instead. Each library has a sidecar with its SHA-256, written after the
+# library; a library whose bytes do not match (truncated, bit-flipped, replaced) is rebuilt
+# before anything loads it (docs/guarantees.md).
+
+def _untrusted(path: str, *, directory: bool) -> str | None:
+    """Why ``path`` may not be trusted, or None: it must be ours, not a link, writable by us alone."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path} cannot be inspected ({exc.strerror})"
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    if not kind_ok:
+        return f"{path} is not a {'directory' if directory else 'regular file'} (a link or another kind)"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"{path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _private_dir(path: str) -> tuple[str | None, str]:
+    """(``path``, "") when it is (or is now created as) a folder private to this user, else (None, why)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkdir(path, 0o700)            # exclusive: fails if anyone made it first
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return None, f"{path} cannot be created ({exc.strerror})"
+    why = _untrusted(path, directory=True)
+    if why is not None:
+        return None, why
+    if not os.access(path, os.W_OK | os.X_OK):
+        return None, f"{path} is not writable"
+    return path, ""
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(path: str) -> tuple[bool, str]:
+    """Whether the cached library at ``path`` may be loaded: ours, private, and its bytes match its sidecar."""
+    sidecar = path + ".sha256"
+    if not os.path.exists(path) and not os.path.exists(sidecar):
+        return False, "not built yet"
+    for p in (path, sidecar):
+        why = _untrusted(p, directory=False)
+        if why is not None:
+            return False, why
+    try:
+        with open(sidecar) as f:
+            expected = f.read().strip()
+        actual = _digest(path)
+    except OSError as exc:
+        return False, f"{path} cannot be read ({exc.strerror})"
+    if actual != expected:
+        return False, f"{path} does not match its recorded SHA-256 (damaged or replaced)"
+    return True, ""
+
+
+def _cache_dirs():
+    """Folders to build into, in order: the user's cache, then a private folder in the temp dir."""
+    yield cache_dir()
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    yield os.path.join(tempfile.gettempdir(), f"jaxfne-kernels-{uid}")
+
+
+def _key(cc: str, src: bytes) -> str:
     import jaxlib
-    src = _source()
-    key = hashlib.sha256(b"\0".join([src, jaxlib.__version__.encode(), " ".join(FLAGS).encode(),
-                                     cc.encode(), _cpu_flags().encode(), platform.machine().encode()]))
-    name = f"izh_chunk-{key.hexdigest()[:16]}.so"
-    out_dir = None
-    for candidate in (cache_dir(), os.path.join(tempfile.gettempdir(), f"jaxfne-kernels-{os.getuid()}")):
-        if os.path.exists(os.path.join(candidate, name)):
-            return os.path.join(candidate, name), ""
-        try:                             # an unwritable cache (read-only home) falls back to the temp dir
-            os.makedirs(candidate, exist_ok=True)
-            if os.access(candidate, os.W_OK):
-                out_dir = candidate
-                break
-        except OSError:
-            continue
-    if out_dir is None:
-        return None, f"no writable directory for the compiled kernel (tried {cache_dir()} and the temp dir)"
-    path = os.path.join(out_dir, name)
+    key = hashlib.sha256(b"\0".join([src, jaxlib.__version__.encode(), " ".join(FLAGS).encode(), cc.encode(),
+                                     _compiler_version(cc).encode(), _cpu_flags().encode(),
+                                     platform.machine().encode()]))
+    return key.hexdigest()[:16]
+
+
+def _compile(cc: str, src: bytes, path: str) -> str:
+    """Build the library at ``path`` with its SHA-256 sidecar; "" or why it failed."""
+    out_dir = os.path.dirname(path)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src_path = os.path.join(tmp, "izh_chunk.cc")
         with open(src_path, "wb") as f:
@@ -96,8 +174,57 @@ def _build() -> tuple[str | None, str]:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             errors = [line for line in proc.stderr.splitlines() if "error" in line] or proc.stderr.splitlines()
-            return None, f"compiling the native engine failed ({' '.join(cmd)}): " + "\n".join(errors[:20])
-        os.replace(tmp_lib, path)   # atomic: concurrent processes never load a half-written file
+            return f"compiling the native engine failed ({' '.join(cmd)}): " + "\n".join(errors[:20])
+        os.chmod(tmp_lib, 0o700)
+        tmp_sum = os.path.join(tmp, "lib.so.sha256")
+        with open(tmp_sum, "w") as f:
+            f.write(_digest(tmp_lib) + "\n")
+        # atomic renames, library first: a reader that sees the new sidecar sees the new library. Two
+        # builders racing may pair one's library with the other's sidecar: that reads as damaged, and
+        # the next process rebuilds (never loads a mismatch)
+        os.replace(tmp_lib, path)
+        os.replace(tmp_sum, path + ".sha256")
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> tuple[str | None, str]:
+    """(path of a verified shared library, "") or (None, why it is not available)."""
+    if platform.system() not in ("Linux", "Darwin"):
+        return None, f"the native engine is built for Linux and macOS, not {platform.system()}"
+    cc = _compiler()
+    if cc is None:
+        return None, "no C++ compiler found (set CXX, or install g++ or clang++)"
+    src = _source()
+    name = f"izh_chunk-{_key(cc, src)}.so"
+    out_dir, refused, damaged = None, [], None
+    for candidate in _cache_dirs():
+        folder, why = _private_dir(candidate)
+        if folder is None:
+            refused.append(why)
+            continue
+        path = os.path.join(folder, name)
+        ok, why = _verified(path)
+        if ok:
+            return path, ""
+        if os.path.exists(path) or os.path.exists(path + ".sha256"):
+            damaged = why             # rebuilt below, in this folder
+        out_dir = folder
+        break
+    if out_dir is None:               # every shared location refused: a fresh private folder for this process
+        out_dir = tempfile.mkdtemp(prefix="jaxfne-kernels-")
+        atexit.register(shutil.rmtree, out_dir, True)
+        _warn_once("jaxfne: the native engine is built in a private temporary folder for this process only, "
+                   "because " + "; ".join(refused) + " (set JAXFNE_CACHE_DIR to a folder of your own)")
+    if damaged is not None:
+        _warn_once(f"jaxfne: rebuilding the native engine: {damaged}")
+    path = os.path.join(out_dir, name)
+    why = _compile(cc, src, path)
+    if why:
+        return None, why
+    ok, why = _verified(path)
+    if not ok:
+        return None, f"the freshly built native engine failed its check: {why}"
     return path, ""
 
 
@@ -152,7 +279,6 @@ def _warn_once(message: str) -> None:
     """A compiler that is there but fails is worth saying (once): the run is several times slower."""
     if message not in _WARNED:
         _WARNED.add(message)
-        import warnings
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
