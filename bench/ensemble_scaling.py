@@ -1,6 +1,6 @@
 """Ensemble scaling: neuron-steps per second of the tutorial network, 16 to 4096 members.
 
-Runs jaxfne and the plain-JAX dense baseline (jaxfne/_baseline.py: vmap over
+Runs jaxfne and the plain-JAX dense baseline (jaxfne/bench/_baseline.py: vmap over
 members of a matrix-vector product, threefry noise, spikes copied to the host)
 side by side in one process and prints their throughput and ratio. Same table
 as ``jaxfne bench``.

@@ -113,7 +113,7 @@ import json, os, sys, time
 import numpy as np
 import jax
 import jaxfne as jtfne
-from jaxfne._bench import tutorial
+from jaxfne.bench._suite import tutorial
 
 out = sys.argv[1]
 on_gpu = os.environ.get("ON_GPU") == "1"
@@ -216,7 +216,7 @@ if stage memory; then
 import sys, tempfile
 import jax
 import jaxfne as jtfne
-from jaxfne._bench import tutorial
+from jaxfne.bench._suite import tutorial
 ms = float(sys.argv[1])
 members = 4096 if jax.devices()[0].platform != "cpu" else 16
 cfg = tutorial(ms, probes=("SPK", "Vm")).probes(["SPK", "Vm"], neurons=5).ensemble(seeds=list(range(members)))

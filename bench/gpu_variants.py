@@ -45,9 +45,10 @@ def measure(members: int, shared: bool, chunk_steps: int, forms, device, calls: 
     import jax
     import numpy as np
 
-    from jaxfne._bench import tutorial
-    from jaxfne._model import construct
-    from jaxfne._simulate import _put, chunk_function, member_mesh, place_on_mesh
+    from jaxfne.bench._suite import tutorial
+    from jaxfne import construct
+    from jaxfne.engine._mesh import _put
+from jaxfne.engine import chunk_function, member_mesh, place_on_mesh
     from jax.sharding import PartitionSpec as P
 
     model = construct(tutorial(chunk_steps * 0.1 * (calls + 1), shared=shared).ensemble(seeds=list(range(members))))

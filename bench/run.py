@@ -46,7 +46,7 @@ def build_cases(args):
 
     A group is a list of (case, "one" | "all") variants timed in alternation; "one" = the first device.
     """
-    from jaxfne._bench import SEED_PROBES, Case, inputs_p
+    from jaxfne.bench._suite import SEED_PROBES, Case, inputs_p
     d, c = args.duration_ms, args.chunk_ms
     engines = list(dict.fromkeys(args.engines))
 
@@ -83,7 +83,7 @@ def _groups_to_json(groups) -> list:
 
 
 def _groups_from_json(data, devices) -> list:
-    from jaxfne._bench import Case
+    from jaxfne.bench._suite import Case
     out = []
     for g in data:
         group = []
@@ -98,7 +98,7 @@ def worker(args) -> int:
     """Run the side-by-side groups given as JSON on stdin in this process; rows as JSON on stdout."""
     import jax
 
-    from jaxfne._bench import run_side_by_side
+    from jaxfne.bench._suite import run_side_by_side
     groups = _groups_from_json(json.loads(sys.stdin.read()), jax.devices())
     rows = run_side_by_side(groups, baseline=False, out=None, progress=sys.stderr, rounds=args.rounds,
                             start_index=args.start_index, total=args.total)
@@ -117,15 +117,15 @@ def run_multi_device(groups, n_devices: int, args, start_index: int, total: int)
 
 
 def peer_cases(args):
-    from jaxfne._bench import Case
+    from jaxfne.bench._suite import Case
     return [Case("network" if b == 1 else "ensemble", members=b, duration_ms=args.duration_ms,
                  chunk_ms=args.chunk_ms) for b in args.peer_members]
 
 
 def run_peers(args, baselines, jaxfne_rows, start_index: int, total: int, out) -> list:
     import peers
-    from jaxfne._bench import case_row, format_row, measure_baseline
-    from jaxfne._model import construct
+    from jaxfne.bench._suite import case_row, format_row, measure_baseline
+    from jaxfne import construct
     rows = []
     cases = peer_cases(args)
     for peer in args.peers:
@@ -221,11 +221,11 @@ def summary(rows) -> list[str]:
 
 
 def _prototypes():
-    """Replacements of one piece of jaxfne/_step.py each (bench/NOTES.md), patched in while tracing."""
+    """Replacements of one piece of jaxfne/engine/_step.py each (bench/NOTES.md), patched in while tracing."""
     import jax.numpy as jnp
     from jax import lax
 
-    from jaxfne._step import _mix32, neuron_counters, noise_sample
+    from jaxfne.engine._step import _mix32, neuron_counters, noise_sample
 
     def recurrent_argmax(params, spiked):              # the event loop before 485d0c9 (argmax + mask)
         n = spiked.shape[0]
@@ -282,16 +282,16 @@ def profile(args) -> int:
     from jax import lax
 
     import jaxfne as jtfne
-    from jaxfne._bench import tutorial
-    from jaxfne._network import initial_state
-    from jaxfne._simulate import param_axes
-    from jaxfne._step import noise_sample, recurrent_input, step
+    from jaxfne.bench._suite import tutorial
+    from jaxfne.model import initial_state
+    from jaxfne.engine import param_axes
+    from jaxfne.engine._step import noise_sample, recurrent_input, step
     b, t_steps, warm = args.profile_members, args.profile_steps, int(round(args.profile_warm_ms / 0.1))
     model = jtfne.construct(tutorial(10.0).ensemble(seeds=list(range(b))))
     params, axes = model.params, param_axes(False)
     import contextlib
 
-    import jaxfne._step as step_module
+    import jaxfne.engine._step as step_module
     variants, recurrent_argmax = _prototypes()
 
     @contextlib.contextmanager
@@ -318,7 +318,7 @@ def profile(args) -> int:
 
     state0 = jax.vmap(initial_state, in_axes=(axes,))(params)
     state = jax.block_until_ready(scan_step(step, warm, ())(state0, params, 0)[0])      # steady state
-    raster = jnp.asarray(np.asarray(scan_step(step, t_steps, ("SPK",))(state, params, warm)[1][0]))
+    raster = jnp.asarray(np.asarray(scan_step(step, t_steps, ("spikes",))(state, params, warm)[1][0]))
     zeros = jnp.zeros((b, model.layout.n))
 
     def alone(fn, batched_args):
@@ -342,14 +342,14 @@ def profile(args) -> int:
 
     steps = (warm + jnp.arange(t_steps)).astype(jnp.uint32)
     def variant(replacements):                 # compiled now, while the replacement is patched in
-        fn = scan_step(step, t_steps, ("SPK", "Vm"))
+        fn = scan_step(step, t_steps, ("spikes", "v"))
         with patched(replacements):
             jax.block_until_ready(fn(state, params, warm))
         return fn
 
     parts = {
-        "whole step, SPK+Vm stacked (committed)": (scan_step(step, t_steps, ("SPK", "Vm")), (state, params, warm)),
-        "whole step, SPK stacked": (scan_step(step, t_steps, ("SPK",)), (state, params, warm)),
+        "whole step, SPK+Vm stacked (committed)": (scan_step(step, t_steps, ("spikes", "v")), (state, params, warm)),
+        "whole step, SPK stacked": (scan_step(step, t_steps, ("spikes",)), (state, params, warm)),
         "whole step, no outputs": (scan_step(step, t_steps, ()), (state, params, warm)),
         "noise_sample alone": (alone(noise_sample, None), (params, steps)),
         "recurrent_input alone (recorded raster)": (alone(recurrent_input, 0), (params, raster)),
@@ -445,9 +445,9 @@ def main(argv=None) -> int:
         return profile(args)
     import jax
 
-    from jaxfne._bench import (header_line, machine_info, run_cases, run_side_by_side, table_header,
+    from jaxfne.bench._suite import (header_line, machine_info, run_cases, run_side_by_side, table_header,
                                write_json)
-    from jaxfne._bench import format_row
+    from jaxfne.bench._suite import format_row
     out = sys.stderr if args.json == "-" else sys.stdout
     singles, groups, multi_groups = build_cases(args)
     multi = [n for n in args.devices if n > 1]
@@ -458,7 +458,7 @@ def main(argv=None) -> int:
     info = machine_info()
     print(header_line(info), file=out)
     print(f"# {args.duration_ms:g} ms at 0.1 ms per run, chunks of {args.chunk_ms:g} ms, outputs to the host; "
-          f"baseline = plain-JAX dense (jaxfne/_baseline.py) on {jax.devices()[0].platform}, x base = jaxfne / "
+          f"baseline = plain-JAX dense (jaxfne/bench/_baseline.py) on {jax.devices()[0].platform}, x base = jaxfne / "
           "baseline (same process); dev = devices (threads for peers); memory/store and 1/N-device pairs are timed "
           f"in alternation ({args.rounds} rounds)", file=out)
     print(table_header(), file=out, flush=True)
@@ -482,7 +482,7 @@ def main(argv=None) -> int:
         for row in sub:
             row["pair"] = f"{n}dev-{row['pair']}"
             if not args.no_baseline and not row.get("skipped"):
-                from jaxfne._bench import Case, measure_baseline
+                from jaxfne.bench._suite import Case, measure_baseline
                 case = Case(**{k: row[k] if k != "probes" else tuple(row[k]) for k in
                                ("kind", "members", "neurons", "p", "probes", "store", "shared", "duration_ms",
                                 "chunk_ms", "vm_cells", "engine")})

@@ -32,7 +32,7 @@ from pathlib import Path
 
 def ensemble(members: int, duration_ms: float, probes):
     import jaxfne as jtfne
-    from jaxfne._bench import tutorial
+    from jaxfne.bench._suite import tutorial
     cfg = tutorial(duration_ms).probes(list(probes)).ensemble(seeds=list(range(members)))
     return jtfne.construct(cfg)
 

@@ -1,28 +1,29 @@
 """jaxfne: ensembles of spiking Izhikevich networks in JAX.
 
-Import as ``import jaxfne as jtfne``. This module only re-exports.
+Import as ``import jaxfne as jtfne``. This module only re-exports. The
+package is layered, each layer importing only those below it
+(docs/architecture.md): base modules -> ``config`` -> ``model`` -> ``engine``
+-> ``sinks`` -> ``results`` -> ``_api`` -> ``analysis``, ``viz``,
+``export``, ``bench`` -> ``cli``.
 """
 
-from ._config import Configuration
+from ._api import Model, construct, simulate
 from ._errors import (ConfigurationError, JaxfneError, ReadoutError, SimulationError,
                       StoreError)
-from ._health import HealthReport, check_health
-from ._manifest import SCOPE, manifest, write_manifest
-from ._model import Model, construct
-from ._native import available as native_engine_available
-from ._presets import REGISTRY as PRESETS
-from ._presets import preset_names
-from ._readout import METRICS, Readout, ReadoutSpec, compute_readout, readout_spec
-from ._signals import Signals
-from ._simulate import simulate
-from ._stream import open_signals
+from ._probes import REGISTRY as PROBES_REGISTRY
 from ._version import __version__
+from .config import Configuration
+from .config import REGISTRY as PRESETS
+from .config import preset_names
+from .engine import available as native_engine_available
+from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signals, check_health, compute_readout,
+                      manifest, open_signals, readout_spec, write_manifest)
 from . import analysis, viz
 from .export import to_neo, to_nwb
 
 __all__ = [
     "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
-    "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StoreError",
+    "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
     "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "viz", "write_manifest",
 ]

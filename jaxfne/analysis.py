@@ -52,8 +52,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ._config import CELL_TYPES
 from ._errors import ConfigurationError, ReadoutError
+from .config import CELL_TYPES
+from .results import open_signals
 
 __all__ = ["cv_isi", "fano_factor", "firing_rate", "lfp_spectrum", "population_rate", "rate_spectrum",
            "synchrony"]
@@ -71,8 +72,7 @@ class _Spikes:
 
     def __init__(self, signals, time_window_ms, where: str):
         if isinstance(signals, (str, bytes)) or hasattr(signals, "__fspath__"):
-            from ._stream import open_signals
-            signals = open_signals(signals)
+                signals = open_signals(signals)
         if not hasattr(signals, "dataset") or "SPK" not in signals.dataset.data_vars:
             raise ReadoutError(f"{where}: signals need the 'SPK' probe (spike raster); pass jaxfne Signals")
         spk = signals["SPK"]
@@ -524,7 +524,6 @@ def lfp_spectrum(signals, *, probe="LFP-proxy", nperseg=None, time_window_ms=Non
     """Welch power spectral density of the LFP proxy (or CSD proxy) per member and contact."""
     where = "analysis.lfp_spectrum"
     if isinstance(signals, (str, bytes)) or hasattr(signals, "__fspath__"):
-        from ._stream import open_signals
         signals = open_signals(signals)
     if probe not in ("LFP-proxy", "CSD-proxy"):
         raise ConfigurationError(f"{where}: probe={probe!r} is invalid; use 'LFP-proxy' or 'CSD-proxy'")

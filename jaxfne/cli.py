@@ -7,18 +7,23 @@ import json
 import pathlib
 import sys
 
-from ._errors import JaxfneError
+import tomllib
+
+from . import analysis, viz
+from ._api import construct, simulate
+from ._errors import ConfigurationError, JaxfneError, StoreError
+from .bench import scaling_table
+from .config import Configuration
+from .engine import use_command_buffers, use_host_devices
+from .results import open_signals
+from .sinks import _store
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def load_spec(path) -> "Configuration":  # noqa: F821
+def load_spec(path) -> Configuration:
     """A Configuration from a TOML file whose tables mirror the chainable API."""
-    import tomllib
-
-    from ._config import Configuration
-    from ._errors import ConfigurationError
     path = pathlib.Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -40,11 +45,10 @@ def _devices(count):
 
 
 def cmd_run(args) -> int:
-    import jaxfne as jtfne
     cfg = load_spec(args.spec)
-    model = jtfne.construct(cfg)
+    model = construct(cfg)
     try:
-        signals = jtfne.simulate(model, store=args.store, chunk_ms=args.chunk_ms, overwrite=args.overwrite,
+        signals = simulate(model, store=args.store, chunk_ms=args.chunk_ms, overwrite=args.overwrite,
                                  progress=not args.quiet, devices=_devices(args.devices), engine=args.engine)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.store} holds every completed chunk; run the same command again to resume",
@@ -57,8 +61,6 @@ def cmd_run(args) -> int:
 
 def store_summary(path) -> dict:
     """What a store holds and how complete it is."""
-    from . import _store
-    from ._errors import StoreError
     p = _store.resolve_path(path)
     attrs = _store.read_attrs(p)
     if attrs is None:
@@ -94,7 +96,6 @@ def readout_table(signals, group_by=None):
     """Per-member (or per-group mean) readouts as a pandas DataFrame."""
     import xarray as xr
 
-    from . import analysis
     # Fano factor in 100 ms bins, or five bins for runs shorter than 500 ms
     fano_bin_ms = 100.0 if signals.duration_ms >= 500.0 else round(signals.duration_ms / 5 / signals.dt_ms) * signals.dt_ms
     metrics = {"rate_hz": analysis.firing_rate(signals), "cv_isi": analysis.cv_isi(signals),
@@ -117,7 +118,6 @@ def readout_table(signals, group_by=None):
 
 
 def cmd_analyze(args) -> int:
-    from ._stream import open_signals
     signals = open_signals(args.store)
     frame = readout_table(signals, args.group_by)
     if args.format == "json":
@@ -138,7 +138,6 @@ def write_figures(signals, out, member=0) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import analysis, viz
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sel = {"member": member} if signals.is_ensemble else {}
@@ -165,7 +164,6 @@ def write_figures(signals, out, member=0) -> list:
 
 
 def cmd_plot(args) -> int:
-    from ._stream import open_signals
     paths = write_figures(open_signals(args.store), args.out, member=args.member)
     for p in paths:
         print(p)
@@ -173,7 +171,6 @@ def cmd_plot(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from ._bench import scaling_table
     scaling_table(members=args.members, duration_ms=args.duration_ms, devices=_devices(args.devices),
                   json_path=args.json, baseline=not args.no_baseline)
     return 0
@@ -220,7 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ._devices import use_command_buffers, use_host_devices
     use_command_buffers()
     use_host_devices()
     try:

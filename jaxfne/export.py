@@ -17,7 +17,7 @@ import pathlib
 import numpy as np
 
 from ._errors import ReadoutError
-from ._manifest import SCOPE
+from .results import SCOPE
 from ._version import __version__
 from .viz import _network, _recorded, spike_coordinates
 

@@ -25,8 +25,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from ._errors import ReadoutError
-from ._health import RUNAWAY_HZ, SILENT_HZ, check_health
-from ._signals import signal_layer_depths
+from .results import check_health, signal_layer_depths
+from .results._health import RUNAWAY_HZ, SILENT_HZ
 
 #: colour of each cell type in every figure
 COLORS = {"E": "#c0392b", "I": "#2874a6"}

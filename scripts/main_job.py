@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--spec", default=str(HERE / "ei_sweep.toml"), help="the sweep's TOML spec")
     parser.add_argument("--skip-sweep", action="store_true", help="run only the tutorial network")
     args = parser.parse_args(argv)
-    from jaxfne._devices import use_command_buffers, use_host_devices
+    from jaxfne.engine._devices import use_command_buffers, use_host_devices
     use_command_buffers()   # GPUs: the step's while loops inside CUDA graphs (no effect on a CPU)
     use_host_devices()   # shards of the ensemble run in parallel on the CPU's cores
     root = pathlib.Path(args.out)

@@ -11,7 +11,7 @@ import jaxfne as jtfne  # noqa: E402
 
 SEED_PROBES = ["SPK", "Vm", "source", "LFP-proxy", "CSD-proxy"]
 
-from jaxfne import _native  # noqa: E402
+from jaxfne.engine import _native  # noqa: E402
 
 #: the engine simulate(engine="auto") picks on this machine's CPU
 HAVE_COMPILER = _native._compiler() is not None
@@ -37,7 +37,7 @@ def seed_and_drive_ensemble(base, grid):
     coordinates seed and drive.current.E (repeated pairs allowed, unlike a sweep)."""
     import numpy as np
 
-    from jaxfne._model import _construct_members
+    from jaxfne.model._construct import _construct_members
     members = [base.runtime(seed=s).drive(current={"E": c}) for s, c in grid]
     coords = {"seed": np.array([s for s, _ in grid]), "drive.current.E": np.array([c for _, c in grid])}
     return _construct_members(base, members, coords, ensemble=True)

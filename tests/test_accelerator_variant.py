@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
-from jaxfne import _simulate
-from jaxfne._step import ORDERED_INPUT_MAX_N
+from jaxfne.engine import _driver as _simulate
+from jaxfne.engine._step import ORDERED_INPUT_MAX_N
 
 from conftest import seed_page_configuration
 
@@ -96,7 +96,7 @@ def test_accelerators_get_the_ordered_form_only_for_small_networks():
     # large batches: the event loop (one row per spike instead of N rows per step)
     assert _simulate.xla_variant(small, FakeMesh, 16384) == {"ordered_input": False, "pack_spikes": True}
     assert _simulate.xla_variant(big, FakeMesh, 1) == {"ordered_input": False, "pack_spikes": True}
-    cpu = _simulate.member_mesh(jtfne._simulate.default_devices(1))
+    cpu = _simulate.member_mesh(jtfne.engine.default_devices(1))
     assert _simulate.xla_variant(small, cpu, 16) == {"ordered_input": False, "pack_spikes": False}
 
 

@@ -14,7 +14,7 @@ import xarray as xr
 
 import jaxfne as jtfne
 from conftest import seed_and_drive_ensemble
-from jaxfne import _store
+from jaxfne.sinks import _store
 from jaxfne import analysis as A
 
 DT = 0.1
@@ -260,7 +260,7 @@ def synthetic_store(path, model, n_steps, chunk_steps, density, seed=0):
                                                                               probes=("SPK",)))
     key = _store.RunKey.of(model, chunk_steps)
     zeros = {"v": np.zeros((model.n_members, model.layout.n), np.float32)}
-    _store.create(path, model, key, _store.state_layout(zeros))
+    _store.create(path, model, key, _store.state_layout(zeros), jtfne.manifest(model))
     st = _store.Store(path)
     rng = np.random.default_rng(seed)
     counts = np.zeros((model.n_members, model.layout.n), np.int64)
@@ -270,7 +270,7 @@ def synthetic_store(path, model, n_steps, chunk_steps, density, seed=0):
         block.reshape(-1)[rng.integers(0, block.size, int(density * block.size))] = True
         counts += block.sum(axis=1)
         st.write_chunk(0, t0, {"SPK": block})
-        st.commit(0, t0, keep, zeros)
+        st.commit(0, t0, keep, zeros, np.ones(model.n_members, bool))
     return counts
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfne import cli
-from jaxfne._bench import compile_seconds
+from jaxfne.bench._suite import compile_seconds
 
 
 def test_compile_seconds_counts_compilation_only():

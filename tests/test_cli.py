@@ -148,7 +148,7 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
 ], ids=["default", "user-flag", "opt-out", "backend-started"])
 def test_command_line_processes_ask_for_command_buffers(env, before, expect):
     code = ("import os, jax, jax.numpy\n"
-            "from jaxfne._devices import COMMAND_BUFFER_FLAG, use_command_buffers\n"
+            "from jaxfne.engine._devices import COMMAND_BUFFER_FLAG, use_command_buffers\n"
             f"{before}\n"
             "old = os.environ.get('XLA_FLAGS', '')\n"
             "added = use_command_buffers()\n"

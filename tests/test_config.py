@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxfne as jtfne
-from jaxfne._config import CELL_TYPES, DTYPES, LAYER_DEPTHS_UM, PATHWAYS, PROBES
+from jaxfne.config import CELL_TYPES, DTYPES, LAYER_DEPTHS_UM, PATHWAYS, PROBES
 
 CE = jtfne.ConfigurationError
 C = jtfne.Configuration

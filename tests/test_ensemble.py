@@ -12,7 +12,7 @@ import pytest
 
 import jaxfne as jtfne
 import jaxfne.cli
-from jaxfne._simulate import chunk_function
+from jaxfne.engine import chunk_function
 
 BASE = (jtfne.Configuration().runtime(duration_ms=150.0).cell_types({"E": 0.75, "I": 0.25})
         .probes(["SPK", "Vm", "LFP-proxy"]))
@@ -129,9 +129,9 @@ def test_no_recompilation_for_numeric_sweeps():
         jtfne.simulate(jtfne.construct(ens))
     info = chunk_function.cache_info()
     assert info.misses == 1 and info.currsize == 1
-    devices = jtfne._simulate.default_devices(3)
+    devices = jtfne.engine.default_devices(3)
     compiled = chunk_function(jtfne.construct(BASE.ensemble(seeds=[1, 2, 3])).layout, 1500,
-                              jtfne._simulate.member_mesh(devices), jtfne._native.resolve_engine("auto", devices))
+                              jtfne.engine.member_mesh(devices), jtfne.engine.resolve_engine("auto", devices))
     assert compiled._cache_size() == 1
 
 

@@ -5,7 +5,7 @@ import pytest
 
 import jaxfne as jtfne
 from jaxfne._fields import R0_UM, contact_depths_um, csd_proxy, distance_kernel, lfp_proxy
-from jaxfne._model import precision
+from jaxfne.model import precision
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_native
-from jaxfne import _native
+from jaxfne.engine import _native
 
 UID = os.getuid()
 
@@ -175,7 +175,7 @@ def test_a_planted_library_never_runs(tmp_path, attack):
     os.chmod(folder, 0o777)
     if attack == "planted-before":
         # the name the victim will look for: ask the victim's own key function in the same environment
-        name = subprocess.run([sys.executable, "-c", "from jaxfne import _native as n; "
+        name = subprocess.run([sys.executable, "-c", "from jaxfne.engine import _native as n; "
                                "print(f'izh_chunk-{n._key(n._compiler(), n._source())}.so')"],
                               env=env, capture_output=True, text=True, check=True).stdout.strip()
         src = tmp_path / "planted.c"

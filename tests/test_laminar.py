@@ -123,7 +123,7 @@ def test_field_proxies_across_depth_and_per_layer_readouts():
 
 
 def test_pathway_strength_sweeps_without_recompiling():
-    from jaxfne._simulate import chunk_function
+    from jaxfne.engine import chunk_function
     chunk_function.cache_clear()
     base = laminar(duration_ms=100.0)
     for values in ([5.0, 20.0], [0.0, 40.0]):
@@ -153,7 +153,7 @@ def test_columns_are_added_renamed_and_updated_by_name():
     cfg = two_columns()
     assert [c.name for c in cfg.column_specs] == ["A", "B"] and cfg.n == 120
     assert cfg.column(name="B", n={"L2/3": 10, "L4": 10}).n == 70                       # updates B only
-    from jaxfne._config import layer_slots
+    from jaxfne.config import layer_slots
     assert layer_slots(cfg) == [("A", "L2/3", 50), ("B", "L2/3", 40), ("B", "L4", 30)]
     with pytest.raises(jtfne.ConfigurationError, match=r"column: name=None is invalid; this configuration has "
                                                        r"several columns \(A, B\); name the one to change"):
@@ -281,14 +281,14 @@ def test_layer_contacts_follow_the_column_depth_overrides(tmp_path):
     assert stored.attrs["layer_depths_um"] == mem.attrs["layer_depths_um"]
     assert m.compute_readout(stored, spec)["lfp_L4"].value == pytest.approx(expect, rel=1e-6)
     # signals written before the attribute existed: the depths come from config_json
-    from jaxfne._signals import Signals
+    from jaxfne import Signals
     old = Signals(mem.dataset.copy())
     del old.dataset.attrs["layer_depths_um"]
     assert m.compute_readout(old, spec)["lfp_L4"].value == pytest.approx(expect, rel=1e-6)
 
 
 def test_swept_pathway_between_columns_is_a_member_parameter():
-    from jaxfne._simulate import chunk_function
+    from jaxfne.engine import chunk_function
     chunk_function.cache_clear()
     base = two_columns().runtime(duration_ms=60.0)
     path = "connectivity.pathways.A:L2/3.E->B:L2/3.E.strength"

@@ -1,4 +1,4 @@
-"""The native CPU engine (jaxfne/csrc/izh_chunk.cc) against independent references and the XLA engine.
+"""The native CPU engine (jaxfne/engine/csrc/izh_chunk.cc) against independent references and the XLA engine.
 
 The two engines implement one model. They agree to rounding, not bit for bit
 (XLA contracts multiply-adds into FMAs where it likes, and the native noise
@@ -18,9 +18,10 @@ import scipy.special
 import xarray as xr
 
 import jaxfne as jtfne
-from jaxfne import _native, _simulate
+from jaxfne.engine import _native
+from jaxfne.engine import _driver as _simulate
 from jaxfne._errors import SimulationError
-from jaxfne._step import noise_sample
+from jaxfne.engine._step import noise_sample
 
 from conftest import needs_native, seed_page_configuration
 
@@ -147,12 +148,12 @@ def test_shared_connectivity_and_sampled_probes():
 def test_member_bits_do_not_depend_on_layout(monkeypatch):
     cfg = laminar_config(duration_ms=60.0).ensemble(seeds=list(range(7)))
     model = jtfne.construct(cfg)
-    ref = jtfne.simulate(model, engine="native", devices=_simulate.jax.devices()[:1]).dataset
+    ref = jtfne.simulate(model, engine="native", devices=jtfne.engine.default_devices(4)[:1]).dataset
     four = jtfne.simulate(model, engine="native", chunk_ms=20.0).dataset        # 7 members padded over 4 devices
     xr.testing.assert_identical(ref, four)
     monkeypatch.setattr(_native, "threads_per_device", lambda n: 3)
     _simulate.chunk_function.cache_clear()
-    threads = jtfne.simulate(model, engine="native", devices=_simulate.jax.devices()[:1], chunk_ms=30.0).dataset
+    threads = jtfne.simulate(model, engine="native", devices=jtfne.engine.default_devices(4)[:1], chunk_ms=30.0).dataset
     monkeypatch.undo()
     _simulate.chunk_function.cache_clear()
     xr.testing.assert_identical(ref, threads)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
-from jaxfne._step import noise_sample
+from jaxfne.engine._step import noise_sample
 
 
 def draws(seed=0, steps=2000, n=500, start=0):

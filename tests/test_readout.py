@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
-from jaxfne._health import REMEDIES
+from jaxfne.results._health import REMEDIES
 
 CE, RE = jtfne.ConfigurationError, jtfne.ReadoutError
 DT = 0.1
@@ -92,7 +92,7 @@ def test_cv_isi_matches_numpy(net):
 
 def test_cv_isi_on_a_known_raster():
     # a regular neuron (CV 0), one with ISIs 10, 30 (CV 0.5), one with too few spikes (ignored)
-    from jaxfne._readout import _cv_isi
+    from jaxfne.results._readout import _cv_isi
     spk = np.zeros((100, 3), bool)
     spk[[0, 20, 40, 60], 0] = True
     spk[[5, 15, 45], 1] = True

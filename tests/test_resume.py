@@ -15,8 +15,8 @@ import pytest
 import zarr
 
 import jaxfne as jtfne
-from jaxfne import _store
-from jaxfne._model import _construct_members
+from jaxfne.sinks import _store
+from jaxfne.model._construct import _construct_members
 
 CHUNK_MS = 20.0
 DURATION_MS = 1000.0           # 50 chunks of 200 steps

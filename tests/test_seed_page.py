@@ -80,7 +80,7 @@ def test_manifest_scope_block(seed_run, tmp_path):
     }
     assert man["config_hash"] == model.config.config_hash()
     assert man["seeds"] == [42]
-    assert man["engine"] == signals.attrs["engine"] == jtfne._native.resolve_engine("auto", jtfne._simulate.default_devices(1))
+    assert man["engine"] == signals.attrs["engine"] == jtfne.engine.resolve_engine("auto", jtfne.engine.default_devices(1))
     path = tmp_path / "manifest.json"
     jtfne.write_manifest(man, path)
     back = json.loads(path.read_text())

@@ -16,8 +16,9 @@ import zarr
 
 import jaxfne as jtfne
 from conftest import seed_and_drive_ensemble
-from jaxfne import _store, _stream
-from jaxfne._model import _construct_members
+from jaxfne.sinks import _store
+from jaxfne.sinks import _zarr as _stream
+from jaxfne.model._construct import _construct_members
 
 DT = 0.1
 
@@ -131,7 +132,7 @@ def test_complete_run_is_not_recomputed(ens, tmp_path, monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("a complete store was recomputed")
 
-    monkeypatch.setattr("jaxfne._simulate.run_chunks", no_compute)
+    monkeypatch.setattr("jaxfne.engine._driver.run_chunks", no_compute)
     again = jtfne.simulate(model, store=path, chunk_ms=50.0)
     assert again.dataset.sizes["time"] == 3000
     assert file_state(path) == before
@@ -244,7 +245,7 @@ def test_inner_chunks_hold_several_members_of_one_block(tmp_path, monkeypatch):
 def test_member_blocks_are_separate_objects(ens, tmp_path):
     model, memory = ens
     path = tmp_path / "blocks.zarr"
-    stored = _stream.simulate_to_store(model, path, 500, member_block=1)
+    stored = jtfne.Signals(_stream.simulate_to_store(model, path, 500, member_block=1))
     xr.testing.assert_identical(memory.dataset, stored.dataset.load())
     root = zarr.open_group(path, mode="r")
     assert root.attrs["member_block"] == 1 and root["checkpoint/completed_steps"].shape == (3, 2)
@@ -254,7 +255,7 @@ def test_member_blocks_are_separate_objects(ens, tmp_path):
 def test_slow_disk_applies_back_pressure(ens, tmp_path, monkeypatch):
     """The driver hands chunk k+1 over only when chunk k is stored, however slow the disk is."""
     model, memory = ens
-    import jaxfne._simulate as sim
+    import jaxfne.engine._driver as sim
     produced, written, ahead = [0], [0], []
     real_run_chunks, real_write = sim.run_chunks, _store.Store.write_chunk
 
@@ -291,7 +292,7 @@ MEMORY_CHILD = textwrap.dedent("""
     import sys
     import numpy as np
     import jaxfne as jtfne
-    from jaxfne._model import _construct_members
+    from jaxfne.model._construct import _construct_members
     duration_ms, store = float(sys.argv[1]), sys.argv[2]
     base = (jtfne.Configuration().runtime(duration_ms=duration_ms, dt_ms=0.5).column(n=400)
             .probes(["SPK", "Vm"]))

@@ -12,7 +12,7 @@ from matplotlib.patches import StepPatch
 import jaxfne as jtfne
 from conftest import seed_page_configuration
 from jaxfne import viz
-from jaxfne._signals import Signals
+from jaxfne import Signals
 
 DURATION_MS = 303.0   # not a multiple of the bin widths used below: the last bin is partial
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from types import MappingProxyType
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 FAMILIES = ("izhikevich",)
 PARAMS = ("a", "b", "c", "d")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ._native import _compiler
+
 
 def use_host_devices() -> int | None:
     """Give the CPU backend several devices (2 per core) unless the user chose a count.
@@ -21,7 +23,6 @@ def use_host_devices() -> int | None:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or \
             os.environ.get("JAX_NUM_CPU_DEVICES"):
         return None
-    from ._native import _compiler
     if _compiler() is not None:
         return None
     import jax

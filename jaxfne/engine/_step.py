@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._network import NetParams, NetState
+from ..model import NetParams, NetState
 
 V_PEAK_MV = 30.0
 
@@ -126,9 +126,10 @@ def deliver(pending, increments, t, delay_steps: tuple):
 def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), ordered_input: bool = False):
     """Advance one network by one forward-Euler step of dt.
 
-    Returns the new state and the per-step observations: spikes (bool), the
-    membrane potential with spikes shown at their 30 mV peak, and the net
-    synaptic current (the ``source`` probe). Inactive (padding) networks run
+    Returns the new state and the raw observations of the step (jaxfne/_probes.py
+    ``RAW``): ``spikes`` (bool), ``v`` the membrane potential with spikes
+    shown at their 30 mV peak, ``u`` the recovery variable after the reset,
+    and ``i_syn`` the net synaptic current that drove the step. Inactive (padding) networks run
     on their own drive but never emit spikes, so they stay finite and cheap. ``delay_steps`` gives the delay of each class
     of a (C, N + 1, N) weight array. ``ordered_input`` selects
     ``recurrent_input_ordered`` (same bits, no data-dependent loop).
@@ -153,4 +154,4 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
                    s_exc=state.s_exc * params.decay_exc + inc_exc,
                    s_inh=state.s_inh * params.decay_inh + inc_inh,
                    pend_exc=pend_exc, pend_inh=pend_inh)
-    return new, {"SPK": spiked, "Vm": v_obs, "source": i_syn}
+    return new, {"spikes": spiked, "v": v_obs, "u": u_new, "i_syn": i_syn}

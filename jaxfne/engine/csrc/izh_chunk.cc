@@ -1,7 +1,7 @@
 // jaxfne native CPU engine: a batch of Izhikevich E/I networks advanced by a
 // whole chunk of time steps in one XLA FFI call.
 //
-// The model is the one in jaxfne/_step.py (forward Euler, exponential current
+// The model is the one in jaxfne/engine/_step.py (forward Euler, exponential current
 // synapses, event-driven recurrent input in ascending presynaptic index order,
 // delay classes through ring buffers, the same counter-based noise stream).
 // Loop order: member -> step -> neuron, so a member's state stays in L1 for

@@ -18,18 +18,16 @@ every path; each combination is repeated for every seed (seed varies fastest).
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from ._errors import ConfigurationError, bad_value
-from ._validate import parse_choice, parse_int
+from .._errors import ConfigurationError, bad_value
+from .._validate import parse_choice, parse_int
+from ._specs import EnsembleSpec, check_pathways
 
 
 def _cell_types(t):
     other = "I" if t == "E" else "E"
     return lambda cfg, v: cfg.cell_types({t: v, other: 1.0 - v})
-
 
 SWEEP_PATHS = {
     "cell_types.E": _cell_types("E"),
@@ -68,7 +66,6 @@ REFUSED_PATHS = {
 #: paths that change the weights, refused when connectivity is shared
 _WEIGHT_PATHS = ("cell_types.", "connectivity.p", "connectivity.strength.", "connectivity.pathways.")
 
-
 def sweep_function(path: str):
     """The function applying a value at ``path``, or None for an unknown path."""
     if path in SWEEP_PATHS:
@@ -80,10 +77,8 @@ def sweep_function(path: str):
             return lambda cfg, v: cfg.connectivity(pathways={key: {field: v}})
     return None
 
-
 def parse_ensemble(cfg, seeds, sweep, mode):
     """Validate an ensemble section against ``cfg``; return an EnsembleSpec."""
-    from ._config import EnsembleSpec
     w = "ensemble"
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise bad_value(w, "seeds", seeds, "a list of integer seeds is required")
@@ -122,7 +117,6 @@ def parse_ensemble(cfg, seeds, sweep, mode):
             try:
                 sweep_function(path)(cfg, v)
                 if path.startswith("connectivity.pathways."):   # its columns and layers exist
-                    from ._model import check_pathways
                     check_pathways(cfg, [path[len("connectivity.pathways."):].rpartition(".")[0]])
             except ConfigurationError as exc:
                 raise ConfigurationError(f"ensemble: sweep[{path!r}] value {v!r} is invalid: {exc}") from None
@@ -131,29 +125,3 @@ def parse_ensemble(cfg, seeds, sweep, mode):
         raise bad_value(w, "sweep", {p: len(v) for p, v in parsed},
                         "mode='zip' needs the same number of values on every path")
     return EnsembleSpec(seeds=seeds, sweep=tuple(parsed), mode=mode)
-
-
-def expand_members(cfg):
-    """(member configurations, member coordinates) of an ensemble configuration."""
-    spec = cfg.ensemble_spec
-    base = cfg.__class__(**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__ if f != "ensemble_spec"})
-    paths = [p for p, _ in spec.sweep]
-    lists = [v for _, v in spec.sweep]
-    combos = list(itertools.product(*lists)) if spec.mode == "grid" else list(zip(*lists)) if lists else [()]
-    members, coords = [], {"seed": [], **{p: [] for p in paths}}
-    for combo in combos:
-        member = base
-        for path, value in zip(paths, combo):
-            member = sweep_function(path)(member, value)
-        for seed in spec.seeds:
-            members.append(member.runtime(seed=seed))
-            coords["seed"].append(seed)
-            for path, value in zip(paths, combo):
-                coords[path].append(value)
-    return members, {k: np.asarray(v) for k, v in coords.items()}
-
-
-def construct_ensemble(cfg):
-    from ._model import _construct_members
-    members, coords = expand_members(cfg)
-    return _construct_members(cfg, members, member_coords=coords, ensemble=True)

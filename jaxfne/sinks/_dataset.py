@@ -1,110 +1,24 @@
-"""Signals: recorded probes as labelled arrays (an xarray Dataset underneath)."""
+"""The labelled form of a run: host arrays + a model -> an xarray Dataset (dims, coordinates, attributes).
+
+The in-memory sink and the Zarr store both take their layout from here, so
+store-backed signals match in-memory ones by construction. Units and
+descriptions come from the probe definitions (jaxfne/_probes.py).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import json
 
 import numpy as np
 import xarray as xr
 
-from ._errors import ReadoutError
-
-UNITS = {"SPK": "1", "Vm": "mV", "source": "a.u. (current proxy)",
-         "LFP-proxy": "a.u. (proxy, uncalibrated)", "CSD-proxy": "a.u./mm^2 (proxy, uncalibrated)"}
-DESCRIPTIONS = {
-    "SPK": "spike raster: True where the neuron crossed 30 mV in that step",
-    "Vm": "membrane potential; spikes shown at their 30 mV peak",
-    "source": "net synaptic current per neuron (s_exc - s_inh), the source proxy",
-    "LFP-proxy": "distance-weighted sum of sources per contact; a proxy, no volume conductor",
-    "CSD-proxy": "minus the second spatial derivative of the LFP proxy; a proxy",
-}
-
-
-class MissingProbeError(ReadoutError, KeyError):
-    """A probe that was not recorded: a ReadoutError, and a KeyError for the Mapping protocol
-    (so ``signals.get(name)`` and ``name in signals`` work)."""
-
-    __str__ = BaseException.__str__   # KeyError would quote the message
-
-
-class Signals(Mapping):
-    """Recorded probes, keyed by probe name, each an ``xarray.DataArray``.
-
-    Single networks have dims (time, neuron) or (time, contact); ensembles add
-    a leading ``member`` dim with member coordinates (seed and swept values).
-    ``np.asarray(signals["Vm"])`` gives the plain array.
-    """
-
-    def __init__(self, dataset: xr.Dataset):
-        self._ds = dataset
-
-    @property
-    def dataset(self) -> xr.Dataset:
-        return self._ds
-
-    @property
-    def attrs(self) -> dict:
-        return self._ds.attrs
-
-    @property
-    def dt_ms(self) -> float:
-        return float(self._ds.attrs["dt_ms"])
-
-    @property
-    def duration_ms(self) -> float:
-        return float(self._ds.sizes["time"] * self.dt_ms)
-
-    @property
-    def is_ensemble(self) -> bool:
-        return "member" in self._ds.dims
-
-    def __getitem__(self, name: str) -> xr.DataArray:
-        if not self.__contains__(name):
-            raise MissingProbeError(f"signals[{name!r}]: no such probe; recorded probes are {', '.join(self)}")
-        return self._ds[name]
-
-    def __contains__(self, name) -> bool:
-        return isinstance(name, str) and name in self._ds.data_vars
-
-    def __iter__(self):
-        return iter(self._ds.data_vars)
-
-    def __len__(self) -> int:
-        return len(self._ds.data_vars)
-
-    def sel(self, **indexers) -> "Signals":
-        return Signals(self._ds.sel(**indexers))
-
-    def isel(self, **indexers) -> "Signals":
-        return Signals(self._ds.isel(**indexers))
-
-    def __repr__(self) -> str:
-        return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
-
+from .._probes import REGISTRY
 
 def layer_depths(cfg) -> dict:
     """{column: {layer: [top_um, bottom_um]}} of every layer of every column (overrides applied)."""
     return {col.name: {lay: list(col.depth_range(lay)) for lay in col.layers} for col in cfg.column_specs}
 
-
-def signal_layer_depths(attrs) -> dict:
-    """``layer_depths`` of the run behind some Signals attributes (stores opened lazily too).
-
-    Reads the ``layer_depths_um`` attribute; signals written before it existed
-    fall back to their ``config_json``.
-    """
-    if "layer_depths_um" in attrs:
-        return json.loads(attrs["layer_depths_um"])
-    if "config_json" in attrs:
-        from ._config import Configuration
-        return layer_depths(Configuration.from_dict(json.loads(attrs["config_json"])))
-    raise ReadoutError("these signals carry neither 'layer_depths_um' nor 'config_json' in their attributes; "
-                       "their layers' depth ranges are unknown")
-
-
-def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, state_finite=None) -> Signals:
+def build_dataset(arrays: dict, model, *, squeeze_member: bool, members=None, state_finite=None) -> xr.Dataset:
     """Wrap host arrays (member, time, ...) in a labelled Dataset.
 
     ``members`` are the global indices of the members in ``arrays`` (all by
@@ -135,7 +49,7 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
     for name, arr in arrays.items():
         geo = layout.geometry(name)
         data_vars[name] = (("member", geo["time_dim"], geo["last_dim"]), arr,
-                           {"units": UNITS[name], "description": DESCRIPTIONS[name]})
+                           {"units": REGISTRY[name].units, "description": REGISTRY[name].description})
     for key, val in per_member.items():
         coords[key] = (("member", "neuron"), val)
     if layout.sample_every > 1 and any(layout.geometry(n)["stride"] > 1 for n in arrays):
@@ -166,4 +80,4 @@ def build_signals(arrays: dict, model, *, squeeze_member: bool, members=None, st
     if squeeze_member:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in model.member_coords if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
-    return Signals(ds)
+    return ds

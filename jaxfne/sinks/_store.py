@@ -37,13 +37,14 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
-from ._errors import StoreError
+from .._errors import StoreError
+from .._probes import REGISTRY
+from ._dataset import build_dataset
 
 SCHEMA = "jaxfne.store/1"
 SCHEMA_VERSION = 1
 #: suffixes of the sibling folders used for atomic creation and deletion
 CREATING, DELETING = ".jaxfne-creating", ".jaxfne-deleting"
-FIELD_PROBES = ("LFP-proxy", "CSD-proxy")
 #: spike rasters are ~99.9% zeros: zstd on 1-byte bools is fast and ~100-200x smaller; level 1 takes
 #: half the CPU of the default level 3 and compresses rasters as well (bench/NOTES.md)
 SPK_COMPRESSOR = ZstdCodec(level=1)
@@ -141,16 +142,15 @@ def template(model) -> xr.Dataset:
     The store takes its coordinates, variable attributes and Signals attributes
     from it, so store-backed Signals match in-memory ones by construction.
     """
-    from ._signals import build_signals
     layout = model.layout
-    arrays = {name: np.broadcast_to(np.zeros((), bool if name == "SPK" else layout.dtype),
+    arrays = {name: np.broadcast_to(np.zeros((), bool if REGISTRY[name].dtype == "bool" else layout.dtype),
                                     (model.n_members, layout.geometry(name)["n_time"],
                                      layout.geometry(name)["n_last"]))
               for name in layout.probes}
-    return build_signals(arrays, model, squeeze_member=False).dataset
+    return build_dataset(arrays, model, squeeze_member=False)
 
 
-def root_attrs(model, key: RunKey, signal_attrs: dict) -> dict:
+def root_attrs(model, key: RunKey, signal_attrs: dict, manifest: dict) -> dict:
     """The store's root attributes (JSON)."""
     layout = model.layout
     return {
@@ -168,7 +168,7 @@ def root_attrs(model, key: RunKey, signal_attrs: dict) -> dict:
         "spk_encoding": "bool",
         "members_digest": key.members_digest,
         "config": model.config.to_dict(),
-        "manifest": model.manifest(),
+        "manifest": manifest,
         **signal_attrs,                               # dt_ms, config_hash, scope, ... as in-memory Signals
         "signal_attrs": list(signal_attrs),
     }
@@ -177,15 +177,6 @@ def root_attrs(model, key: RunKey, signal_attrs: dict) -> dict:
 def state_layout(state: dict) -> list:
     """[[field, per-member shape, dtype], ...] of a state given as field -> array (member, ...)."""
     return [[name, list(np.shape(arr)[1:]), np.asarray(arr).dtype.str] for name, arr in state.items()]
-
-
-def state_finite(state: dict) -> np.ndarray:
-    """Per member: are the membrane variables (v, u) all finite?"""
-    out = np.ones(len(next(iter(state.values()))), dtype=bool)
-    for name in ("v", "u"):
-        if name in state:
-            out &= np.isfinite(state[name]).reshape(len(out), -1).all(axis=1)
-    return out
 
 
 def pack_state(state: dict, layout: list) -> np.ndarray:
@@ -209,11 +200,11 @@ def unpack_state(packed: np.ndarray, layout: list) -> dict:
     return out
 
 
-def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
+def build_skeleton(target: Path, model, key: RunKey, state: list, manifest: dict) -> None:
     """Write every array's metadata, the coordinates and the attributes into ``target``."""
     layout = model.layout
     tmpl = template(model)
-    group = zarr.open_group(target, mode="w", zarr_format=3, attributes=root_attrs(model, key, dict(tmpl.attrs)))
+    group = zarr.open_group(target, mode="w", zarr_format=3, attributes=root_attrs(model, key, dict(tmpl.attrs), manifest))
     for name, coord in tmpl.coords.items():
         _write_coord(group, name, coord.dims, coord.values, dict(coord.attrs))
     # written with the last chunk of each member-block: is the final state (v, u) finite?
@@ -225,7 +216,7 @@ def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
     for name in layout.probes:
         geo = layout.geometry(name)
         last, n_time, t_chunk = geo["n_last"], geo["n_time"], key.chunk_steps // geo["stride"]
-        is_spk = name == "SPK"
+        is_spk = REGISTRY[name].dtype == "bool"       # rasters: zstd; float traces: shuffled lz4
         arr = group.create_array(
             name, shape=(key.n_members, n_time, last), dtype=bool if is_spk else layout.dtype,
             chunks=(inner, t_chunk, last),
@@ -248,7 +239,7 @@ def build_skeleton(target: Path, model, key: RunKey, state: list) -> None:
         zarr.consolidate_metadata(target)
 
 
-def create(path: Path, model, key: RunKey, state: list) -> None:
+def create(path: Path, model, key: RunKey, state: list, manifest: dict) -> None:
     """Create the store at ``path`` atomically (build beside it, then rename).
 
     ``state`` is the checkpoint's field layout (``state_layout`` of a state).
@@ -257,7 +248,7 @@ def create(path: Path, model, key: RunKey, state: list) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        build_skeleton(tmp, model, key, state)
+        build_skeleton(tmp, model, key, state, manifest)
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         os.rename(tmp, path)
@@ -428,8 +419,11 @@ class Store:
             self._write(name, f"chunk {t0 // self.chunk_steps} (steps {t0}-{t0 + data.shape[1] * stride}) of "
                         f"probe {name!r}", (sel, slice(start, start + data.shape[1])), data)
 
-    def commit(self, block: int, t0: int, n_keep: int, state: dict) -> None:
-        """Save the state after a chunk, then mark the chunk complete (the marker last)."""
+    def commit(self, block: int, t0: int, n_keep: int, state: dict, finite: np.ndarray) -> None:
+        """Save the state after a chunk, then mark the chunk complete (the marker last).
+
+        ``finite``: per member, the device's flag that the state (v, u) is finite.
+        """
         chunk = t0 // self.chunk_steps
         slot = chunk % 2
         sel = self.block_members(block)
@@ -437,7 +431,7 @@ class Store:
         self._write("checkpoint/state", f"{where}, state checkpoint", (slot, sel),
                     pack_state(state, self.state_fields))
         if t0 + n_keep >= self.n_steps:
-            self._write("state_finite", f"{where}, state_finite", sel, state_finite(state))
+            self._write("state_finite", f"{where}, state_finite", sel, np.asarray(finite, bool))
         self._write("checkpoint/completed_steps", f"{where}, progress marker", (block, slot), t0 + n_keep)
 
     def _write(self, name: str, where: str, selection, data) -> None:

@@ -16,123 +16,20 @@ import json
 import numbers
 from typing import Any
 
-from ._errors import ConfigurationError, bad_value
+from .._errors import ConfigurationError, bad_value
+from .._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping
 from ._presets import FAMILIES, get_preset
-from ._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping
-
-CELL_TYPES = ("E", "I")
-PATHWAYS = ("E->E", "E->I", "I->E", "I->I")
-DTYPES = ("float32", "float64")
-PROBES = ("SPK", "Vm", "source", "LFP-proxy", "CSD-proxy")
-
-#: Default depth range (um below the pia) of each layer: approximate rodent
-#: sensory cortex, used to place neurons and to span the field-proxy contacts.
-LAYER_DEPTHS_UM = {"L1": (0.0, 100.0), "L2/3": (100.0, 400.0), "L4": (400.0, 600.0),
-                   "L5": (600.0, 900.0), "L6": (900.0, 1200.0)}
-#: Default share of a column's neurons per layer when ``n`` is a total.
-LAYER_FRACTIONS = {"L1": 0.05, "L2/3": 0.30, "L4": 0.25, "L5": 0.25, "L6": 0.15}
-
-#: The driver counts steps in int32, so a run has fewer than 2**31 steps.
-MAX_STEPS = 2**31
-
-#: Name of the column of a configuration that has not named it. A configuration
-#: with this one column takes the first name given to ``column(name=...)``.
-DEFAULT_COLUMN = "column"
+from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS, PATHWAYS,
+                     PROBES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
+                     ProbesSpec, RuntimeSpec, parse_pathway_key)
+from ._sweep import parse_ensemble
 
 _UNSET: Any = object()
-
 
 def _pairs(mapping: dict) -> tuple:
     return tuple(sorted(mapping.items()))
 
-
-@dataclasses.dataclass(frozen=True)
-class RuntimeSpec:
-    seed: int = 0
-    dtype: str = "float32"
-    duration_ms: float = 1000.0
-    dt_ms: float = 0.1
-
-
-@dataclasses.dataclass(frozen=True)
-class ColumnSpec:
-    name: str = "column"
-    layers: tuple = ("L2/3",)
-    #: neurons per layer, in the order of ``layers``
-    n_per_layer: tuple = (100,)
-    #: ((layer, (top_um, bottom_um)), ...) overriding LAYER_DEPTHS_UM
-    depths_um: tuple = ()
-
-    @property
-    def n(self) -> int:
-        return sum(self.n_per_layer)
-
-    def depth_range(self, layer: str) -> tuple:
-        return dict(self.depths_um).get(layer, LAYER_DEPTHS_UM[layer])
-
-
-@dataclasses.dataclass(frozen=True)
-class CellTypesSpec:
-    fractions: tuple = (("E", 0.8), ("I", 0.2))
-    #: ((layer, (("E", f), ("I", f))), ...) overriding ``fractions`` in those layers
-    per_layer: tuple = ()
-
-    def for_layer(self, layer: str) -> dict:
-        return dict(dict(self.per_layer).get(layer, self.fractions))
-
-
-@dataclasses.dataclass(frozen=True)
-class ConnectivitySpec:
-    p: float = 1.0
-    #: per pathway "pre->post": summed mean weight onto one postsynaptic cell
-    #: from its whole presynaptic population (current units, see docs)
-    strength: tuple = (("E->E", 20.0), ("E->I", 40.0), ("I->E", 20.0), ("I->I", 30.0))
-    tau_exc_ms: float = 5.0
-    tau_inh_ms: float = 10.0
-    shared: bool = False
-    #: delay of every pathway not given in ``pathways`` (0 = the next time step)
-    delay_ms: float = 0.0
-    #: (("L4.E->L2/3.E", (("delay_ms", d), ("p", p), ("strength", g))), ...) user pathways
-    pathways: tuple = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class EmitterSpec:
-    family: str = "izhikevich"
-    #: preset name per cell type
-    preset: tuple = (("E", "cortical_eig"), ("I", "cortical_eig"))
-
-
-@dataclasses.dataclass(frozen=True)
-class DriveSpec:
-    #: constant current per cell type
-    current: tuple = (("E", 4.0), ("I", 0.0))
-    #: noise per cell type: standard deviation of the current times sqrt(ms)
-    noise: tuple = (("E", 2.0), ("I", 2.0))
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbesSpec:
-    names: tuple = ("SPK", "Vm")
-    contacts: int = 16
-    #: contact spacing; None spreads the contacts over the column's depth
-    contact_spacing_um: float | None = None
-    #: which neurons Vm and source record: None (all), ("per_type", k) or ("index", (i, ...))
-    neurons: tuple | None = None
-    #: sampling interval of Vm, source, LFP-proxy and CSD-proxy; None = every step
-    every_ms: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class EnsembleSpec:
-    seeds: tuple = ()
-    #: ((path, (value, ...)), ...) in the order given
-    sweep: tuple = ()
-    mode: str = "grid"
-
-
 _SECTIONS = ("runtime", "column", "cell_types", "connectivity", "emitter", "drive", "probes")
-
 
 @dataclasses.dataclass(frozen=True)
 class Configuration:
@@ -418,7 +315,6 @@ class Configuration:
         "connectivity.strength.E->I", "emitter.preset") to a list of values. See
         docs/ensembles.md for the grammar; an unknown path lists the valid ones.
         """
-        from ._ensemble import parse_ensemble
         cur = self.ensemble_spec or EnsembleSpec(seeds=(self.runtime_spec.seed,))
         spec = parse_ensemble(self, cur.seeds if seeds is _UNSET else seeds,
                               dict(cur.sweep) if sweep is _UNSET else sweep,
@@ -502,12 +398,6 @@ class Configuration:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-
-def layer_slots(cfg: Configuration) -> list:
-    """(column name, layer, neurons) of every layer of every column, in neuron order."""
-    return [(c.name, lay, n) for c in cfg.column_specs for lay, n in zip(c.layers, c.n_per_layer)]
-
-
 def _split_total(total: int, layers: tuple) -> tuple:
     """Split ``total`` neurons over ``layers`` by LAYER_FRACTIONS (largest remainder)."""
     weights = [LAYER_FRACTIONS[lay] for lay in layers]
@@ -518,41 +408,6 @@ def _split_total(total: int, layers: tuple) -> tuple:
     for i in order[: total - sum(base)]:
         base[i] += 1
     return tuple(base)
-
-
-#: Feed-forward excitation between layers, on when both layers are in the column.
-DEFAULT_PATHWAYS = {
-    "L4.E->L2/3.E": {"p": 0.5, "strength": 10.0, "delay_ms": 1.5},
-    "L2/3.E->L5.E": {"p": 0.5, "strength": 10.0, "delay_ms": 1.5},
-}
-
-
-def parse_pathway_key(where: str, key) -> tuple:
-    """A pathway key -> its two ends (column or None, layer, cell type); a clear error otherwise.
-
-    'L4.E->L2/3.E' (within every column) gives ((None, 'L4', 'E'), (None, 'L2/3', 'E'));
-    'A:L4.E->B:L2/3.E' (from column A to column B) gives (('A', 'L4', 'E'), ('B', 'L2/3', 'E')).
-    """
-    allowed = ("a key 'LAYER.TYPE->LAYER.TYPE' such as 'L4.E->L2/3.E' (within every column) or "
-               "'COLUMN:LAYER.TYPE->COLUMN:LAYER.TYPE' such as 'A:L4.E->B:L2/3.E' (between named columns) "
-               f"with layers {', '.join(LAYER_DEPTHS_UM)} and types {', '.join(CELL_TYPES)}")
-    if not isinstance(key, str) or key.count("->") != 1:
-        raise bad_value(where, "pathways", key, allowed)
-    ends = []
-    for part in key.split("->"):
-        column, colon, group = part.strip().rpartition(":")
-        layer, _, ctype = group.strip().rpartition(".")
-        if colon and not column.strip():
-            raise bad_value(where, "pathways", key, f"the column name before ':' is empty; {allowed}")
-        if layer not in LAYER_DEPTHS_UM:
-            raise bad_value(where, "pathways", key, f"layer {layer!r} is unknown; {allowed}")
-        if ctype not in CELL_TYPES:
-            raise bad_value(where, "pathways", key, f"cell type {ctype!r} is unknown; {allowed}")
-        ends.append((column.strip() if colon else None, layer, ctype))
-    if (ends[0][0] is None) != (ends[1][0] is None):
-        raise bad_value(where, "pathways", key, f"name the column of both ends or of neither; {allowed}")
-    return tuple(ends)
-
 
 def _parse_fractions(w: str, field: str, fractions) -> tuple:
     fractions = parse_mapping(w, field, fractions)

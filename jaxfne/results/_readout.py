@@ -8,8 +8,9 @@ import math
 import numpy as np
 import xarray as xr
 
-from ._config import CELL_TYPES, LAYER_DEPTHS_UM
-from ._errors import ConfigurationError, ReadoutError
+from .._errors import ConfigurationError, ReadoutError
+from ..config import CELL_TYPES, LAYER_DEPTHS_UM
+from ._signals import signal_layer_depths
 
 #: metric -> (probe it reads, units)
 METRICS = {
@@ -101,7 +102,6 @@ def _select_column(da: xr.DataArray, spec: ReadoutSpec, dim: str, coord: str) ->
 
 def _layer_contacts(da: xr.DataArray, spec: ReadoutSpec, attrs) -> xr.DataArray:
     """The contacts lying in ``spec.layer``'s depth range of their own column (depth overrides honoured)."""
-    from ._signals import signal_layer_depths
     depths = signal_layer_depths(attrs)
     z = np.asarray(da["contact_depth_um"].values, dtype=float)
     cols = _columns_of(da, "contact_column")

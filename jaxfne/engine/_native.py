@@ -1,4 +1,4 @@
-"""The native CPU engine: jaxfne/csrc/izh_chunk.cc built once per machine, called through XLA FFI.
+"""The native CPU engine: jaxfne/engine/csrc/izh_chunk.cc built once per machine, called through XLA FFI.
 
 The kernel advances a block of members by a whole chunk in one call (member ->
 step -> neuron loops, the neuron loop vectorised by the compiler). It is
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import SimulationError
+from .._errors import SimulationError
+from .._probes import REGISTRY
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC")
 TARGETS = {"float32": "jaxfne_izh_chunk_f32", "float64": "jaxfne_izh_chunk_f64"}
@@ -38,7 +39,7 @@ ENGINES = ("auto", "xla", "native")
 
 
 def _source() -> bytes:
-    return resources.files("jaxfne").joinpath("csrc", "izh_chunk.cc").read_bytes()
+    return resources.files("jaxfne.engine").joinpath("csrc", "izh_chunk.cc").read_bytes()
 
 
 def _cpu_flags() -> str:
@@ -252,18 +253,44 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def resolve_engine(engine, devices) -> str:
-    """The engine a run uses: "xla" or "native" (``auto``: native when every device is a CPU and it builds)."""
+def unsupported(layout) -> str | None:
+    """What of ``layout`` the native engine cannot run (None: everything); its declared capabilities.
+
+    Probes say which engines produce them (jaxfne/_probes.py ``Probe.engines``).
+    """
+    if layout is None:
+        return None
+    lacking = [name for name in layout.probes if "native" not in REGISTRY[name].engines]
+    if lacking:
+        return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
+    return None
+
+
+def resolve_engine(engine, devices, layout=None) -> str:
+    """The engine a run of ``layout`` uses: "xla" or "native".
+
+    ``auto``: native when every device is a CPU, it builds, and it supports
+    every feature of ``layout`` (``unsupported``); otherwise the XLA step,
+    saying why once when the reason is not simply a missing compiler.
+    ``native`` raises SimulationError instead of falling back.
+    """
     if engine not in ENGINES:
         raise SimulationError(f"simulate: engine={engine!r} is invalid; choose one of {', '.join(map(repr, ENGINES))}")
     on_cpu = all(d.platform == "cpu" for d in devices)
+    lacking = unsupported(layout)
     if engine == "native":
         if not on_cpu:
             raise SimulationError("simulate: engine='native' runs on CPU devices only; "
                                   f"got {sorted({d.platform for d in devices})} (use engine='xla' or 'auto')")
+        if lacking:
+            raise SimulationError(f"simulate: engine='native' cannot run this model: {lacking} "
+                                  "(use engine='xla' or 'auto')")
         library()
         return "native"
     if engine == "auto" and on_cpu:
+        if lacking:
+            _warn_once(f"jaxfne: running the XLA step on the CPU because {lacking}")
+            return "xla"
         ok, why = available()
         if ok:
             return "native"

@@ -18,12 +18,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._params import NetParams
+
 # fold_in tags: one independent stream per purpose
 TAG_HETEROGENEITY = 1
-TAG_CONNECTIVITY = 2
-TAG_DEPTH = 3
-TAG_NOISE = 4
 
+TAG_CONNECTIVITY = 2
+
+TAG_DEPTH = 3
+
+TAG_NOISE = 4
 
 class Knobs(NamedTuple):
     """Every per-member number a sweep may change (scalars per member)."""
@@ -39,47 +43,15 @@ class Knobs(NamedTuple):
     noise: jax.Array           # (2,) per type
     dt_ms: jax.Array
 
-
-class NetParams(NamedTuple):
-    """Arrays of one network (leading member axis once batched)."""
-
-    a: jax.Array
-    b: jax.Array
-    c: jax.Array
-    d: jax.Array
-    is_exc: jax.Array          # (N,) bool
-    w: jax.Array               # (N + 1, N) [pre, post], >= 0; sign from the pre type; last row 0;
-                               # (C, N + 1, N) with one matrix per delay class when delays differ
-    i_mean: jax.Array          # (N,) constant drive
-    noise_scale: jax.Array     # (N,) sigma / sqrt(dt): current noise std per step
-    decay_exc: jax.Array       # exp(-dt / tau_exc)
-    decay_inh: jax.Array
-    dt_ms: jax.Array
-    noise_key: jax.Array       # raw uint32[2] key of the noise stream
-    lfp_kernel: jax.Array      # (C, N) contact-by-neuron weights of the LFP proxy
-    active: jax.Array          # False for padding members
-
-
-class NetState(NamedTuple):
-    v: jax.Array
-    u: jax.Array
-    s_exc: jax.Array           # excitatory synaptic current
-    s_inh: jax.Array           # inhibitory synaptic current (enters with a minus sign)
-    pend_exc: jax.Array        # (D, N) delayed excitatory input waiting to arrive (D = 0: no delays)
-    pend_inh: jax.Array        # (D, N) delayed inhibitory input
-
-
 def member_key(seed):
     """The root key of a member: a function of its seed only."""
     return jax.random.PRNGKey(seed)
-
 
 def _per_column(key, sizes: tuple, dtype):
     """(N,) uniforms: column 0 from ``key`` itself, column c > 0 from fold_in(key, c)."""
     parts = [jax.random.uniform(key if c == 0 else jax.random.fold_in(key, c), (size,), dtype=dtype)
              for c, size in enumerate(sizes)]
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
-
 
 def _per_block(key, sizes: tuple, dtype):
     """(N, N) uniforms: block [a, b] from fold_in(fold_in(key, a), b), block [0, 0] from ``key``."""
@@ -88,7 +60,6 @@ def _per_block(key, sizes: tuple, dtype):
     return jnp.block([[jax.random.uniform(key if a == b == 0 else jax.random.fold_in(jax.random.fold_in(key, a), b),
                                           (na, nb), dtype=dtype)
                        for b, nb in enumerate(sizes)] for a, na in enumerate(sizes)])
-
 
 def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, contact_column, delay_class, *,
                   dtype, r0_um, n_classes: int, column_sizes: tuple | None = None):
@@ -150,10 +121,3 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
         lfp_kernel=kernel.astype(dtype), active=jnp.asarray(True),
     )
     return params, depth
-
-
-def initial_state(params: NetParams, delay_slots: int = 0) -> NetState:
-    v = jnp.full_like(params.a, -65.0)
-    pend = jnp.zeros((delay_slots,) + v.shape, v.dtype)
-    return NetState(v=v, u=params.b * v, s_exc=jnp.zeros_like(v), s_inh=jnp.zeros_like(v),
-                    pend_exc=pend, pend_inh=pend)

@@ -23,13 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .._api import construct, simulate
+from .._version import __version__
+from ..config import Configuration
+from ..engine import default_devices as simulate_default
+from ..results import open_signals
+from ._baseline import make_dense_baseline
+
 SEED_PROBES = ("SPK", "Vm", "source", "LFP-proxy", "CSD-proxy")
 DT_MS = 0.1
 
 
 def tutorial(duration_ms: float, n: int = 100, p: float = 1.0, shared: bool = False, probes=("SPK",)):
     """The tutorial network (seed page): 100 Izhikevich cells, 75% E, all-to-all by default."""
-    from ._config import Configuration
     return (Configuration().runtime(seed=42, duration_ms=duration_ms, dt_ms=DT_MS)
             .column(name="L2/3_column", layers=["L2/3"], n=n).cell_types({"E": 0.75, "I": 0.25})
             .connectivity(p=p, shared=shared).set_emitter(family="izhikevich", preset="cortical_eig")
@@ -107,7 +113,6 @@ def machine_info(devices=None) -> dict:
     import jax
     import jaxlib
 
-    from . import __version__
     devs = list(jax.devices() if devices is None else devices)
     cpu = "unknown"
     try:
@@ -197,7 +202,6 @@ class _Runner:
     """One case on given devices: a constructed model and a timed ``simulate`` call."""
 
     def __init__(self, case: Case, devices=None, workdir=None):
-        from ._model import construct
         self.case, self.devices = case, devices
         t = time.perf_counter()
         self.model = construct(case.configuration())
@@ -211,7 +215,6 @@ class _Runner:
         return self.work / f"run{self.n}.zarr"
 
     def call(self) -> float:
-        from ._simulate import simulate
         kwargs = {"chunk_ms": self.case.chunk_ms, "devices": self.devices, "engine": self.case.engine}
         if self.case.store:
             shutil.rmtree(self.store_path(), ignore_errors=True)   # keep one store on disk at a time
@@ -242,7 +245,6 @@ class _Runner:
                "first_call_extra_s": max(self.first - best, 0.0),
                "construct_s": self.construct_s, "first_call_s": self.first, "timed_calls": len(self.times)}
         if case.store:
-            from ._stream import open_signals
             t0 = time.perf_counter()
             open_signals(self.store_path())
             row["open_signals_s"] = time.perf_counter() - t0
@@ -289,8 +291,6 @@ def measure_side_by_side(variants, rounds: int = 2, workdir=None) -> list:
 
 def measure_baseline(case: Case, budget_s: float = 5.0) -> dict:
     """Neuron-steps/s of the dense baseline on ``case``'s model (stops after ~``budget_s``)."""
-    from ._baseline import make_dense_baseline
-    from ._model import construct
     model = construct(dataclasses.replace(case, probes=("SPK",), store=False).configuration())
     # short chunks: the warm-up (compile + one chunk) stays short for big dense models; the per-step cost of
     # the dense baseline does not depend on the chunk length once it is over ~100 steps
@@ -354,11 +354,6 @@ def describe(case: Case, n_devices: int) -> str:
 
 def default_devices(members: int) -> list:
     """The devices simulate(devices=None) uses for ``members`` members (no more devices than members)."""
-    try:
-        from ._simulate import default_devices as simulate_default
-    except ImportError:  # pragma: no cover - older driver: every device
-        import jax
-        return list(jax.devices())
     return list(simulate_default(members))
 
 

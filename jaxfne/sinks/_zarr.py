@@ -1,4 +1,4 @@
-"""Streaming a run into a Zarr store, resuming it, and opening it lazily.
+"""The Zarr sink: streaming a run into a store, resuming it, and opening it lazily.
 
 The device computes chunk k+1 while a writer thread stores chunk k, and the
 driver dispatches chunk k+2 only when chunk k is stored (a two-stage pipeline):
@@ -14,24 +14,28 @@ import threading
 import time
 import warnings
 
+import jax
 import numpy as np
 import xarray as xr
 
+from .._errors import StoreError
+from .._progress import Progress
+from ..engine import Chunk, drive, initial_states, member_mesh, resolve_engine
+from ..model import NetState
 from . import _store
-from ._errors import StoreError
-from ._signals import Signals
 
 #: chunks handed to the writer and not yet stored, at most (the driver waits for the writer beyond it)
 QUEUE_CHUNKS = 0
+
 #: how long a non-creating process waits for the store to appear
 STORE_WAIT_S = 600.0
+
 #: target size of one Dask block of an opened store (one member, all neurons)
 DASK_BLOCK_BYTES = 32 * 2**20
 
-
 def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False, progress: bool = False,
                       devices=None, member_block: int | None = None, blocks=None, creator: bool = True,
-                      engine: str = "auto") -> Signals:
+                      engine: str = "auto", manifest: dict | None = None) -> xr.Dataset:
     """Run ``model`` into the Zarr store at ``store``; return lazily backed Signals.
 
     A new store is created; a store of the same run continues from its last
@@ -46,11 +50,9 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     creates (or, with ``overwrite``, replaces) the store; the others wait for
     it to appear before their first write.
     """
-    from ._native import resolve_engine
-    from ._simulate import member_mesh
     path = _store.resolve_path(store)
     key = _store.RunKey.of(model, chunk_steps, member_block,
-                           resolve_engine(engine, list(member_mesh(devices).devices.flat)))
+                           resolve_engine(engine, list(member_mesh(devices).devices.flat), model.layout))
     blocks = list(range(key.n_blocks)) if blocks is None else [int(b) for b in blocks]
     for suffix in (_store.CREATING, _store.DELETING) if creator else ():
         # left by a kill during creation or deletion: ours by name. Only the creating process may
@@ -71,7 +73,7 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
         st = _store.Store(path)
         start = min(st.completed_steps(b)[0] for b in range(st.n_blocks))
         if start >= st.n_steps:
-            return open_signals(path)      # complete: nothing is recomputed
+            return open_dataset(path)      # complete: nothing is recomputed
         why = _store.layout_mismatch(st.attrs, key)
         if why is not None:
             raise StoreError(f"simulate(store={str(path)!r}): cannot resume the unfinished run there: {why}; "
@@ -80,14 +82,13 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
                              "overwrite=True to start over")
         _store.remove_partials(path, st.probes, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
-    _run(model, path, key, st, blocks, start, state, progress, devices, creator)
+    sink = ZarrSink(model, path, key, st, blocks, start, progress, creator, manifest or {})
+    drive(model, sink, key.chunk_steps, start_step=start, state=state, devices=devices, engine=key.engine)
     # a process that writes only some member-blocks may finish before the others
-    return open_signals(path, allow_incomplete=not creator or len(blocks) < key.n_blocks)
-
+    return open_dataset(path, allow_incomplete=not creator or len(blocks) < key.n_blocks)
 
 def _state_at(st: _store.Store, blocks: list, steps: int):
     """The checkpointed NetState of ``blocks`` after ``steps`` (one of the two newest slots)."""
-    from ._network import NetState
     parts = []
     marker = st.array("checkpoint/completed_steps")
     for b in blocks:
@@ -108,15 +109,14 @@ def _state_at(st: _store.Store, blocks: list, steps: int):
                          f"needs {sorted(NetState._fields)}; pass overwrite=True to start over")
     return NetState(**fields)
 
-
 class _Writer(threading.Thread):
     """Writes queued chunks in order; remembers the first error instead of dying silently."""
 
     def __init__(self, model, path, key: _store.RunKey, st, blocks: list, progress, creator: bool,
-                 state_layout: list):
+                 state_layout: list, manifest: dict):
         super().__init__(name="jaxfne-store-writer", daemon=True)
         self.model, self.path, self.key, self.st, self.progress = model, path, key, st, progress
-        self.creator, self.state_layout = creator, state_layout
+        self.creator, self.state_layout, self.manifest = creator, state_layout, manifest
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS + 1)
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -149,12 +149,12 @@ class _Writer(threading.Thread):
     def _open(self) -> None:
         if self.st is None:
             if self.creator:
-                _store.create(self.path, self.model, self.key, self.state_layout)
+                _store.create(self.path, self.model, self.key, self.state_layout, self.manifest)
             else:
                 _wait_for_store(self.path)
             self.st = _store.Store(self.path)
 
-    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict) -> None:
+    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict, finite: np.ndarray) -> None:
         if _store.state_layout(state) != self.state_layout:
             raise StoreError(f"store {str(self.path)!r}: the driver's state {_store.state_layout(state)} does "
                              f"not match the checkpoint layout {self.state_layout}")
@@ -166,7 +166,7 @@ class _Writer(threading.Thread):
                              f"process writes member-blocks {[b for b, _ in self.rows]} ({rows} members)")
         for block, rows in self.rows:
             self.st.write_chunk(block, t0, {k: v[rows] for k, v in host.items()})
-            self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()})
+            self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()}, finite[rows])
         self.progress.update(t0 + n_keep)
 
     def put(self, item) -> None:
@@ -201,7 +201,6 @@ class _Writer(threading.Thread):
             raise StoreError(f"store {str(self.path)!r}: writing failed ({type(self.error).__name__}: "
                              f"{self.error})") from self.error
 
-
 def _wait_for_store(path, timeout_s: float = STORE_WAIT_S) -> None:
     """Block until the creating process has made the store (several processes, one store)."""
     deadline = time.monotonic() + timeout_s
@@ -211,38 +210,34 @@ def _wait_for_store(path, timeout_s: float = STORE_WAIT_S) -> None:
                              f"{timeout_s:g} s")
         time.sleep(0.05)
 
-
 def _state_layout(model) -> list:
     """The checkpoint's field layout of ``model``'s state, known before anything runs (abstract shapes)."""
-    import jax
-
-    from ._simulate import initial_states
     shapes = jax.eval_shape(initial_states(model.layout), model.params)
     return [[name, list(s.shape[1:]), np.dtype(s.dtype).str] for name, s in shapes._asdict().items()]
 
+class ZarrSink:
+    """The sink of a streamed run: hands each chunk to the store's writer thread (at most one chunk waits)."""
 
-def _run(model, path, key: _store.RunKey, st, blocks: list, start: int, state, progress: bool, devices=None,
-         creator: bool = True) -> None:
-    from ._progress import Progress
-    from ._simulate import run_chunks
-    n_members = sum(len(key.block_members(b)) for b in blocks)
-    bar = Progress(key.n_steps, model.layout.dt_ms, n_members, model.layout.n, start_step=start,
-                   label=f"jaxfne -> {path.name}", enabled=bool(progress))
-    writer = _Writer(model, path, key, st, blocks, bar, creator, _state_layout(model))
-    writer.start()
-    ok = False
-    try:
-        for t0, n_keep, outputs, new_state in run_chunks(model, key.chunk_steps, start_step=start, state=state,
-                                                         devices=devices, engine=key.engine):
-            # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
-            host_state = {f: np.array(v) for f, v in new_state._asdict().items()}
-            writer.put((t0, n_keep, outputs, host_state))
-            del outputs, new_state, host_state   # chunk k is stored: nothing here holds it while k+2 runs
-        ok = True
-    finally:
-        writer.finish(abort=not ok)
-    bar.close()
-    writer.check()
+    packed_spikes = False
+
+    def __init__(self, model, path, key: _store.RunKey, st, blocks: list, start: int, progress: bool,
+                 creator: bool = True, manifest: dict | None = None):
+        n_members = sum(len(key.block_members(b)) for b in blocks)
+        self.bar = Progress(key.n_steps, model.layout.dt_ms, n_members, model.layout.n, start_step=start,
+                            label=f"jaxfne -> {path.name}", enabled=bool(progress))
+        self.writer = _Writer(model, path, key, st, blocks, self.bar, creator, _state_layout(model), manifest)
+        self.writer.start()
+
+    def put(self, chunk: Chunk) -> None:
+        # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
+        host_state = {f: np.array(v) for f, v in chunk.state._asdict().items()}
+        self.writer.put((chunk.t0, chunk.n_steps, chunk.outputs, host_state, chunk.finite))
+
+    def close(self, ok: bool) -> None:
+        self.writer.finish(abort=not ok)
+        self.bar.close()
+        if ok:
+            self.writer.check()
 
 
 # -- reading -------------------------------------------------------------------------
@@ -255,9 +250,8 @@ def _time_chunk(attrs: dict, n_last: int, members: int = 1) -> int:
     per_chunk = chunk * max(n_last, 1) * itemsize * members
     return chunk * max(1, DASK_BLOCK_BYTES // per_chunk)
 
-
-def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
-    """Signals of a jaxfne Zarr store, backed by Dask arrays (nothing is loaded).
+def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
+    """The Dataset of a jaxfne Zarr store, backed by Dask arrays (nothing is loaded).
 
     The result has the names, dims and coordinates of in-memory Signals of the
     same run. An unfinished store raises StoreError unless
@@ -318,4 +312,4 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
     else:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in attrs["member_coords"] if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
-    return Signals(ds)
+    return ds

@@ -1,0 +1,183 @@
+"""The compiled chunk: the pure step scanned over a chunk of time, batched over members, sharded.
+
+``chunk_function`` builds (and caches, per shape) one jitted program that
+advances a member-sharded batch by ``n_steps`` and returns the new state,
+the chunk's probe recordings (members, time, ...) and, per member, whether
+the membrane state stayed finite. Which raw observations the step keeps and
+how probes are derived from them is read from the probe definitions
+(jaxfne/_probes.py).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from .._probes import RAW, REGISTRY
+from ..model import Layout
+from ._mesh import param_axes
+from ._native import library, native_chunk, threads_per_device
+from ._step import ORDERED_INPUT_MAX_N, step
+
+#: accelerators use the ordered recurrent input up to this many neurons per device (members x N):
+#: measured on an H200 (bench/RESULTS.md), it takes 19 us per step against the event loop's 83 us at
+#: 1024 x 100, but 266 against 162 us at 16384 x 100 (it reads N rows per step, the loop one per spike)
+ORDERED_INPUT_MAX_SLOTS = 4096 * 128
+
+def xla_variant(layout: Layout, mesh: Mesh, members_per_device: int = 1) -> dict:
+    """How the XLA step is compiled for ``mesh``'s platform (same results either way).
+
+    On accelerators: recurrent input without a data-dependent loop (the ordered
+    form of _step.py, same bits) for small networks in small batches, where
+    the event loop's trips, each waiting on the host, dominate; and spike
+    rasters packed to bits on the device before the transfer (8x fewer bytes
+    over the host link). On CPUs: the event loop and plain booleans.
+    """
+    accel = mesh.devices.flat[0].platform != "cpu"
+    ordered = (accel and layout.n <= ORDERED_INPUT_MAX_N
+               and members_per_device * layout.n <= ORDERED_INPUT_MAX_SLOTS)
+    return {"ordered_input": ordered, "pack_spikes": accel}
+
+class DeriveContext(NamedTuple):
+    """What a probe's ``derive`` may read besides the raw observations (see jaxfne/_probes.py)."""
+
+    lfp_kernel: jax.Array          # (B, contacts, N) contact-by-neuron weights
+    contact_spacing_um: float | tuple
+
+
+def raw_modes(layout: Layout) -> dict:
+    """The raw observations the layout's probes need: "full" (every step, every neuron) or "sampled" (only
+    the steps and neurons the probes' sampling keeps). A raw observation is full when any probe needs it
+    so: an unsampled probe (SPK) or a field proxy, which sums over every neuron."""
+    modes: dict = {}
+    for name in layout.probes:
+        p = REGISTRY[name]
+        want = "sampled" if p.sampled and not p.is_field else "full"
+        for r in p.raw:
+            modes[r] = "full" if "full" in (modes.get(r), want) else "sampled"
+    return {r: modes[r] for r in RAW if r in modes}
+
+
+def sample(x, layout: Layout):
+    """A (B, T, N) observation at the probes' sampling: every ``sample_every``-th step (from the chunk's first),
+    the sampled neurons only."""
+    if layout.sample_every > 1:
+        x = x[:, ::layout.sample_every]
+    if layout.sample_neurons is not None:
+        x = x[:, :, np.asarray(layout.sample_neurons)]
+    return x
+
+
+def derive_probes(raw: dict, modes: dict, layout: Layout, ctx: DeriveContext) -> dict:
+    """Every probe of ``layout`` from the raw observations, as its definition says (jaxfne/_probes.py)."""
+    out = {}
+    for name in layout.probes:
+        p = REGISTRY[name]
+        if p.derive is None:
+            x = raw[p.raw[0]]
+            if p.sampled and modes[p.raw[0]] == "full":
+                x = sample(x, layout)
+        else:
+            x = p.derive(raw, ctx)
+            if p.sampled and layout.sample_every > 1:
+                x = x[:, ::layout.sample_every]
+        out[name] = x
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla", ordered_input: bool = False,
+                   pack_spikes: bool = False):
+    """A jitted function advancing a batch of networks by ``n_steps``.
+
+    The batch is the member axis, sharded over ``mesh``; inside ``shard_map``
+    each device advances only the members it holds (no communication). Cached
+    on what fixes the program, so repeated runs and numeric sweeps of the same
+    shapes reuse one compilation. ``engine`` "xla" scans the pure ``step``;
+    "native" calls the fused CPU kernel (jaxfne/engine/_native.py) once per chunk.
+    ``ordered_input`` and ``pack_spikes``: see ``xla_variant``; packed spikes
+    come out as uint8 (B, T, ceil(N / 8)), bits in big-endian order as
+    ``np.packbits`` (``unpack_spikes`` undoes it).
+    """
+    modes = raw_modes(layout)
+    axes = param_axes(layout.shared_weights)
+    batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps, ordered_input=ordered_input),
+                            in_axes=(0, axes, None))
+    threads = 1
+    if engine == "native":
+        library()   # builds (once per machine) and registers the FFI targets
+        local_devices = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+        threads = threads_per_device(len(local_devices))
+    sample_index = (tuple(range(layout.n)) if layout.sample_neurons is None else layout.sample_neurons)
+
+    def xla_chunk(state, params, t0):
+        def body(st, k):
+            st, obs = batched_step(st, params, (t0 + k).astype(jnp.uint32))
+            return st, {r: obs[r] for r in modes}
+
+        state, obs = lax.scan(body, state, jnp.arange(n_steps, dtype=jnp.int32))
+        raw = {r: jnp.swapaxes(v, 0, 1) for r, v in obs.items()}   # (B, T, N)
+        return state, {r: x if modes[r] == "full" else sample(x, layout) for r, x in raw.items()}
+
+    def local_chunk(state, params, t0):
+        if engine == "native":
+            # -- native call begin
+            state, out = native_chunk(state, params, t0, n_steps=n_steps, delay_steps=layout.delay_steps,
+                                      shared_w=layout.shared_weights, vm_index=sample_index,
+                                      vm_stride=layout.sample_every, want_vm="v" in modes,
+                                      want_source="i_syn" in modes, threads=threads)
+            raw = {"spikes": out["SPK"], "v": out.get("Vm"), "i_syn": out.get("source")}
+            if modes.get("i_syn") == "sampled":
+                raw["i_syn"] = sample(raw["i_syn"], layout)
+            raw = {r: raw[r] for r in modes}
+            # -- native call end
+        else:
+            state, raw = xla_chunk(state, params, t0)
+        out = derive_probes(raw, modes, layout, DeriveContext(params.lfp_kernel, layout.contact_spacing_um))
+        if pack_spikes:
+            out["SPK"] = jnp.packbits(out["SPK"], axis=-1)
+        finite = jnp.all(jnp.isfinite(state.v), axis=-1) & jnp.all(jnp.isfinite(state.u), axis=-1)
+        return state, out, finite
+
+    member = P("member")
+    pspec = jax.tree_util.tree_map(lambda ax: P() if ax is None else member, axes,
+                                   is_leaf=lambda x: x is None)
+    sharded = jax.shard_map(local_chunk, mesh=mesh, in_specs=(member, pspec, P()),
+                            out_specs=(member, member, member))
+    return jax.jit(sharded, donate_argnums=(0,))
+
+def unpack_spikes(packed: np.ndarray, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bit-packed spikes (members, ..., ceil(n / 8)) uint8 -> booleans (members, ..., n).
+
+    The inverse of the device-side packing, in blocks of members spread over
+    host threads (numpy releases the GIL here): at 1e10 neuron-steps/s the
+    host writes 10 GB/s of booleans, more than one core does. ``out``: a
+    boolean array (or view) to unpack into.
+    """
+    if out is None:
+        out = np.empty(packed.shape[:-1] + (n,), bool)
+    per_member = max(1, out[0].nbytes if len(out) else 1)
+    block = max(1, (4 << 20) // per_member)          # ~4 MiB of booleans per task: the temporary stays in cache
+    starts = range(0, len(out), block)
+
+    def one(start):
+        out[start:start + block] = np.unpackbits(packed[start:start + block], axis=-1, count=n).view(bool)
+
+    if len(starts) == 1:
+        one(0)
+    else:
+        list(_unpack_pool().map(one, starts))
+    return out
+
+@functools.lru_cache(maxsize=1)
+def _unpack_pool():
+    return concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="jaxfne-unpack")

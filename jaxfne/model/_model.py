@@ -1,0 +1,29 @@
+"""A constructed model: data only (what ``construct`` returns, what the engines and sinks read)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import Configuration
+from ._layout import Layout
+from ._params import NetParams
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+    """A constructed model: the configuration, its static layout and its arrays.
+
+    ``params`` holds every per-member array with a leading member axis;
+    ``neuron_coords`` the per-neuron labels (cell type, layer, depth) and
+    ``member_coords`` the per-member labels (seed and swept values).
+    """
+
+    config: Configuration
+    layout: Layout
+    params: NetParams
+    neuron_coords: dict
+    member_coords: dict
+    ensemble: bool = False
+
+    @property
+    def n_members(self) -> int:
+        return int(self.params.a.shape[0])

@@ -1,0 +1,8 @@
+"""Sinks: where finished chunks go (whole-run arrays in memory, or a Zarr v3 store), and the labelled form of a run."""
+
+from . import _store
+from ._dataset import build_dataset, layer_depths
+from ._memory import MemorySink
+from ._zarr import open_dataset, simulate_to_store
+
+__all__ = ["build_dataset", "layer_depths", "open_dataset", "MemorySink", "simulate_to_store"]
