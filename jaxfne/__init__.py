@@ -8,7 +8,7 @@ package is layered, each layer importing only those below it
 """
 
 from ._api import Model, construct, simulate
-from ._errors import (ConfigurationError, JaxfneError, ReadoutError, SimulationError,
+from ._errors import (ConfigurationError, JaxfneError, ReadoutError, SimulationError, StepsError,
                       StoreError)
 from ._probes import REGISTRY as PROBES_REGISTRY
 from ._version import __version__
@@ -23,7 +23,7 @@ from .export import to_neo, to_nwb
 
 __all__ = [
     "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
-    "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StoreError",
+    "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StepsError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
     "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "viz", "write_manifest",
 ]

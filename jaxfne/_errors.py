@@ -29,6 +29,16 @@ class StoreError(JaxfneError):
     """A Zarr store could not be created, read, resumed or written."""
 
 
+class StepsError(ConfigurationError, SimulationError, ReadoutError):
+    """A duration in ms is not a whole number of time steps (``jaxfne._validate.parse_steps``).
+
+    One class for every such check (runtime duration, probe sampling, chunks,
+    bins). It derives from the three classes these checks raised before, so
+    ``except ConfigurationError``, ``except SimulationError`` and ``except
+    ReadoutError`` around any of them keep working.
+    """
+
+
 def bad_value(where: str, field: str, value, allowed: str) -> ConfigurationError:
     """Build a ConfigurationError with the standard message shape."""
     return ConfigurationError(f"{where}: {field}={value!r} is invalid; {allowed}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 
-from ._errors import bad_value
+from ._errors import StepsError, bad_value
+
+#: relative tolerance of parse_steps: value_ms / dt_ms may miss a whole number by 1e-6 * max(1, steps)
+STEPS_RTOL = 1e-6
 
 
 def parse_int(where, field, value, *, minimum=None):
@@ -62,3 +65,42 @@ def parse_choices(where, field, value, choices, what):
     for item in items:
         parse_choice(where, field, item, choices)
     return items
+
+
+def parse_steps(where, field, value_ms, dt_ms, *, minimum=1):
+    """The number of time steps of ``dt_ms`` in ``value_ms``, which must be a whole number of them.
+
+    ``value_ms`` must be a finite real number (not a bool), ``>= 0``, and
+    ``value_ms / dt_ms`` a whole number to a relative ``STEPS_RTOL`` (so
+    ``0.3 / 0.1 = 2.9999999999999996`` is 3 steps) of at least ``minimum``
+    steps (``minimum=0`` allows a zero duration). ``dt_ms`` is trusted: it
+    was validated where it was given. Every refusal is one
+    :class:`~jaxfne._errors.StepsError` (a ConfigurationError, SimulationError
+    and ReadoutError) whose message names ``where``, ``field`` and the value.
+    """
+    def refuse(why):
+        return StepsError(f"{where}: {field}={value_ms!r} is invalid; it must be a whole number of steps of "
+                          f"dt_ms={dt_ms:g} ({why})")
+
+    if isinstance(value_ms, bool) or not isinstance(value_ms, numbers.Real):
+        raise refuse("a finite real number of ms is required")
+    try:
+        value = float(value_ms)
+    except OverflowError:  # an int beyond the float range
+        raise refuse("a finite real number of ms is required") from None
+    if not math.isfinite(value):
+        raise refuse("NaN and infinity are not allowed")
+    if value < 0 or (value == 0 and minimum > 0):
+        raise refuse("a positive number of ms is required" if minimum > 0 else "a number of ms >= 0 is required")
+    steps = value / dt_ms
+    if not math.isfinite(steps):
+        raise refuse("it is too many steps to count")
+    whole = round(steps)
+    if abs(steps - whole) > STEPS_RTOL * max(1.0, steps):
+        lo = math.floor(steps)
+        near = [k for k in (lo, lo + 1) if k >= minimum]
+        nearest = " or ".join(f"{k * dt_ms:g} ms" for k in near)
+        raise refuse(f"it is {steps:.6g} steps; nearest allowed: {nearest}")
+    if whole < minimum:
+        raise refuse(f"it is {steps:.6g} steps; at least {minimum} ({minimum * dt_ms:g} ms) required")
+    return int(whole)

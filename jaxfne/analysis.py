@@ -53,6 +53,8 @@ import numpy as np
 import xarray as xr
 
 from ._errors import ConfigurationError, ReadoutError
+from ._stats import cv_from_isi_sums
+from ._validate import parse_steps
 from .config import CELL_TYPES
 from .results import open_signals
 
@@ -133,13 +135,7 @@ def _window(spk: xr.DataArray, time_window_ms, dt_ms: float, where: str):
 
 
 def _bin_steps(bin_ms, dt_ms: float, n_time: int, where: str, minimum_bins: int = 1) -> int:
-    if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, float)) or not math.isfinite(bin_ms) or bin_ms <= 0:
-        raise ConfigurationError(f"{where}: bin_ms={bin_ms!r} is invalid; a positive number of ms is required")
-    steps = bin_ms / dt_ms
-    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
-        raise ConfigurationError(f"{where}: bin_ms={bin_ms!r} is invalid; it must be a whole number of steps "
-                                 f"of dt_ms={dt_ms}")
-    steps = int(round(steps))
+    steps = parse_steps(where, "bin_ms", bin_ms, dt_ms)
     if n_time // steps < minimum_bins:
         raise ReadoutError(f"{where}: bin_ms={bin_ms!r} gives {n_time // steps} bin(s) in "
                            f"{n_time * dt_ms:g} ms; at least {minimum_bins} are needed")
@@ -280,13 +276,6 @@ def _var_ratio_num(n, s1, s2) -> np.ndarray:
     return np.asarray(_exact(n) * _exact(s2) - _exact(s1) ** 2, dtype=np.float64)
 
 
-def _cv_from_isi(isi: np.ndarray) -> np.ndarray:
-    n, s1, s2 = isi[..., 0], isi[..., 1], isi[..., 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cv = np.sqrt(np.maximum(_var_ratio_num(n, s1, s2), 0.0)) / s1.astype(np.float64)
-    return np.where(n >= 2, cv, np.nan)
-
-
 def _fano_from_sums(sx: np.ndarray, sxx: np.ndarray, n_bins: int) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         ff = _var_ratio_num(np.full(sx.shape, n_bins, dtype=np.int64), sx, sxx) / (n_bins * sx.astype(np.float64))
@@ -345,7 +334,7 @@ def cv_isi(signals, by="cell_type", *, time_window_ms=None) -> xr.DataArray:
                           chunks=(spk.chunks[0], (1,) * len(spk.chunks[1]), spk.chunks[2], (5,)))
     isi = da.map_blocks(_isi_combine, stats.rechunk({1: -1}), dtype=np.int64, drop_axis=1,
                         chunks=(stats.chunks[0], stats.chunks[2], (3,)))
-    cv = _per_group(sp, groups, isi, _cv_from_isi)
+    cv = _per_group(sp, groups, isi, cv_from_isi_sums)     # jaxfne._stats: the one ISI CV
     return _wrap(sp, groups, cv, "cv_isi", "1",
                  "std/mean of inter-spike intervals per neuron (ddof=0, neurons with >= 2 ISIs), group mean")
 

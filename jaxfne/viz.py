@@ -17,7 +17,6 @@ two swept coordinates) and :func:`distribution` (a histogram across members).
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 import numpy as np
@@ -25,6 +24,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from ._errors import ReadoutError
+from ._stats import cv_from_isi_sums, isi_sums
+from ._validate import parse_steps
 from .results import check_health, signal_layer_depths
 from .results._health import RUNAWAY_HZ, SILENT_HZ
 
@@ -72,16 +73,6 @@ def _recorded(signals, probe: str) -> bool:
 
 def _new_figure(figsize, **kw) -> Figure:
     return Figure(figsize=figsize, layout="constrained", **kw)
-
-
-def _bin_steps(bin_ms, dt_ms: float, where: str) -> int:
-    if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, float)) or not math.isfinite(bin_ms) or bin_ms <= 0:
-        raise ReadoutError(f"{where}: bin_ms={bin_ms!r} is invalid; a positive number of ms is required")
-    steps = bin_ms / dt_ms
-    if round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-        raise ReadoutError(f"{where}: bin_ms={bin_ms!r} is invalid; it must be a whole number of steps of "
-                           f"dt_ms={dt_ms}")
-    return int(round(steps))
 
 
 def _canonical(da: xr.DataArray) -> xr.DataArray:
@@ -144,7 +135,7 @@ def population_rates(signals, bin_ms: float = 5.0, *, member=None) -> dict:
     sig = _network(signals, member, "viz.population_rates")
     spk = sig["SPK"]
     dt = sig.dt_ms
-    steps = _bin_steps(bin_ms, dt, "viz.population_rates")
+    steps = parse_steps("viz.population_rates", "bin_ms", bin_ms, dt)
     n_time = spk.sizes["time"]
     n_bins = -(-n_time // steps)
     edges = np.minimum(np.arange(n_bins + 1) * steps, n_time) * dt
@@ -322,7 +313,7 @@ def field_maps(signals, bin_ms=None, *, member=None, column=None) -> dict:
                            "Configuration.probes([...])")
     dt = _step_ms(_canonical(sig[present[0]]), sig.dt_ms)    # sampled probes share one interval
     n_time = _canonical(sig[present[0]]).sizes["time"]
-    steps = max(1, -(-n_time // 1000)) if bin_ms is None else _bin_steps(bin_ms, dt, "viz.fields")
+    steps = max(1, -(-n_time // 1000)) if bin_ms is None else parse_steps("viz.fields", "bin_ms", bin_ms, dt)
     n_bins = -(-n_time // steps)
     t_edges = np.minimum(np.arange(n_bins + 1) * steps, n_time) * dt
     z = np.asarray(sig.dataset["contact_depth_um"].values, dtype=float)
@@ -407,17 +398,13 @@ def fields(signals, bin_ms=None, *, member=None, column=None) -> Figure:
     return fig
 
 
-def _isi_cv(times: np.ndarray, neurons: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """ISI CV per neuron (NaN for neurons with fewer than 3 spikes)."""
-    out = np.full(labels.size, np.nan)
-    order = np.lexsort((times, neurons))
-    t_sorted, n_sorted = times[order], neurons[order]
+def _isi_cv(spk: xr.DataArray, times: np.ndarray, neurons: np.ndarray) -> np.ndarray:
+    """ISI CV per neuron of ``spk`` from its spike coordinates (jaxfne._stats; NaN with fewer than 3 spikes)."""
+    labels = np.asarray(spk["neuron"].values)
     pos = {n: i for i, n in enumerate(labels.tolist())}
-    for n in np.unique(n_sorted):
-        isi = np.diff(t_sorted[n_sorted == n])
-        if isi.size >= 2 and isi.mean() > 0:
-            out[pos[int(n)]] = isi.std() / isi.mean()
-    return out
+    steps = np.searchsorted(np.asarray(spk["time"].values), times)      # ISIs in whole steps, exact
+    index = np.array([pos[n] for n in neurons.tolist()], dtype=np.int64)
+    return cv_from_isi_sums(isi_sums(steps, index, labels.size))
 
 
 def vm_histogram(signals, bins=VM_BINS_MV, *, member=None) -> tuple:
@@ -460,7 +447,7 @@ def summary(signals, readouts=None, *, member=None) -> Figure:
     ax_rate.set_ylim(0, max(max(values) * 1.25, RUNAWAY_HZ * 1.1))
     ax_rate.legend(fontsize=8, loc="upper left")
 
-    cv = _isi_cv(times, neurons, labels)
+    cv = _isi_cv(spk, times, neurons)
     finite_cv = cv[np.isfinite(cv)]
     cv_bins = np.linspace(0.0, max(2.0, float(finite_cv.max()) if finite_cv.size else 2.0), 25)
     for t in types:

@@ -66,7 +66,7 @@ def test_dt_must_not_exceed_duration():
 
 @pytest.mark.parametrize("duration, dt", [(100.0, 0.3), (10.05, 0.1), (1000.0, 0.7)])
 def test_duration_must_be_a_whole_number_of_steps(duration, dt):
-    with pytest.raises(CE, match=r"duration_ms=.* is invalid; it must be a whole number of time steps of dt_ms="):
+    with pytest.raises(CE, match=r"duration_ms=.* is invalid; it must be a whole number of steps of dt_ms="):
         C().runtime(duration_ms=duration, dt_ms=dt)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._api import construct, simulate
+from .._validate import parse_steps
 from .._version import __version__
 from ..config import Configuration
 from ..engine import default_devices as simulate_default
@@ -294,7 +295,7 @@ def measure_baseline(case: Case, budget_s: float = 5.0) -> dict:
     model = construct(dataclasses.replace(case, probes=("SPK",), store=False).configuration())
     # short chunks: the warm-up (compile + one chunk) stays short for big dense models; the per-step cost of
     # the dense baseline does not depend on the chunk length once it is over ~100 steps
-    chunk = min(int(round(case.chunk_ms / DT_MS)), 100)
+    chunk = min(parse_steps("bench.measure_baseline", "chunk_ms", case.chunk_ms, DT_MS), 100)
     run = make_dense_baseline(model, chunk)
     t = time.perf_counter()
     run(chunk)                                              # compile

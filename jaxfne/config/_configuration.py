@@ -17,7 +17,7 @@ import numbers
 from typing import Any
 
 from .._errors import ConfigurationError, bad_value
-from .._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping
+from .._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping, parse_steps
 from ._presets import FAMILIES, get_preset
 from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS, PATHWAYS,
                      PROBES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
@@ -62,9 +62,7 @@ class Configuration:
         if not steps < MAX_STEPS:  # also catches inf (a tiny dt_ms) before round() would fail
             raise bad_value(w, "duration_ms", duration_ms,
                             f"it is too many time steps of dt_ms={dt_ms}; at most {MAX_STEPS - 1} steps are allowed")
-        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-            raise bad_value(w, "duration_ms", duration_ms,
-                            f"it must be a whole number of time steps of dt_ms={dt_ms}")
+        parse_steps(w, "duration_ms", duration_ms, dt_ms)
         return dataclasses.replace(self, runtime_spec=RuntimeSpec(seed, dtype, duration_ms, dt_ms))
 
     def column(self, name=_UNSET, layers=_UNSET, n=_UNSET, depths_um=_UNSET) -> "Configuration":

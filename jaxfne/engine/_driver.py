@@ -9,7 +9,6 @@ feeds a :class:`Sink` (memory, a Zarr store: jaxfne/sinks/) with
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from typing import Protocol
 
@@ -19,6 +18,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from .._errors import SimulationError
+from .._validate import parse_steps
 from ..model import Layout, Model
 from ._chunk import chunk_function, unpack_spikes, xla_variant
 from ._mesh import _put, local_host, member_mesh, place_on_mesh
@@ -99,12 +99,7 @@ def _chunk_steps(layout: Layout, chunk_ms, n_members: int = 1) -> int:
 def _chunk_steps_unaligned(layout: Layout, chunk_ms, n_members: int = 1) -> int:
     if chunk_ms is None:
         return min(layout.n_steps, default_chunk_steps(layout, n_members))
-    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not math.isfinite(chunk_ms) or chunk_ms <= 0:
-        raise SimulationError(f"simulate: chunk_ms={chunk_ms!r} is invalid; a positive number of ms is required")
-    steps = chunk_ms / layout.dt_ms
-    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
-        raise SimulationError(f"simulate: chunk_ms={chunk_ms!r} is invalid; it must be a whole number of steps of dt_ms={layout.dt_ms}")
-    return min(int(round(steps)), layout.n_steps)
+    return min(parse_steps("simulate", "chunk_ms", chunk_ms, layout.dt_ms), layout.n_steps)
 
 def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None,
                engine: str = "xla", unpack: bool = True):

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._errors import ConfigurationError, SimulationError
 from .._fields import R0_UM, contact_depths_um
+from .._validate import parse_steps
 from ..config import CELL_TYPES, DEFAULT_PATHWAYS, PARAMS, Configuration, check_pathways, get_preset, layer_slots
 from ..config import sweep_function
 from ._layout import Layout, precision
@@ -59,13 +60,7 @@ def pathway_tables(cfg: Configuration):
 def probe_sampling(cfg: Configuration):
     """(neuron indices recorded by Vm/source or None, sampling stride in steps)."""
     pr, dt, n = cfg.probes_spec, cfg.runtime_spec.dt_ms, cfg.n
-    every = 1
-    if pr.every_ms is not None:
-        ratio = pr.every_ms / dt
-        if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio) or round(ratio) < 1:
-            raise ConfigurationError(f"probes: every_ms={pr.every_ms} is invalid; it must be a whole number "
-                                     f"of time steps of dt_ms={dt}")
-        every = int(round(ratio))
+    every = 1 if pr.every_ms is None else parse_steps("probes", "every_ms", pr.every_ms, dt)
     if pr.neurons is None:
         return None, every
     kind, value = pr.neurons
@@ -163,7 +158,7 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
     layout = Layout(n=cfg.n, layers=tuple(lay for _, lay, _ in slots), n_per_layer=tuple(n for _, _, n in slots),
                     contacts=int(contact_z.size),
                     contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
-                    n_steps=int(round(rt.duration_ms / rt.dt_ms)), dt_ms=rt.dt_ms,
+                    n_steps=parse_steps("construct", "duration_ms", rt.duration_ms, rt.dt_ms), dt_ms=rt.dt_ms,
                     shared_weights=cfg.connectivity_spec.shared, delay_steps=steps,
                     sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
                     slot_column=tuple(columns.index(c) for c, _, _ in slots))

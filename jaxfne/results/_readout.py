@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from .._errors import ConfigurationError, ReadoutError
+from .._stats import cv_from_isi_sums, mean_cv, raster_isi_sums
 from ..config import CELL_TYPES, LAYER_DEPTHS_UM
 from ._signals import signal_layer_depths
 
@@ -163,14 +164,8 @@ def _select(da: xr.DataArray, spec: ReadoutSpec, dt_ms: float, attrs=None) -> xr
 
 
 def _cv_isi(spk: np.ndarray) -> float:
-    """Mean over neurons with >= 2 ISIs of std(ISI)/mean(ISI); NaN if none."""
-    cvs = []
-    for col in np.asarray(spk, dtype=bool).T:
-        times = np.flatnonzero(col)
-        if times.size >= 3:
-            isi = np.diff(times).astype(float)
-            cvs.append(isi.std() / isi.mean())
-    return float(np.mean(cvs)) if cvs else float("nan")
+    """Mean over neurons with >= 2 ISIs of std(ISI)/mean(ISI) (ddof=0); NaN if none (jaxfne._stats)."""
+    return mean_cv(cv_from_isi_sums(raster_isi_sums(np.asarray(spk, dtype=bool))))
 
 
 def _compute_one(signals, spec: ReadoutSpec) -> Readout:
