@@ -29,8 +29,16 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import time
+import uuid
 import warnings
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks (docs/store.md)
+    fcntl = None
 
 import numpy as np
 import xarray as xr
@@ -45,6 +53,8 @@ SCHEMA = "jaxfne.store/1"
 SCHEMA_VERSION = 1
 #: suffixes of the sibling folders used for atomic creation and deletion
 CREATING, DELETING = ".jaxfne-creating", ".jaxfne-deleting"
+#: prefix and suffix of the hidden lock file beside a store (".NAME.jaxfne-lock"); kept after the run
+LOCK_SUFFIX = ".jaxfne-lock"
 #: spike rasters are ~99.9% zeros: zstd on 1-byte bools is fast and ~100-200x smaller; level 1 takes
 #: half the CPU of the default level 3 and compresses rasters as well (bench/NOTES.md)
 SPK_COMPRESSOR = ZstdCodec(level=1)
@@ -244,8 +254,7 @@ def create(path: Path, model, key: RunKey, state: list, manifest: dict) -> None:
 
     ``state`` is the checkpoint's field layout (``state_layout`` of a state).
     """
-    tmp = path.with_name(path.name + CREATING)
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = path.with_name(f"{path.name}{CREATING}.{uuid.uuid4().hex[:12]}")   # unique: never another's
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         build_skeleton(tmp, model, key, state, manifest)
@@ -259,8 +268,7 @@ def create(path: Path, model, key: RunKey, state: list, manifest: dict) -> None:
 
 def remove(path: Path) -> None:
     """Delete a jaxfne store: rename it aside first so a kill never leaves half a store."""
-    aside = path.with_name(path.name + DELETING)
-    shutil.rmtree(aside, ignore_errors=True)
+    aside = path.with_name(f"{path.name}{DELETING}.{uuid.uuid4().hex[:12]}")
     try:
         os.rename(path, aside)
     except OSError as exc:
@@ -282,6 +290,75 @@ def remove_partials(path: Path, probes, blocks) -> int:
                 tmp.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def leftovers(path: Path) -> list:
+    """Half-built or half-deleted siblings of ``path`` left by a killed run (ours by name)."""
+    if not path.parent.is_dir():
+        return []
+    return [p for p in path.parent.iterdir()
+            if p.name.startswith(path.name + CREATING) or p.name.startswith(path.name + DELETING)]
+
+
+class StoreLock:
+    """One writer per store: advisory locks on a hidden file beside it, held for the whole run.
+
+    POSIX record locks (``fcntl.lockf``) on single bytes of ``.NAME.jaxfne-lock``:
+    byte 0 for the process that creates (or replaces, or resumes) the store,
+    byte 1 + b for member-block b, so the processes of one ``jax.distributed``
+    run (each writing its own blocks) share a store while a second run on the
+    same path is refused at once. The kernel drops the locks when the process
+    ends, however it ends, so a killed run never leaves a stale lock. The
+    creator writes its host and pid into the file for the refusal's message.
+    Locks taken by one process do not exclude that same process (two threads
+    of one program are not guarded).
+    """
+
+    def __init__(self, path: Path, blocks, creator: bool):
+        self.path = path
+        self.file = path.with_name(f".{path.name}{LOCK_SUFFIX}")
+        self.bytes = ([0] if creator else []) + [1 + int(b) for b in blocks]
+        self.creator = creator
+        self.fd = None
+
+    def __enter__(self) -> "StoreLock":
+        if fcntl is None:
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"store {str(self.path)!r}: cannot open its lock file {str(self.file)!r} ({exc}); "
+                             "choose a writable folder") from exc
+        try:
+            for byte in self.bytes:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte, os.SEEK_SET)
+        except OSError:
+            holder = self.holder()
+            os.close(self.fd)
+            self.fd = None
+            raise StoreError(f"store {str(self.path)!r} is being written by another process ({holder}); "
+                             "one writer per store: wait for it to finish (then run again to reuse or resume "
+                             "the store), or choose another path") from None
+        if self.creator:
+            text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                               "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, text.encode(), 0)
+        return self
+
+    def holder(self) -> str:
+        try:
+            with open(self.file, encoding="utf-8") as fh:
+                info = json.loads(fh.read() or "{}")
+            return f"host {info['host']}, pid {info['pid']}, since {info['since']}"
+        except (OSError, ValueError, KeyError):
+            return "holder unknown"
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)          # drops the locks
+            self.fd = None
 
 
 # -- opening and checking ---------------------------------------------------------

@@ -54,11 +54,16 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     key = _store.RunKey.of(model, chunk_steps, member_block,
                            resolve_engine(engine, list(member_mesh(devices).devices.flat), model.layout))
     blocks = list(range(key.n_blocks)) if blocks is None else [int(b) for b in blocks]
-    for suffix in (_store.CREATING, _store.DELETING) if creator else ():
-        # left by a kill during creation or deletion: ours by name. Only the creating process may
-        # remove them: another process's "leftover" may be the creator's store being built right now
-        leftover = path.with_name(path.name + suffix)
-        if leftover.exists():
+    with _store.StoreLock(path, blocks, creator):
+        return _run_locked(model, path, key, blocks, overwrite, progress, devices, creator, manifest)
+
+
+def _run_locked(model, path, key: _store.RunKey, blocks: list, overwrite: bool, progress: bool, devices,
+                creator: bool, manifest: dict | None) -> xr.Dataset:
+    if creator:
+        # left by a kill during creation or deletion: ours by name, and nobody else's now that we hold
+        # the store's lock (only the creating process removes them)
+        for leftover in _store.leftovers(path):
             shutil.rmtree(leftover, ignore_errors=True)
     attrs = _store.read_attrs(path)
     if attrs is not None and overwrite and creator:
@@ -86,6 +91,7 @@ def simulate_to_store(model, store, chunk_steps: int, *, overwrite: bool = False
     drive(model, sink, key.chunk_steps, start_step=start, state=state, devices=devices, engine=key.engine)
     # a process that writes only some member-blocks may finish before the others
     return open_dataset(path, allow_incomplete=not creator or len(blocks) < key.n_blocks)
+
 
 def _state_at(st: _store.Store, blocks: list, steps: int):
     """The checkpointed NetState of ``blocks`` after ``steps`` (one of the two newest slots)."""
