@@ -5,28 +5,44 @@ Both come with the optional extra ``pip install 'jaxfne[interop]'``.
 
 Spike times are the ``time`` coordinate of the spike's step (its start, in
 ms; seconds in NWB), exactly what ``signals["SPK"]`` and the raster show.
+Every recorded float probe (``REGISTRY[name].dtype == "float"``) is written
+as recorded: the neurons or contacts it holds (all, or the subset of
+``probes(neurons=...)``) and its own sampling interval (``dt``, or
+``probes(every_ms=...)``), with its channel indices. Units and descriptions
+come from ``jaxfne._probes.REGISTRY``; proxies (contact-space probes, and any
+probe whose units say "proxy") are labelled as such.
 Signals of an ensemble need ``member=`` to pick one network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import importlib
 import json
 import pathlib
 
 import numpy as np
 
 from ._errors import ReadoutError
+from ._probes import REGISTRY
 from .results import SCOPE
 from ._version import __version__
-from .viz import _network, _recorded, spike_coordinates
+from .viz import _network, spike_coordinates
+
+#: probe units that have an SI form in NWB: units -> (NWB unit, conversion to it)
+_NWB_SI = {"mV": ("volts", 1e-3)}
+#: the NWB processing module that holds one channel table per exported probe
+NWB_MODULE = "jaxfne"
+PROXY_LABEL = "PROXY (uncalibrated, proxy-scale; not a measured or volume-conductor quantity)"
 
 
 def _require(module: str, where: str):
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"{where} needs the package {module!r}; install it with pip install 'jaxfne[interop]'") from None
+        raise ImportError(f"{where} needs the package {module.split('.')[0]!r}; install it with "
+                          "pip install 'jaxfne[interop]'") from None
 
 
 def _spike_trains(sig):
@@ -54,18 +70,130 @@ def _member_info(sig) -> dict:
     return out
 
 
-def to_neo(signals, member=None, *, vm: bool = True):
-    """A ``neo.Block`` with one Segment: a SpikeTrain per neuron and, if
-    recorded (and ``vm``), one AnalogSignal of Vm (mV, one channel per neuron).
+def is_proxy(name: str) -> bool:
+    """Whether probe ``name`` is a proxy (from its definition: contact space, or units that say so)."""
+    p = REGISTRY[name]
+    return p.is_field or "proxy" in p.units.lower()
+
+
+def _selected(sig, probes, vm: bool, where: str) -> list:
+    """The float probes to export, in REGISTRY order; refuses unknown or unrecorded names."""
+    recorded = list(sig)
+    if probes is None:
+        chosen = [n for n in REGISTRY if n in recorded]
+    else:
+        given = [probes] if isinstance(probes, str) else probes
+        try:
+            given = list(given)
+        except TypeError:
+            given = None
+        if given is None or not all(isinstance(n, str) for n in given):
+            raise ReadoutError(f"{where}: probes={probes!r} is invalid; None (every recorded probe) or a list of "
+                               f"probe names is required")
+        for n in given:
+            if n not in REGISTRY:
+                raise ReadoutError(f"{where}: probes={probes!r} is invalid; {n!r} is not a probe; probes are "
+                                   f"{', '.join(REGISTRY)}")
+            if n not in recorded:
+                raise ReadoutError(f"{where}: probes={probes!r} is invalid; {n!r} was not recorded; recorded "
+                                   f"probes are {', '.join(recorded)}")
+        chosen = [n for n in REGISTRY if n in given]
+    if not isinstance(vm, (bool, np.bool_)):
+        raise ReadoutError(f"{where}: vm={vm!r} is invalid; True or False is required")
+    return [n for n in chosen if REGISTRY[n].dtype == "float" and (vm or n != "Vm")]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recording:
+    """One float probe of one network, as recorded: (time, channel) values and their labels."""
+
+    name: str
+    data: object            # (time, channel) array, loaded
+    t0_ms: float
+    interval_ms: float      # time between two samples
+    channel: str            # "neuron" or "contact"
+    labels: dict            # channel coordinate -> 1-D array, the channel index first
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.labels[self.channel]
+
+    @property
+    def table_name(self) -> str:
+        """The NWB channel table of this probe (in the processing module ``NWB_MODULE``)."""
+        return f"{self.name}_channels"
+
+    @property
+    def description(self) -> str:
+        p = REGISTRY[self.name]
+        what = (f"{self.name} [{p.units}]: {p.description}. One channel per recorded {self.channel} "
+                f"({self.data.shape[1]}; indices in '{self.channel}'), sampled every {self.interval_ms:g} ms")
+        return f"{PROXY_LABEL}: {what}" if is_proxy(self.name) else what
+
+
+def _interval_ms(sig, time_dim: str, t: np.ndarray) -> float:
+    """Time between two samples: dt, or the whole number of steps between two sampled times."""
+    dt = sig.dt_ms
+    if time_dim == "time":
+        return dt
+    if t.size >= 2:
+        raw = float(t[1] - t[0])
+    else:                               # one sample: the interval the run was configured with
+        raw = json.loads(sig.attrs.get("config_json", "{}")).get("probes", {}).get("every_ms") or dt
+    return max(1, round(raw / dt)) * dt
+
+
+def _recording(sig, name: str) -> _Recording:
+    da = sig[name]
+    p = REGISTRY[name]
+    base = p.space
+    time_dim = next(d for d in da.dims if d.startswith("time"))
+    chan_dim = next(d for d in da.dims if d.startswith(base))
+    da = da.transpose(time_dim, chan_dim)
+    suffix = chan_dim[len(base):]                       # "" or "_sampled"
+    labels = {base: np.asarray(da[chan_dim].values)}
+    for key, coord in da.coords.items():
+        if coord.dims == (chan_dim,) and key != chan_dim:
+            label = key[: -len(suffix)] if suffix and key.endswith(suffix) else key
+            vals = np.asarray(coord.values)
+            labels[label] = vals.astype(str) if vals.dtype.kind in "USO" else vals
+    t = np.asarray(da[time_dim].values, dtype=float)
+    return _Recording(name, np.asarray(da.values), float(t[0]) if t.size else 0.0,
+                      _interval_ms(sig, time_dim, t), base, labels)
+
+
+def _neo_units(pq, units: str):
+    """A quantities unit for probe units; arbitrary units are dimensionless (the label goes in annotations)."""
+    if units.startswith("a.u.") or units == "1":
+        return pq.dimensionless
+    try:
+        return pq.Quantity(1.0, units).units
+    except (LookupError, ValueError, SyntaxError, TypeError, AttributeError):
+        return pq.dimensionless
+
+
+def to_neo(signals, member=None, *, probes=None, vm: bool = True):
+    """A ``neo.Block`` with one Segment: a SpikeTrain per neuron and one
+    AnalogSignal per recorded float probe (Vm, u, source, LFP-proxy, CSD-proxy).
 
     Each SpikeTrain is in ms from 0 to the run's duration (``t_stop``) and is
     annotated with ``neuron`` (index), ``cell_type``, ``layer`` and ``depth_um``.
-    The Block carries the configuration hash, the scope block and the member's
-    coordinates (seed, swept values) as annotations.
+    Each AnalogSignal is the probe as recorded: one channel per recorded neuron
+    (or contact), ``sampling_period`` the probe's own interval (``dt`` or
+    ``probes(every_ms=...)``), ``t_start`` its first time label; the channel
+    indices are the array annotation ``neuron`` (global index) or ``contact``,
+    with ``cell_type``, ``layer``, ... (or ``contact_depth_um``, ...). Units are
+    mV for Vm, dimensionless otherwise; the annotations ``units_label``,
+    ``probe``, ``space``, ``proxy`` and ``sampling_interval_ms`` and the
+    description come from the probe's definition (proxies say so).
+    ``probes``: None (every recorded one) or a list of names; ``vm=False``
+    leaves Vm out. The Block carries the configuration hash, the scope block and
+    the member's coordinates (seed, swept values) as annotations.
     """
     neo = _require("neo", "to_neo")
     pq = _require("quantities", "to_neo")
     sig = _network(signals, member, "to_neo")
+    names = _selected(sig, probes, vm, "to_neo")
     duration = sig.duration_ms
     info = _member_info(sig)
     block = neo.Block(name="jaxfne simulation", description=str(sig.attrs.get("scope", "")),
@@ -78,35 +206,58 @@ def to_neo(signals, member=None, *, vm: bool = True):
         seg.spiketrains.append(neo.SpikeTrain(
             times, units=pq.ms, t_start=0.0 * pq.ms, t_stop=duration * pq.ms, name=f"neuron {label}",
             neuron=label, cell_type=ctype, layer=layer, depth_um=depth))
-    if vm and _recorded(sig, "Vm"):
-        da = sig["Vm"].transpose("time", "neuron")
+    for name in names:
+        rec = _recording(sig, name)
+        p = REGISTRY[name]
         seg.analogsignals.append(neo.AnalogSignal(
-            np.asarray(da.values), units=pq.mV, sampling_period=sig.dt_ms * pq.ms, t_start=0.0 * pq.ms,
-            name="Vm", description=str(da.attrs.get("description", "membrane potential")),
-            array_annotations={"neuron": np.asarray(da["neuron"].values),
-                               "cell_type": np.asarray(da["cell_type"].values).astype(str),
-                               "layer": np.asarray(da["layer"].values).astype(str)}))
+            rec.data, units=_neo_units(pq, p.units), sampling_period=rec.interval_ms * pq.ms,
+            t_start=rec.t0_ms * pq.ms, name=name, description=rec.description,
+            array_annotations=rec.labels, probe=name, units_label=p.units, space=p.space,
+            proxy=is_proxy(name), sampling_interval_ms=rec.interval_ms))
     return block
 
 
-def to_nwb(signals, member=None, *, path, vm: bool = True, overwrite: bool = False,
+def _channel_table(rec: _Recording):
+    """An hdmf DynamicTable with one row per column of the probe's TimeSeries (id = channel index)."""
+    common = _require("hdmf.common", "to_nwb")
+    columns = []
+    for key, vals in rec.labels.items():
+        data = [str(v) for v in vals] if vals.dtype.kind in "USO" else vals.tolist()
+        columns.append(common.VectorData(name=key, description=f"{key} of each column of acquisition/{rec.name}",
+                                         data=data))
+    return common.DynamicTable(
+        name=rec.table_name, id=[int(i) for i in rec.ids], columns=columns,
+        description=f"the {rec.channel}s of acquisition/{rec.name}, one row per column of its data, in order "
+                    f"(id = {rec.channel} index)")
+
+
+def to_nwb(signals, member=None, *, path, probes=None, vm: bool = True, overwrite: bool = False,
            session_start_time: datetime.datetime | None = None) -> pathlib.Path:
     """Write one network to an NWB file at ``path`` and return the path.
 
     The Units table has one row per neuron: its spike times in seconds and the
-    columns ``cell_type``, ``layer`` and ``depth_um``. If Vm was recorded (and
-    ``vm``), it is stored as the acquisition TimeSeries "Vm" (data in mV,
-    conversion 1e-3 to volts). The file's notes hold the configuration hash,
-    the scope block and the member's coordinates as JSON. ``session_start_time``
-    defaults to the time of writing (a simulation has no session).
+    columns ``cell_type``, ``layer`` and ``depth_um``. Every recorded float
+    probe (or those in ``probes``; ``vm=False`` leaves Vm out) is the
+    acquisition TimeSeries of its name, as recorded: data (time, channel),
+    ``starting_time`` and ``rate`` from its own sampling interval, Vm in mV with
+    ``conversion`` 1e-3 to volts, other probes in their jaxfne units (the
+    ``unit`` string, proxies labelled). Its ``description`` is a JSON object:
+    the probe's description, units, ``proxy``, ``space``,
+    ``sampling_interval_ms`` and the channel indices (``neuron`` or
+    ``contact``); the table ``processing/jaxfne/<probe>_channels`` lists the
+    same channels with their labels (cell type, layer, depth, ...). The file's
+    notes hold the configuration hash, the scope block and the member's
+    coordinates as JSON. ``session_start_time`` defaults to the time of writing
+    (a simulation has no session).
     """
     pynwb = _require("pynwb", "to_nwb")
     sig = _network(signals, member, "to_nwb")
+    names = _selected(sig, probes, vm, "to_nwb")
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
         raise ReadoutError(f"to_nwb: path={str(path)!r} exists; pass overwrite=True to replace it")
     start = session_start_time or datetime.datetime.now(datetime.timezone.utc)
-    if start.tzinfo is None:
+    if not isinstance(start, datetime.datetime) or start.tzinfo is None:
         raise ReadoutError(f"to_nwb: session_start_time={start!r} is invalid; a timezone-aware datetime is required")
     info = _member_info(sig)
     config_hash = str(sig.attrs.get("config_hash", ""))
@@ -125,13 +276,23 @@ def to_nwb(signals, member=None, *, path, vm: bool = True, overwrite: bool = Fal
     for label, times, ctype, layer, depth in _spike_trains(sig):
         nwb.add_unit(id=label, spike_times=np.asarray(times, dtype=float) / 1000.0, cell_type=ctype,
                      layer=layer, depth_um=depth, obs_intervals=[[0.0, sig.duration_ms / 1000.0]])
-    if vm and _recorded(sig, "Vm"):
-        da = sig["Vm"].transpose("time", "neuron")
+    module = None
+    for name in names:
+        rec = _recording(sig, name)
+        p = REGISTRY[name]
+        unit, conversion = _NWB_SI.get(p.units, (p.units, 1.0))
+        table = f"processing/{NWB_MODULE}/{rec.table_name}"
+        meta = {"probe": name, "description": rec.description, "units": p.units, "proxy": is_proxy(name),
+                "space": p.space, "sampling_interval_ms": rec.interval_ms, "t_start_ms": rec.t0_ms,
+                "channel_table": table, rec.channel: [int(i) for i in rec.ids]}
         nwb.add_acquisition(pynwb.TimeSeries(
-            name="Vm", data=np.asarray(da.values), unit="volts", conversion=1e-3,
-            starting_time=0.0, rate=1000.0 / sig.dt_ms,
-            description="membrane potential in mV, one column per neuron (Units ids); spikes shown at their "
-                        "30 mV peak"))
+            name=name, data=rec.data, unit=unit, conversion=conversion, starting_time=rec.t0_ms / 1000.0,
+            rate=1000.0 / rec.interval_ms, description=json.dumps(meta),
+            comments=f"jaxfne probe {name}; one column per {rec.channel}, listed in {table}"))
+        if module is None:
+            module = nwb.create_processing_module(
+                name=NWB_MODULE, description="jaxfne: the channels (neurons or contacts) of each exported probe")
+        module.add(_channel_table(rec))
     with pynwb.NWBHDF5IO(str(path), mode="w") as io:
         io.write(nwb)
     return path

@@ -1,5 +1,7 @@
 """to_neo and to_nwb: what is written reads back with neo and pynwb, spike for spike."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,175 @@ def test_to_nwb_refuses_to_overwrite_and_selects_members(net, ensemble, tmp_path
         assert all(np.allclose(np.asarray(spikes[n]), want[n] / 1000.0) for n in want)
         frac = float(ensemble.dataset["cell_types.E"].values[1])
         assert f'"cell_types.E": {frac}' in nwb.notes and '"seed": 2' in nwb.notes
+
+
+# ---- every float probe, as recorded: subsets of neurons, coarser sampling, members, stores ----------------------
+
+REGISTRY = jtfne.PROBES_REGISTRY
+FLOAT_PROBES = [name for name, p in REGISTRY.items() if p.dtype == "float"]   # Vm, u, source, LFP-proxy, CSD-proxy
+#: probes(neurons=..., every_ms=...): all neurons or a subset (a list, or k per type per layer); every step or coarser
+SAMPLINGS = {"all-step": (None, None), "list-step": ([1, 4, 17, 26], None), "all-every": (None, 0.5),
+             "per-type-every": (2, 0.3)}
+
+
+def sampled_config(neurons, every_ms, seed=7):
+    return (jtfne.Configuration().runtime(seed=seed, duration_ms=20.0).column(name="c", layers=["L2/3", "L4"], n=30)
+            .cell_types({"E": 0.8, "I": 0.2}).probes(FLOAT_PROBES, contacts=5, neurons=neurons, every_ms=every_ms))
+
+
+@pytest.fixture(scope="module", params=list(SAMPLINGS))
+def recorded(request, tmp_path_factory):
+    """{(network, where): (signals, member)} for one sampling: a single network and member 1 of a two-member
+    ensemble, each in memory and on a store reopened with open_signals."""
+    neurons, every_ms = SAMPLINGS[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
+    out = {}
+    for net, cfg, member in [("single", sampled_config(neurons, every_ms), None),
+                             ("member", sampled_config(neurons, every_ms).ensemble(seeds=[3, 4]), 1)]:
+        model = jtfne.construct(cfg)
+        out[net, "memory"] = jtfne.simulate(model), member
+        jtfne.simulate(model, store=tmp / f"{net}.zarr", chunk_ms=6.0)
+        out[net, "store"] = jtfne.open_signals(tmp / f"{net}.zarr"), member
+    out["sampling"] = request.param
+    return out
+
+
+def expected_probe(sig, name):
+    """(values (time, channel), times ms, channel dim, channel ids, channel coords) of one network's probe."""
+    da = sig[name]
+    time_dim, chan_dim = da.dims
+    assert time_dim.startswith("time") and chan_dim.startswith(("neuron", "contact"))
+    chan_coords = {k: np.asarray(c.values) for k, c in da.coords.items() if c.dims == (chan_dim,)}
+    return (np.asarray(da.values), np.asarray(da[time_dim].values, dtype=float), chan_dim.split("_")[0],
+            np.asarray(da[chan_dim].values), chan_coords)
+
+
+def check_sampling(sig, neurons, every_ms):
+    """The signals really hold what the sampling says (so the export tests test it)."""
+    for name in FLOAT_PROBES:
+        _, times, channel, ids, _ = expected_probe(sig, name)
+        assert times[1] - times[0] == pytest.approx(every_ms or sig.dt_ms)
+        if channel == "neuron" and isinstance(neurons, list):
+            assert list(ids) == neurons
+        elif channel == "neuron" and neurons is None:
+            assert list(ids) == list(range(30))
+        elif channel == "neuron":                 # k cells of each type in each layer
+            assert 0 < len(ids) < 30
+
+
+def check_neo_signals(block, sig, *, read_back=False):
+    asigs = {a.name: a for a in block.segments[0].analogsignals}
+    assert sorted(asigs) == sorted(FLOAT_PROBES)
+    for name in FLOAT_PROBES:
+        values, times, channel, ids, coords = expected_probe(sig, name)
+        asig = asigs[name]
+        np.testing.assert_array_equal(asig.magnitude, values)
+        np.testing.assert_allclose(asig.times.rescale(pq.ms).magnitude, times, rtol=0, atol=1e-9)
+        assert float(asig.sampling_period.rescale(pq.ms)) == pytest.approx(times[1] - times[0])
+        np.testing.assert_array_equal(asig.array_annotations[channel], ids)
+        for key, vals in coords.items():      # cell_type_sampled -> cell_type, layer, depth_um, contact_depth_um, ...
+            got = asig.array_annotations[key.replace("_sampled", "")]
+            assert list(got) == list(vals) if vals.dtype.kind in "USO" else np.allclose(got, vals)
+        p = REGISTRY[name]
+        assert asig.annotations["units_label"] == p.units and p.description in asig.description
+        assert asig.annotations["space"] == p.space
+        assert asig.units == (pq.mV if p.units == "mV" else pq.dimensionless)
+        if p.is_field:       # contact-space probes are labelled as proxies
+            assert asig.annotations["proxy"] is True and asig.description.startswith("PROXY")
+        assert asig.annotations["proxy"] == (p.is_field or "proxy" in p.units)
+
+
+def check_nwb_file(path, sig):
+    pynwb = pytest.importorskip("pynwb")
+    with pynwb.NWBHDF5IO(str(path), mode="r") as io:
+        nwb = io.read()
+        assert sorted(nwb.acquisition) == sorted(FLOAT_PROBES)
+        for name in FLOAT_PROBES:
+            values, times, channel, ids, coords = expected_probe(sig, name)
+            ts = nwb.acquisition[name]
+            np.testing.assert_array_equal(ts.data[:], values)
+            assert ts.rate == pytest.approx(1000.0 / (times[1] - times[0]))
+            assert ts.starting_time == pytest.approx(times[0] / 1000.0)
+            np.testing.assert_allclose(ts.get_timestamps(), times / 1000.0, rtol=0, atol=1e-12)
+            p = REGISTRY[name]
+            if p.units == "mV":
+                assert ts.unit == "volts" and ts.conversion == pytest.approx(1e-3)
+            else:
+                assert ts.unit == p.units and ts.conversion == 1.0
+            meta = json.loads(ts.description)
+            assert meta[channel] == ids.tolist() and meta["probe"] == name and meta["units"] == p.units
+            assert meta["sampling_interval_ms"] == pytest.approx(times[1] - times[0])
+            assert meta["proxy"] == (p.is_field or "proxy" in p.units)
+            if p.is_field:
+                assert meta["description"].startswith("PROXY")
+            table = nwb.processing["jaxfne"][f"{name}_channels"].to_dataframe()
+            assert list(table.index) == ids.tolist() and list(table[channel]) == ids.tolist()
+            for key, vals in coords.items():
+                col = table[key.replace("_sampled", "")]
+                assert list(col) == list(vals) if vals.dtype.kind in "USO" else np.allclose(col, vals)
+    blocks = neo.io.NWBIO(str(path), mode="r").read_all_blocks()
+    asigs = {a.name: a for b in blocks for seg in b.segments for a in seg.analogsignals}
+    assert sorted(asigs) == sorted(FLOAT_PROBES)
+    for name in FLOAT_PROBES:
+        values, times, channel, ids, _ = expected_probe(sig, name)
+        asig = asigs[name]
+        np.testing.assert_array_equal(asig.magnitude, values)
+        np.testing.assert_allclose(asig.times.rescale(pq.ms).magnitude, times, rtol=0, atol=1e-6)
+        assert asig.annotations["notes"][channel] == ids.tolist()
+    assert (asigs["Vm"].units if "Vm" in asigs else pq.mV) == pq.mV
+
+
+@pytest.mark.parametrize("where", ["memory", "store"])
+@pytest.mark.parametrize("network", ["single", "member"])
+def test_every_probe_as_recorded_round_trips(recorded, network, where, tmp_path):
+    signals, member = recorded[network, where]
+    one = signals if member is None else signals.isel(member=member)
+    check_sampling(one, *SAMPLINGS[recorded["sampling"]])
+    block = to_neo(signals, member=member)
+    check_neo_signals(block, one)
+    check_block(block, one, vm=False)                            # spikes: as before, spike for spike
+    path = tmp_path / "net.pkl"
+    neo.io.PickleIO(str(path)).write_block(block)
+    check_neo_signals(neo.io.PickleIO(str(path)).read_block(), one)
+    nwb = to_nwb(signals, member=member, path=tmp_path / "net.nwb")
+    check_nwb_file(nwb, one)
+
+
+@pytest.fixture(scope="module")
+def every_probe():
+    return jtfne.simulate(jtfne.construct(sampled_config(2, 0.3)))
+
+
+def test_choose_probes_and_refuse_bad_input(every_probe, ensemble, tmp_path):
+    single = every_probe
+    names = lambda block: [a.name for a in block.segments[0].analogsignals]   # noqa: E731
+    assert names(to_neo(single, probes=["u", "LFP-proxy"])) == ["u", "LFP-proxy"]
+    assert names(to_neo(single, probes="source")) == ["source"]
+    assert names(to_neo(single, probes=["SPK"])) == []
+    assert "Vm" not in names(to_neo(single, vm=False))
+    for fn, kw in [(to_neo, {}), (to_nwb, {"path": tmp_path / "x.nwb"})]:
+        where = fn.__name__
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: probes=\['Vm', 'LFP'\] is invalid; 'LFP' is "
+                                                     r"not a probe; probes are SPK, Vm"):
+            fn(single, probes=["Vm", "LFP"], **kw)
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: probes=3 is invalid"):
+            fn(single, probes=3, **kw)
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: member=4 is invalid; an index 0..3 is required"):
+            fn(ensemble, member=4, **kw)
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: member=-1 is invalid"):
+            fn(ensemble, member=-1, **kw)
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: member='1' is invalid"):
+            fn(ensemble, member="1", **kw)
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: member=0 is invalid; these signals hold one"):
+            fn(single, member=0, **kw)
+        with pytest.raises(jtfne.ReadoutError, match=rf"{where}: vm='no' is invalid"):
+            fn(single, vm="no", **kw)
+    assert not (tmp_path / "x.nwb").exists()
+
+
+def test_a_probe_that_was_not_recorded(net, tmp_path):
+    with pytest.raises(jtfne.ReadoutError, match=r"to_neo: probes=\['u'\] is invalid; 'u' was not recorded; "
+                                                 r"recorded probes are SPK, Vm"):
+        to_neo(net, probes=["u"])
+    with pytest.raises(jtfne.JaxfneError, match=r"to_nwb: probes=\['CSD-proxy'\] is invalid"):
+        to_nwb(net, path=tmp_path / "n.nwb", probes=["CSD-proxy"])

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import json
 
+import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .._errors import ReadoutError
@@ -63,11 +65,117 @@ class Signals(Mapping):
     def __len__(self) -> int:
         return len(self._ds.data_vars)
 
-    def sel(self, **indexers) -> "Signals":
-        return Signals(self._ds.sel(**indexers))
+    def sel(self, indexers=None, method=None, tolerance=None, drop: bool = False, **indexers_kwargs) -> "Signals":
+        """Select by coordinate label, as ``xarray.Dataset.sel``: a mapping, keywords, or both.
 
-    def isel(self, **indexers) -> "Signals":
-        return Signals(self._ds.isel(**indexers))
+        ``signals.sel(seed=2)``, ``signals.sel({"drive.current.E": 5.0})`` and
+        several member coordinates at once, ``signals.sel({"cell_types.E": 0.8,
+        "drive.current.E": 5.0})``, which gives what chaining one ``.sel`` per
+        coordinate gives. A member coordinate (seed, a swept path, member)
+        takes a scalar, a list or a label slice (inclusive); a scalar that
+        matches one member drops the member dim, as in xarray, and a list keeps
+        it. Member coordinates are applied one after the other, in the order
+        given, then every other coordinate (time, neuron, ...) in one xarray
+        call. ``method`` and ``tolerance`` apply to every coordinate (a member
+        coordinate snaps each value to the nearest one it holds). An unknown
+        coordinate or a value no member holds raises ReadoutError.
+        """
+        if indexers is not None and not isinstance(indexers, Mapping):
+            raise ReadoutError(f"signals.sel: indexers={indexers!r} is invalid; a mapping of coordinate name to "
+                               "value(s) is required (or keyword arguments)")
+        both = set(indexers or {}) & set(indexers_kwargs)
+        if both:
+            raise ReadoutError(f"signals.sel: {sorted(both)} given both in indexers and as keywords; give each "
+                               "coordinate once")
+        query = {**(indexers or {}), **indexers_kwargs}
+        ds = self._ds
+        for key in query:
+            if key not in ds.xindexes:
+                what = "is not an indexed coordinate" if key in ds.coords else "is not a coordinate"
+                valid = sorted(k for k in ds.xindexes if k in ds.dims) + [k for k in ds.xindexes if k not in ds.dims]
+                raise ReadoutError(f"signals.sel: {key!r} {what} of these signals; valid ones are "
+                                   f"{', '.join(map(str, valid))}")
+        per_member = {k: v for k, v in query.items() if ds[k].dims == ("member",)}
+        for key, value in per_member.items():
+            ds = self._sel_member(ds, key, value, method, tolerance)
+        if drop and per_member and "member" not in ds.dims:   # as xarray: no scalar member coordinates left
+            ds = ds.drop_vars([k for k in ds.coords if k in self._ds.coords and self._ds[k].dims == ("member",)])
+        rest = {k: v for k, v in query.items() if k not in per_member}
+        if rest:
+            try:
+                ds = ds.sel(rest, method=method, tolerance=tolerance, drop=drop)
+            except (KeyError, ValueError, TypeError, IndexError, NotImplementedError) as err:
+                raise ReadoutError(f"signals.sel: {rest!r} does not select from these signals "
+                                   f"({type(err).__name__}: {err})") from err
+        return Signals(ds)
+
+    @staticmethod
+    def _sel_member(ds, key, value, method, tolerance):
+        """One member coordinate of a ``sel``: the members whose ``key`` matches ``value``."""
+        def bad(why):
+            return ReadoutError(f"signals.sel: {key}={value!r} is invalid; {why}")
+
+        coord = ds[key]
+        held = pd.Index(np.unique(np.asarray(coord.values).reshape(-1)))
+        if isinstance(value, slice):
+            if value.step is not None or method is not None:
+                raise bad("a label slice takes no step and no method")
+            vals = np.asarray(coord.values)
+            keep = np.ones(vals.shape, dtype=bool)
+            try:
+                if value.start is not None:
+                    keep &= vals >= value.start
+                if value.stop is not None:
+                    keep &= vals <= value.stop
+            except TypeError as err:
+                raise bad(f"its bounds cannot be compared with the values {held.tolist()}") from err
+            scalar, wanted = False, None
+        else:
+            if isinstance(value, xr.DataArray):
+                value = value.values
+            scalar = np.ndim(value) == 0 and not isinstance(value, (list, tuple, set))
+            labels = [value] if scalar else (value.tolist() if hasattr(value, "tolist") else list(value))
+            try:
+                pos = held.get_indexer(labels, method=method, tolerance=tolerance)
+            except (TypeError, ValueError, KeyError) as err:
+                raise bad(f"method={method!r}, tolerance={tolerance!r} do not apply to the values "
+                          f"{held.tolist()} ({err})") from err
+            if (pos < 0).any():
+                missing = [lab for lab, p in zip(labels, pos) if p < 0]
+                raise bad(f"no member has {key} = {', '.join(map(repr, missing))}; its values are {held.tolist()}")
+            wanted = held[pos]
+            keep = np.isin(np.asarray(coord.values), np.asarray(wanted))
+        if "member" not in ds.dims:       # one member left: it must match
+            if not bool(keep):
+                raise bad(f"the one member left has {key} = {coord.values.item()!r}")
+            return ds
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            raise bad(f"no member has {key} in that range; its values are {held.tolist()}")
+        if key == "member" and not scalar and wanted is not None:
+            idx = np.asarray([i for w in wanted for i in np.flatnonzero(np.asarray(coord.values) == w)])
+        return ds.isel(member=int(idx[0]) if scalar and idx.size == 1 else idx)
+
+    def isel(self, indexers=None, drop: bool = False, missing_dims: str = "raise", **indexers_kwargs) -> "Signals":
+        """Select by position, as ``xarray.Dataset.isel``: a mapping, keywords, or both.
+
+        An unknown dimension raises ReadoutError naming it and the dims these
+        signals have (unless ``missing_dims`` is "ignore" or "warn").
+        """
+        if indexers is not None and not isinstance(indexers, Mapping):
+            raise ReadoutError(f"signals.isel: indexers={indexers!r} is invalid; a mapping of dimension name to "
+                               "position(s) is required (or keyword arguments)")
+        query = {**(indexers or {}), **indexers_kwargs}
+        if missing_dims == "raise":
+            for key in query:
+                if key not in self._ds.dims:
+                    raise ReadoutError(f"signals.isel: {key!r} is not a dimension of these signals; valid ones are "
+                                       f"{', '.join(sorted(map(str, self._ds.dims)))}")
+        try:
+            return Signals(self._ds.isel(query, drop=drop, missing_dims=missing_dims))
+        except (IndexError, ValueError, TypeError) as err:
+            raise ReadoutError(f"signals.isel: {query!r} does not select from these signals "
+                               f"({type(err).__name__}: {err})") from err
 
     def __repr__(self) -> str:
         return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
