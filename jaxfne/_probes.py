@@ -46,11 +46,13 @@ class Probe:
     from. ``derive(raw, ctx)`` turns them (member, time, neuron) into the
     probe's values; ``ctx`` gives ``lfp_kernel`` (member, contact, neuron) and
     ``contact_spacing_um``; None means the one raw observation as it is.
+    ``label``: a short title for figures.
     """
 
     name: str
     units: str
     description: str
+    label: str = ""                 # short, for figure titles and axes (default: the name)
     space: str = "neuron"
     sampled: bool = True
     dtype: str = "float"            # "bool" or "float" (the run's dtype)
@@ -62,6 +64,10 @@ class Probe:
     def is_field(self) -> bool:
         return self.space == "contact"
 
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
 
 def _lfp(raw, ctx):
     return lfp_proxy(raw["i_syn"], ctx.lfp_kernel)
@@ -72,19 +78,23 @@ def _csd(raw, ctx):
 
 
 _DEFINITIONS = (
-    Probe("SPK", "1", "spike raster: True where the neuron crossed 30 mV in that step",
+    Probe("SPK", "1", "spike raster: True where the neuron crossed 30 mV in that step", "spikes",
           sampled=False, dtype="bool", raw=("spikes",)),
-    Probe("Vm", "mV", "membrane potential; spikes shown at their 30 mV peak", raw=("v",)),
+    Probe("Vm", "mV", "membrane potential; spikes shown at their 30 mV peak", "membrane potential", raw=("v",)),
     Probe("u", "a.u. (current units, as the drive)",
           "recovery (adaptation) variable u at the end of the step, after the spike reset (u += d)",
-          raw=("u",), engines=("xla",)),
+          "recovery variable u",
+          raw=("u",), engines=("xla", "native")),
     Probe("source", "a.u. (current proxy)",
-          "net synaptic current per neuron (s_exc - s_inh), the source proxy", raw=("i_syn",)),
+          "net synaptic current per neuron (s_exc - s_inh), the source proxy",
+          "source proxy: net synaptic current", raw=("i_syn",)),
     Probe("LFP-proxy", "a.u. (proxy, uncalibrated)",
           "distance-weighted sum of sources per contact; a proxy, no volume conductor",
+          "LFP proxy (uncalibrated, no volume conductor)",
           space="contact", raw=("i_syn",), derive=_lfp),
     Probe("CSD-proxy", "a.u./mm^2 (proxy, uncalibrated)",
           "minus the second spatial derivative of the LFP proxy; a proxy",
+          "CSD proxy (uncalibrated, -d2/dz2 of the LFP proxy)",
           space="contact", raw=("i_syn",), derive=_csd),
 )
 

@@ -53,6 +53,7 @@ import numpy as np
 import xarray as xr
 
 from ._errors import ConfigurationError, ReadoutError
+from ._probes import REGISTRY
 from ._stats import cv_from_isi_sums
 from ._validate import parse_steps
 from .config import CELL_TYPES
@@ -514,8 +515,9 @@ def lfp_spectrum(signals, *, probe="LFP-proxy", nperseg=None, time_window_ms=Non
     where = "analysis.lfp_spectrum"
     if isinstance(signals, (str, bytes)) or hasattr(signals, "__fspath__"):
         signals = open_signals(signals)
-    if probe not in ("LFP-proxy", "CSD-proxy"):
-        raise ConfigurationError(f"{where}: probe={probe!r} is invalid; use 'LFP-proxy' or 'CSD-proxy'")
+    fields = [name for name, p in REGISTRY.items() if p.is_field]
+    if probe not in fields:
+        raise ConfigurationError(f"{where}: probe={probe!r} is invalid; use one of {', '.join(map(repr, fields))}")
     if probe not in signals.dataset.data_vars:
         raise ReadoutError(f"{where}: probe {probe!r} was not recorded; add it with "
                            f"Configuration.probes([..., {probe!r}])")

@@ -24,6 +24,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from ._errors import ReadoutError
+from ._probes import REGISTRY
 from ._stats import cv_from_isi_sums, isi_sums
 from ._validate import parse_steps
 from .results import check_health, signal_layer_depths
@@ -35,12 +36,6 @@ COLORS = {"E": "#c0392b", "I": "#2874a6"}
 BLOCK_STEPS = 50_000
 #: Vm histogram bins (mV)
 VM_BINS_MV = np.arange(-100.0, 41.0, 1.0)
-
-_PROXY_TITLES = {
-    "source": "source proxy: net synaptic current, summed per depth bin",
-    "LFP-proxy": "LFP proxy (uncalibrated, no volume conductor)",
-    "CSD-proxy": "CSD proxy (uncalibrated, -d2/dz2 of the LFP proxy; colours scaled to interior contacts)",
-}
 
 # units of swept paths and member coordinates, by prefix (first match wins)
 _COORD_UNITS = (
@@ -233,37 +228,69 @@ def voltages(signals, neurons=None, *, member=None, t_range_ms=None) -> Figure:
     ``neurons`` are neuron indices (default: three E and two I cells spread
     over the population). Spikes show at their 30 mV peak.
     """
-    sig = _network(signals, member, "viz.voltages")
-    if not _recorded(sig, "Vm"):
-        raise ReadoutError("viz.voltages: probe 'Vm' was not recorded; add it with Configuration.probes([..., 'Vm'])")
-    vm = _canonical(sig["Vm"])
-    labels = np.asarray(vm["neuron"].values)
-    cell_type = _cell_types(vm)
+    return traces(signals, "Vm", neurons, member=member, t_range_ms=t_range_ms, where="viz.voltages")
+
+
+def traces(signals, probe: str, neurons=None, *, member=None, t_range_ms=None, where="viz.traces") -> Figure:
+    """Traces of a per-neuron probe (Vm, u, source, ...) of a few neurons, one panel each.
+
+    ``neurons`` are neuron indices among those recorded (default: three E and
+    two I cells spread over them). Axis labels and the title come from the
+    probe's definition (its units and label).
+    """
+    p = REGISTRY.get(probe) if isinstance(probe, str) else None
+    if p is None or p.is_field or p.dtype != "float":
+        allowed = [n for n, q in REGISTRY.items() if not q.is_field and q.dtype == "float"]
+        raise ReadoutError(f"{where}: probe={probe!r} is invalid; traces show one of {allowed}")
+    sig = _network(signals, member, where)
+    if not _recorded(sig, probe):
+        raise ReadoutError(f"{where}: probe {probe!r} was not recorded; add it with "
+                           f"Configuration.probes([..., {probe!r}])")
+    da = _canonical(sig[probe])
+    labels = np.asarray(da["neuron"].values)
+    cell_type = _cell_types(da)
     if neurons is None:
         neurons = _default_neurons(cell_type, labels)
     neurons = [int(n) for n in np.atleast_1d(neurons)]
     bad = [n for n in neurons if n not in set(labels.tolist())]
     if bad or not neurons:
-        raise ReadoutError(f"viz.voltages: neurons={neurons!r} is invalid; indices 0..{labels.size - 1} are required")
-    sub = vm.sel(neuron=neurons)
+        raise ReadoutError(f"{where}: neurons={neurons!r} is invalid; the recorded neurons are "
+                           f"{labels.tolist() if labels.size <= 20 else f'{labels.size} indices'}")
+    sub = da.sel(neuron=neurons)
     if t_range_ms is not None:
         sub = sub.sel(time=slice(*t_range_ms))
-    traces = np.asarray(sub.transpose("time", "neuron").values)
+    values = np.asarray(sub.transpose("time", "neuron").values)
     t = np.asarray(sub["time"].values)
     fig = _new_figure((9, 1.3 + 1.2 * len(neurons)))
     axes = fig.subplots(len(neurons), 1, sharex=True, squeeze=False)[:, 0]
-    layer = np.asarray(vm["layer"].values).astype(str)
+    layer = np.asarray(da["layer"].values).astype(str)
     pos = {n: i for i, n in enumerate(labels.tolist())}
+    short = "Vm" if probe == "Vm" else probe
     for k, (ax, n) in enumerate(zip(axes, neurons)):
         ctype = cell_type[pos[n]]
-        line, = ax.plot(t, traces[:, k], color=COLORS.get(ctype, "k"), linewidth=0.7)
-        line.set_gid(f"vm-{n}")
-        ax.set_ylabel("Vm (mV)")
+        line, = ax.plot(t, values[:, k], color=COLORS.get(ctype, "k"), linewidth=0.7)
+        line.set_gid(f"{'vm' if probe == 'Vm' else probe}-{n}")
+        ax.set_ylabel(f"{short} ({_units(da).split(' (')[0]})")
         ax.set_title(f"neuron {n} ({ctype}, {layer[pos[n]]})", fontsize=9, loc="left")
     axes[-1].set_xlabel("time (ms)")
-    axes[-1].set_xlim(t[0] if t.size else 0.0, (t[-1] + _step_ms(vm, sig.dt_ms)) if t.size else 1.0)
-    fig.suptitle("Membrane potential of sample neurons")
+    axes[-1].set_xlim(t[0] if t.size else 0.0, (t[-1] + _step_ms(da, sig.dt_ms)) if t.size else 1.0)
+    fig.suptitle(f"{p.title[0].upper()}{p.title[1:]} of sample neurons ({probe})")
     return fig
+
+
+def probe_figure(signals, probe: str, *, member=None) -> Figure:
+    """The standard figure of any probe, chosen by its definition: a raster for spikes, traces for a
+    per-neuron quantity, a depth-by-time map for a field proxy."""
+    p = REGISTRY.get(probe) if isinstance(probe, str) else None
+    if p is None:
+        raise ReadoutError(f"viz.probe_figure: probe={probe!r} is invalid; known probes are {list(REGISTRY)}")
+    if p.dtype == "bool":
+        fig = raster(signals, member=member)
+        fig.axes[0].set_title(f"{fig.axes[0].get_title()} ({probe})".strip())
+        return fig
+    if p.is_field:
+        return fields(signals, member=member, probes=[probe])
+    return traces(signals, probe, member=member)
 
 
 def _depth_edges(z: np.ndarray) -> np.ndarray:
@@ -296,8 +323,13 @@ def _one_column(sig, column, where: str):
     return sig.isel(**sel), column
 
 
-def field_maps(signals, bin_ms=None, *, member=None, column=None) -> dict:
-    """Depth-by-time maps of the recorded source, LFP-proxy and CSD-proxy.
+def depth_map_probes() -> list:
+    """The probes drawn as depth-by-time maps: the field proxies and the currents they sum (their definitions)."""
+    return [name for name, p in REGISTRY.items() if p.dtype == "float" and "i_syn" in p.raw]
+
+
+def field_maps(signals, bin_ms=None, *, member=None, column=None, probes=None) -> dict:
+    """Depth-by-time maps of the recorded source, LFP-proxy and CSD-proxy (``probes``: some of them).
 
     Returns ``{probe: (time_edges_ms, depth_edges_um, values[contact, time_bin])}``.
     Time is averaged in bins of ``bin_ms`` (default: at most 1000 bins). The
@@ -307,9 +339,13 @@ def field_maps(signals, bin_ms=None, *, member=None, column=None) -> dict:
     """
     sig = _network(signals, member, "viz.fields")
     sig, _ = _one_column(sig, column, "viz.fields")
-    present = [p for p in _PROXY_TITLES if _recorded(sig, p)]
+    candidates = depth_map_probes() if probes is None else [probes] if isinstance(probes, str) else list(probes)
+    bad = [p for p in candidates if p not in depth_map_probes()]
+    if bad:
+        raise ReadoutError(f"viz.fields: probes={bad!r} is invalid; depth maps show {depth_map_probes()}")
+    present = [p for p in candidates if _recorded(sig, p)]
     if not present:
-        raise ReadoutError("viz.fields: none of 'source', 'LFP-proxy', 'CSD-proxy' was recorded; add them with "
+        raise ReadoutError(f"viz.fields: none of {', '.join(map(repr, candidates))} was recorded; add them with "
                            "Configuration.probes([...])")
     dt = _step_ms(_canonical(sig[present[0]]), sig.dt_ms)    # sampled probes share one interval
     n_time = _canonical(sig[present[0]]).sizes["time"]
@@ -321,7 +357,7 @@ def field_maps(signals, bin_ms=None, *, member=None, column=None) -> dict:
     out = {}
     for probe in present:
         da = _canonical(sig[probe])
-        if probe == "source":
+        if not REGISTRY[probe].is_field:           # per neuron: summed over each contact's depth bin
             depth = np.asarray(da["depth_um"].values, dtype=float)
             which = np.clip(np.searchsorted(z_edges, depth, side="right") - 1, 0, z.size - 1)
             assign = xr.DataArray((which[None, :] == np.arange(z.size)[:, None]).astype(float),
@@ -362,7 +398,7 @@ def _draw_layers(ax, layers: dict, z_edges: np.ndarray) -> None:
     ax.set_ylim(hi, lo)         # depth increases downward; the lines do not widen the map
 
 
-def fields(signals, bin_ms=None, *, member=None, column=None) -> Figure:
+def fields(signals, bin_ms=None, *, member=None, column=None, probes=None) -> Figure:
     """Source, LFP-proxy and CSD-proxy as depth-by-time heat maps.
 
     Depth below the pia (um) on the y axis, increasing downward; a diverging
@@ -372,7 +408,7 @@ def fields(signals, bin_ms=None, *, member=None, column=None) -> Figure:
     each layer is labelled at the left. Signals of several columns need
     ``column=``.
     """
-    maps = field_maps(signals, bin_ms, member=member, column=column)
+    maps = field_maps(signals, bin_ms, member=member, column=column, probes=probes)
     sig = _network(signals, member, "viz.fields")
     sig, column = _one_column(sig, column, "viz.fields")
     layers = layer_boundaries(sig, column)
@@ -380,9 +416,14 @@ def fields(signals, bin_ms=None, *, member=None, column=None) -> Figure:
     fig = _new_figure((9, 2.6 * len(maps)))
     axes = fig.subplots(len(maps), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (probe, (t_edges, z_edges, values)) in zip(axes, maps.items()):
-        # the CSD proxy's edge contacts (Vaknin convention: a first difference)
-        # dwarf the interior; scale the colours to the interior and saturate edges
-        scaled = values[1:-1] if probe == "CSD-proxy" and values.shape[0] >= 5 else values
+        # a second spatial difference's edge contacts (Vaknin convention: a first difference) dwarf the
+        # interior; when the edges are over twice the interior's extreme, scale the colours to the interior
+        # and saturate the edges
+        scaled = values
+        if REGISTRY[probe].is_field and values.shape[0] >= 5:
+            inner, edge = np.abs(values[1:-1]), np.abs(values[[0, -1]])
+            if np.isfinite(inner).any() and np.nanmax(edge) > 2 * np.nanmax(inner):
+                scaled = values[1:-1]
         finite = scaled[np.isfinite(scaled)]
         vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
@@ -390,9 +431,12 @@ def fields(signals, bin_ms=None, *, member=None, column=None) -> Figure:
         mesh.set_gid(f"field-{probe}")
         _draw_layers(ax, layers, z_edges)
         ax.set_ylabel("depth below pia (um)")
-        ax.set_title(_PROXY_TITLES[probe] + suffix, fontsize=10, loc="left")
+        p = REGISTRY[probe]
+        note = "" if p.is_field else ", summed per depth bin"
+        note += "; colours scaled to interior contacts" if scaled is not values else ""
+        ax.set_title(f"{p.title}{note}{suffix}", fontsize=10, loc="left")
         units = _units(sig[probe])
-        fig.colorbar(mesh, ax=ax, label=("summed source, " + units) if probe == "source" else units,
+        fig.colorbar(mesh, ax=ax, label=units if p.is_field else f"summed {probe}, {units}",
                      extend="both" if scaled is not values else "neither")
     axes[-1].set_xlabel("time (ms)")
     return fig

@@ -11,7 +11,9 @@ ensemble size, member order, chunking, device count or thread count.
 """
 
 import ctypes
+import re
 
+import jax
 import numpy as np
 import pytest
 import scipy.special
@@ -21,7 +23,10 @@ import jaxfne as jtfne
 from jaxfne.engine import _native
 from jaxfne.engine import _driver as _simulate
 from jaxfne._errors import SimulationError
+from jaxfne._probes import RAW, REGISTRY, Probe
+from jaxfne.engine._mesh import initial_states
 from jaxfne.engine._step import noise_sample
+from jaxfne.model import _params as declaration, precision
 
 from conftest import needs_native, seed_page_configuration
 
@@ -163,6 +168,119 @@ def test_member_bits_do_not_depend_on_layout(monkeypatch):
         np.testing.assert_array_equal(alone[probe].values[0], ref[probe].values[5])
         for i, s in enumerate([6, 5, 4]):
             np.testing.assert_array_equal(reordered[probe].values[i], ref[probe].values[s])
+
+
+# -- the binding: one declaration, a typed call, a signature checked at load ------------------
+
+def test_the_kernel_signature_is_the_declaration():
+    lib = _native.library()
+    assert _native.signature_mismatch(lib) is None
+    lib.jaxfne_kernel_signature.restype = ctypes.c_char_p
+    lines = lib.jaxfne_kernel_signature().decode().splitlines()
+    assert lines == _native.signature()
+    args = [line.split()[1] for line in lines if line.startswith("arg ")]
+    assert args == ([f.name for f in declaration.STATE_FIELDS if f.native]
+                    + [f.name for f in declaration.PARAM_FIELDS if f.native] + ["t0"])
+    assert "arg lfp_kernel float" not in lines                     # declared as not read by the kernel
+    assert [line.split()[1] for line in lines if line.startswith(("ret spikes", "obs "))] == list(RAW)
+    assert {"attr v_peak float64", "attr pad_v float64", "attr pad_c float64"} <= set(lines)
+    assert _native.kernel_observations() == list(RAW[1:])
+
+
+def test_a_probe_may_claim_the_native_engine_only_for_what_the_kernel_produces(monkeypatch):
+    """A new raw observation the kernel lacks: a probe on it stays xla-only (the kernel loads); a probe that
+    claims the native engine for it makes the kernel refused at load, saying which probe."""
+    monkeypatch.setattr(_native, "RAW", RAW + ("g_syn",))
+    for engines, refused in ((("xla",), False), (("xla", "native"), True)):
+        probes = dict(REGISTRY, g=Probe("g", "nS", "a conductance", raw=("g_syn",), engines=engines))
+        monkeypatch.setattr(_native, "REGISTRY", probes)
+        _native.library.cache_clear()
+        if refused:
+            with pytest.raises(SimulationError, match=r"the probe 'g' declares the native engine .* does not "
+                                                      r"produce its raw observation\(s\) \['g_syn'\]"):
+                _native.library()
+        else:
+            assert _native.signature_mismatch(_native.library()) is None
+    monkeypatch.undo()
+    _native.library.cache_clear()
+    assert _native.signature_mismatch(_native.library()) is None
+
+
+def test_a_kernel_that_disagrees_with_the_declaration_is_refused_when_loaded(monkeypatch):
+    """The declaration changed (two parameters swapped) without the kernel: refused at load, naming the
+    first difference; "auto" runs the XLA step saying why once, "native" raises."""
+    fields = list(declaration.PARAM_FIELDS)
+    fields[0], fields[1] = fields[1], fields[0]
+    monkeypatch.setattr(declaration, "PARAM_FIELDS", tuple(fields))
+    monkeypatch.setattr(_native, "_WARNED", set())
+    _native.library.cache_clear()
+    first = len([f for f in declaration.STATE_FIELDS if f.native]) + 1
+    why = (f"at entry {first}: the kernel has 'arg a float' where the declaration has 'arg b float'")
+    with pytest.raises(SimulationError, match="engine='native' is unavailable: the kernel's call signature .*"
+                       + re.escape(why)):
+        _native.library()
+    model = jtfne.construct(base_config(duration_ms=5.0))
+    with pytest.warns(RuntimeWarning, match="running the XLA step on the CPU because .*" + re.escape(why)):
+        assert jtfne.simulate(model, engine="auto").dataset.attrs["engine"] == "xla"
+    with pytest.raises(SimulationError, match=re.escape(why)):
+        jtfne.simulate(model, engine="native")
+    monkeypatch.undo()
+    _native.library.cache_clear()
+    assert _native.signature_mismatch(_native.library()) is None
+    assert jtfne.simulate(model, engine="native").dataset.attrs["engine"] == "native"
+
+
+def test_the_kernel_takes_its_constants_from_the_declaration(monkeypatch):
+    cfg = base_config(duration_ms=50.0, dtype="float64").probes(["SPK", "Vm"]).ensemble(seeds=[1, 2])
+    model = jtfne.construct(cfg)
+    ref = jtfne.simulate(model, engine="native").dataset
+    assert ref["Vm"].values.max() == declaration.V_PEAK_MV
+    monkeypatch.setattr(declaration, "V_PEAK_MV", 20.0)            # the kernel reads it; the XLA step imported it
+    _simulate.chunk_function.cache_clear()
+    low = jtfne.simulate(model, engine="native").dataset
+    monkeypatch.undo()
+    _simulate.chunk_function.cache_clear()
+    assert low["Vm"].values.max() == 20.0 and low["SPK"].values.sum() > 0
+    np.testing.assert_array_equal(low["Vm"].values[low["SPK"].values], 20.0)    # spikes shown at the new peak
+
+
+def test_the_kernel_returns_each_raw_observation_full_or_sampled():
+    """native_chunk returns exactly the observations asked for; sampled ones are the full ones at the
+    sampled steps and neurons, bit for bit; full v, u and i_syn are what a run records as Vm, u, source."""
+    cfg = (base_config(duration_ms=3.0, dtype="float64").column(n=40).probes(["SPK", "Vm", "u", "source"])
+           .ensemble(seeds=[3, 4]))
+    model = jtfne.construct(cfg)
+    _native.library()
+    kw = dict(n_steps=model.layout.n_steps, delay_steps=model.layout.delay_steps, shared_w=False, threads=2)
+    index, stride = (0, 7, 39, 7), 4
+
+    def call(modes):
+        with precision("float64"):
+            state = initial_states(model.layout)(model.params)
+            return jax.jit(lambda st, p: _native.native_chunk(st, p, 0, modes=modes, sample_index=index,
+                                                              sample_stride=stride, **kw))(state, model.params)
+
+    full_state, full = call({r: "full" for r in RAW})
+    assert set(full) == set(RAW) and full["v"].shape == (2, 30, 40)
+    sampled_state, sampled = call({"spikes": "full", "u": "sampled", "i_syn": "sampled"})
+    assert set(sampled) == {"spikes", "u", "i_syn"} and sampled["u"].shape == (2, 8, 4)
+    for r in ("u", "i_syn"):
+        np.testing.assert_array_equal(sampled[r], np.asarray(full[r])[:, ::stride][:, :, list(index)])
+    np.testing.assert_array_equal(sampled["spikes"], full["spikes"])
+    for a, b in zip(full_state, sampled_state):
+        np.testing.assert_array_equal(a, b)
+    run = jtfne.simulate(model, engine="native").dataset
+    for raw, probe in (("spikes", "SPK"), ("v", "Vm"), ("u", "u"), ("i_syn", "source")):
+        np.testing.assert_array_equal(run[probe].values, full[raw])
+    with pytest.raises(SimulationError, match="'spikes' must be 'full'"):
+        call({"v": "full"})
+
+
+def test_u_agrees_with_xla():
+    _, xla, native = both(base_config(duration_ms=100.0, dtype="float64").probes(["SPK", "u"])
+                          .ensemble(seeds=[0, 1, 2]))
+    np.testing.assert_array_equal(native["SPK"].values, xla["SPK"].values)
+    np.testing.assert_allclose(native["u"].values, xla["u"].values, rtol=0, atol=1e-9)
 
 
 # -- choosing the engine -----------------------------------------------------------------

@@ -9,7 +9,7 @@ tau_inh = 11 ms so that swapping them fails), and every arrival must add the sam
 
 A spike in step j reaches ``source`` at step j + D, with D = max(1, round(delay_ms / dt_ms)): checked
 without delays, with two delay classes (E->I 1 ms, I->E 0.5 ms: the ring-buffer path of both engines)
-and with one uniform delay of 1 ms (a known bug of the XLA engine, marked xfail(strict=True) there).
+and with one uniform delay of 1 ms (which the XLA step once delivered after one step: fixed 2026-11-30).
 """
 
 import numpy as np
@@ -58,18 +58,9 @@ def check_decay(current, pre_spikes, tau, delay_steps):
     np.testing.assert_allclose(jumps, jumps[0], rtol=1e-12)
 
 
-UNIFORM_DELAY_BUG = pytest.mark.xfail(
-    strict=True, reason="known bug: a single delay class longer than one step (connectivity(delay_ms=1.0) on one "
-    "layer) gives a 2-D weight matrix (jaxfne/model/_network.py build_network, n_classes == 1) and the XLA step "
-    "applies delays only to a 3-D one (jaxfne/engine/_step.py step), so the input arrives after one step; the "
-    "native kernel delays it")
-
-
 @pytest.mark.parametrize("engine", ["xla", pytest.param("native", marks=needs_native)])
 @pytest.mark.parametrize("delays_ms", [(0.0, 0.0), (1.0, 0.5), (1.0, 1.0)], ids=["no-delay", "two-classes", "uniform"])
-def test_each_current_decays_with_its_own_tau(engine, delays_ms, request):
-    if engine == "xla" and delays_ms == (1.0, 1.0):
-        request.applymarker(UNIFORM_DELAY_BUG)
+def test_each_current_decays_with_its_own_tau(engine, delays_ms):
     model = jtfne.construct(configuration(*delays_ms))
     assert list(model.neuron_coords["cell_type"][0]) == ["E", "I"]
     signals = jtfne.simulate(model, engine=engine)

@@ -131,14 +131,9 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
     def local_chunk(state, params, t0):
         if engine == "native":
             # -- native call begin
-            state, out = native_chunk(state, params, t0, n_steps=n_steps, delay_steps=layout.delay_steps,
-                                      shared_w=layout.shared_weights, vm_index=sample_index,
-                                      vm_stride=layout.sample_every, want_vm="v" in modes,
-                                      want_source="i_syn" in modes, threads=threads)
-            raw = {"spikes": out["SPK"], "v": out.get("Vm"), "i_syn": out.get("source")}
-            if modes.get("i_syn") == "sampled":
-                raw["i_syn"] = sample(raw["i_syn"], layout)
-            raw = {r: raw[r] for r in modes}
+            state, raw = native_chunk(state, params, t0, n_steps=n_steps, delay_steps=layout.delay_steps,
+                                      shared_w=layout.shared_weights, modes=modes, sample_index=sample_index,
+                                      sample_stride=layout.sample_every, threads=threads)
             # -- native call end
         else:
             state, raw = xla_chunk(state, params, t0)

@@ -9,6 +9,15 @@ and its ``--version``, the flags and the CPU's instruction-set flags. Only a
 folder private to the user is built into or loaded from, and a library is
 loaded only when its bytes match the SHA-256 recorded when it was built. No compiler: ``available()`` says
 why, and ``engine="auto"`` falls back to the XLA engine.
+
+The call is built from the one declaration of the model's arrays
+(jaxfne/model/_params.py ``STATE_FIELDS``, ``PARAM_FIELDS``, the constants)
+and the raw observations (jaxfne/_probes.py ``RAW``): typed input buffers in
+a fixed order, named attributes. The kernel exports the signature it was
+compiled with (``jaxfne_kernel_signature``); ``library()`` compares it with
+``signature()`` and refuses a kernel that disagrees, naming the first
+difference, so a change on one side only fails when the kernel is loaded
+(``engine="auto"`` then runs the XLA step, saying why once).
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import SimulationError
-from .._probes import REGISTRY
+from .._probes import RAW, REGISTRY
+from ..model import _params as declaration
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC")
 TARGETS = {"float32": "jaxfne_izh_chunk_f32", "float64": "jaxfne_izh_chunk_f64"}
@@ -229,13 +239,110 @@ def _build() -> tuple[str | None, str]:
     return path, ""
 
 
+# -- the call, from the declaration ---------------------------------------------------------
+
+#: inputs of the call after the declared arrays: the global index of the chunk's first step
+CALL_INPUTS = (("t0", "int32"),)
+#: the call's settings (attributes), before the model constants and the observation modes
+CALL_ATTRS = (("n_steps", "int64"), ("threads", "int64"), ("shared_w", "bool"), ("delay_steps", "int64[]"),
+              ("sample_index", "int64[]"), ("sample_stride", "int64"))
+#: values of the "<observation>_mode" attributes (absent: 0)
+MODES = {"full": 1, "sampled": 2}
+
+
+def kernel_inputs() -> list:
+    """The declared arrays the kernel reads, in call order: [("state" | "params", Field)], the state first
+    (its buffers are aliased to the state results)."""
+    return ([("state", f) for f in declaration.STATE_FIELDS if f.native]
+            + [("params", f) for f in declaration.PARAM_FIELDS if f.native])
+
+
+def constants() -> dict:
+    """The model constants the kernel takes as attributes, all from jaxfne/model/_params.py."""
+    out = {"v_peak": float(declaration.V_PEAK_MV)}
+    out.update({f"pad_{name}": float(value) for name, value in declaration.padding_lane().items()})
+    return out
+
+
+def native_observations() -> list:
+    """The raw observations (after "spikes") that the probes declaring the native engine need, in RAW order."""
+    need = {r for p in REGISTRY.values() if "native" in p.engines for r in p.raw}
+    return [r for r in RAW[1:] if r in need]
+
+
+def signature(observations=None) -> list:
+    """The call's signature as the declaration makes it, one entry per line of the kernel's
+    ``jaxfne_kernel_signature()``: "arg NAME KIND", "ret NAME KIND", "obs NAME KIND", "attr NAME TYPE".
+
+    ``observations``: the optional raw observations the kernel produces (default: those the probes
+    declaring the native engine need).
+    """
+    obs = native_observations() if observations is None else list(observations)
+    lines = [f"arg {f.name} {f.kind}" for _, f in kernel_inputs()] + [f"arg {n} {k}" for n, k in CALL_INPUTS]
+    lines += [f"ret {f.name} {f.kind}" for f in declaration.STATE_FIELDS]
+    lines += [f"ret {RAW[0]} bool"] + [f"obs {r} float" for r in obs]
+    lines += [f"attr {n} {t}" for n, t in CALL_ATTRS] + [f"attr {n} float64" for n in constants()]
+    lines += [f"attr {r}_mode int64" for r in obs]
+    return lines
+
+
+def kernel_signature(lib) -> list | None:
+    """The lines of the kernel's own signature, or None when the library exports none."""
+    try:
+        fn = lib.jaxfne_kernel_signature
+    except AttributeError:
+        return None
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = []
+    return fn().decode().splitlines()
+
+
+def kernel_observations() -> list:
+    """The optional raw observations the loaded kernel produces, in its (RAW) order."""
+    return [line.split()[1] for line in kernel_signature(library()) if line.startswith("obs ")]
+
+
+def signature_mismatch(lib) -> str | None:
+    """Why the loaded kernel ``lib`` does not match the declaration (the first difference), or None.
+
+    The kernel's inputs, fixed results and attributes must be those of ``signature()``; its optional
+    observations must be raw observations of jaxfne/_probes.py RAW, in that order, and include every one
+    that a probe declaring the native engine needs (``Probe.engines``).
+    """
+    kernel = kernel_signature(lib)
+    if kernel is None:
+        return "the kernel library exports no jaxfne_kernel_signature (built from another source?)"
+    obs = [line.split()[1] for line in kernel if line.startswith("obs ")]
+    if obs != [r for r in RAW[1:] if r in obs]:
+        return (f"the kernel (jaxfne/engine/csrc/izh_chunk.cc) produces the observations {obs}, which are not "
+                f"raw observations of jaxfne/_probes.py RAW {list(RAW[1:])} in that order")
+    for name, p in REGISTRY.items():
+        lacking = [r for r in p.raw if r not in obs and r != RAW[0]]
+        if "native" in p.engines and lacking:
+            return (f"the probe {name!r} declares the native engine (jaxfne/_probes.py engines=) but the kernel "
+                    f"does not produce its raw observation(s) {lacking}")
+    expected = signature(obs)
+    for i in range(max(len(kernel), len(expected))):
+        got = kernel[i] if i < len(kernel) else None
+        want = expected[i] if i < len(expected) else None
+        if got != want:
+            return (f"the kernel's call signature (jaxfne/engine/csrc/izh_chunk.cc) disagrees with the declaration "
+                    f"(jaxfne/model/_params.py, jaxfne/_probes.py RAW) at entry {i + 1}: the kernel has "
+                    f"{got or 'nothing'!r} where the declaration has {want or 'nothing'!r}")
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def library():
-    """The loaded kernel library, with its FFI targets registered; SimulationError if unavailable."""
+    """The loaded kernel library, checked against the declaration, with its FFI targets registered;
+    SimulationError if unavailable (no compiler, a failed build, a signature that disagrees)."""
     path, why = _build()
     if path is None:
         raise SimulationError(f"simulate: engine='native' is unavailable: {why}")
     lib = ctypes.cdll.LoadLibrary(path)
+    why = signature_mismatch(lib)
+    if why is not None:
+        raise SimulationError(f"simulate: engine='native' is unavailable: {why}")
     jax.ffi.register_ffi_target(TARGETS["float32"], jax.ffi.pycapsule(lib.JaxfneIzhChunkF32), platform="cpu")
     jax.ffi.register_ffi_target(TARGETS["float64"], jax.ffi.pycapsule(lib.JaxfneIzhChunkF64), platform="cpu")
     return lib
@@ -318,39 +425,43 @@ def threads_per_device(n_devices: int) -> int:
     return max(1, cores // max(1, n_devices))
 
 
-def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_w: bool, vm_index,
-                 vm_stride: int, want_vm: bool, want_source: bool, threads: int):
+def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_w: bool, modes: dict,
+                 sample_index: tuple, sample_stride: int, threads: int):
     """Advance a block of members (leading axis) by ``n_steps``; called per device inside shard_map.
 
-    Returns (new state, {"SPK": (B, T, N), "Vm": (B, T / stride, K), "source": (B, T, N)}).
+    ``modes``: the raw observations to return (jaxfne/_probes.py ``RAW``; "spikes" always), each "full"
+    (B, T, N) or "sampled" (B, ceil(T / sample_stride), K): every ``sample_stride``-th step from the
+    chunk's first, the neurons ``sample_index``. Returns (new state, {raw name: array}) with exactly the
+    keys of ``modes``.
     """
+    produced = kernel_observations()
+    if modes.get(RAW[0]) != "full" or set(modes) - {RAW[0], *produced} or set(modes.values()) - set(MODES):
+        raise SimulationError(f"native_chunk: modes={modes!r} is invalid; {RAW[0]!r} must be 'full', the others "
+                              f"any of {produced} (what the kernel produces) as 'full' or 'sampled'")
     dtype = params.a.dtype
     b, n = params.a.shape
     w = params.w
     if w.ndim == (2 if shared_w else 3):     # one delay class: add the class axis
         w = w[None] if shared_w else w[:, None]
-    pend_shape = state.pend_exc.shape
-    args = (state.v, state.u, state.s_exc, state.s_inh, state.pend_exc, state.pend_inh,
-            params.a, params.b, params.c, params.d, params.is_exc, w, params.i_mean, params.noise_scale,
-            params.decay_exc, params.decay_inh, params.dt_ms, params.noise_key.astype(jnp.uint32),
-            params.active, jnp.asarray(t0, jnp.int32), jnp.asarray(vm_index, jnp.int32),
-            jnp.asarray(delay_steps, jnp.int32))
+    params = params._replace(w=w)
+    kinds = {"float": dtype, "bool": jnp.bool_, "uint32": jnp.uint32}
+    args = [jnp.asarray(getattr(state if where == "state" else params, f.name), kinds[f.kind])
+            for where, f in kernel_inputs()]
+    args.append(jnp.asarray(t0, jnp.int32))
+    n_state = len(declaration.STATE_FIELDS)
     sds = jax.ShapeDtypeStruct
-    outs = [sds((b, n), dtype)] * 4 + [sds(pend_shape, dtype)] * 2 + [sds((b, n_steps, n), jnp.bool_)]
-    if want_vm:
-        outs.append(sds((b, -(-n_steps // vm_stride), len(vm_index)), dtype))
-    if want_source:
-        outs.append(sds((b, n_steps, n), dtype))
+    present = [r for r in produced if r in modes]
+    sampled_shape = (b, -(-n_steps // sample_stride), len(sample_index))
+    outs = ([sds(x.shape, x.dtype) for x in args[:n_state]] + [sds((b, n_steps, n), jnp.bool_)]
+            + [sds((b, n_steps, n) if modes[r] == "full" else sampled_shape, dtype) for r in present])
     call = jax.ffi.ffi_call(TARGETS[str(np.dtype(dtype))], outs,
-                            input_output_aliases={i: i for i in range(6)})
-    res = call(*args, n_steps=np.int64(n_steps), stride=np.int64(vm_stride), shared_w=bool(shared_w),
-               want_vm=bool(want_vm), want_source=bool(want_source), threads=np.int64(threads))
-    new_state = type(state)(*res[:6])
-    out = {"SPK": res[6]}
-    k = 7
-    if want_vm:
-        out["Vm"] = res[k]
-        k += 1
-    if want_source:
-        out["source"] = res[k]
-    return new_state, out
+                            input_output_aliases={i: i for i in range(n_state)})
+    attrs = {"n_steps": np.int64(n_steps), "threads": np.int64(threads), "shared_w": bool(shared_w),
+             "delay_steps": np.asarray(delay_steps, np.int64), "sample_index": np.asarray(sample_index, np.int64),
+             "sample_stride": np.int64(sample_stride)}
+    attrs.update({name: np.float64(value) for name, value in constants().items()})
+    attrs.update({f"{r}_mode": np.int64(MODES[modes[r]] if r in modes else 0) for r in produced})
+    res = call(*args, **attrs)
+    new_state = type(state)(*res[:n_state])
+    raw = {RAW[0]: res[n_state], **dict(zip(present, res[n_state + 1:]))}
+    return new_state, {r: raw[r] for r in modes}

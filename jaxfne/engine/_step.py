@@ -11,8 +11,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..model import NetParams, NetState
-
-V_PEAK_MV = 30.0
+from ..model._params import V_PEAK_MV  # the model's constants are declared with its arrays
 
 
 def _mix32(x):
@@ -147,7 +146,9 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
     u_new = jnp.where(crossed, u_new + params.d, u_new)
     inc_exc, inc_inh = (recurrent_input_ordered if ordered_input else recurrent_input)(params, spiked)
     pend_exc, pend_inh = state.pend_exc, state.pend_inh
-    if params.w.ndim == 3:   # synaptic delays: input travels through the ring buffers
+    if pend_exc.shape[0] > 0:   # synaptic delays: input travels through the ring buffers
+        if params.w.ndim == 2:   # one delay class (longer than one step): its increments as class 0
+            inc_exc, inc_inh = inc_exc[None], inc_inh[None]
         inc_exc, pend_exc = deliver(pend_exc, inc_exc, t, delay_steps)
         inc_inh, pend_inh = deliver(pend_inh, inc_inh, t, delay_steps)
     new = NetState(v=v_new, u=u_new,

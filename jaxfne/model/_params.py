@@ -1,46 +1,136 @@
-"""The arrays of one network: its parameters and its state.
+"""The arrays of one network: its parameters and its state, declared once.
 
 Written for one network (a leading member axis is added when batched).
 ``build_network`` (model/_network.py) makes the parameters, ``initial_state``
 the state at t = 0; the engines read both.
+
+``PARAM_FIELDS`` and ``STATE_FIELDS`` are the one declaration of every array:
+its name, dtype kind, per-member shape, meaning, whether the native kernel
+reads it and, for the per-neuron arrays the kernel pads to its vector width,
+the value of its padding lanes. ``NetParams`` and ``NetState`` are made from
+them (same names, same order: stores hold checkpoint fields by name), and the
+native engine builds its call from them and checks the compiled kernel
+against them when it loads it (jaxfne/engine/_native.py). The model constants
+shared by the engines live here too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-class NetParams(NamedTuple):
-    """Arrays of one network (leading member axis once batched)."""
+#: the spike threshold: a step whose new v reaches it is a spike, shown at this value in Vm
+V_PEAK_MV = 30.0
+#: the membrane potential of every neuron at t = 0 (u starts at b * v)
+V_INIT_MV = -65.0
 
-    a: jax.Array
-    b: jax.Array
-    c: jax.Array
-    d: jax.Array
-    is_exc: jax.Array          # (N,) bool
-    w: jax.Array               # (N + 1, N) [pre, post], >= 0; sign from the pre type; last row 0;
-                               # (C, N + 1, N) with one matrix per delay class when delays differ
-    i_mean: jax.Array          # (N,) constant drive
-    noise_scale: jax.Array     # (N,) sigma / sqrt(dt): current noise std per step
-    decay_exc: jax.Array       # exp(-dt / tau_exc)
-    decay_inh: jax.Array
-    dt_ms: jax.Array
-    noise_key: jax.Array       # raw uint32[2] key of the noise stream
-    lfp_kernel: jax.Array      # (C, N) contact-by-neuron weights of the LFP proxy
-    active: jax.Array          # False for padding members
+#: dtype kinds of the declared arrays: "float" is the run's dtype (float32 or float64)
+KINDS = ("float", "bool", "uint32")
 
-class NetState(NamedTuple):
-    v: jax.Array
-    u: jax.Array
-    s_exc: jax.Array           # excitatory synaptic current
-    s_inh: jax.Array           # inhibitory synaptic current (enters with a minus sign)
-    pend_exc: jax.Array        # (D, N) delayed excitatory input waiting to arrive (D = 0: no delays)
-    pend_inh: jax.Array        # (D, N) delayed inhibitory input
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One array of NetParams or NetState.
+
+    ``shape``: per member, in symbols: N neurons, D delay slots (0 without
+    delays), C delay classes, P field contacts; () a scalar. ``native``: the
+    native kernel reads it. ``pad``: the value the native kernel gives the
+    padding lanes of this per-neuron array (the neuron axis is padded to the
+    kernel's vector width); None for arrays that are not padded.
+    """
+
+    name: str
+    kind: str
+    shape: str
+    description: str
+    native: bool = True
+    pad: float | None = None
+
+
+PARAM_FIELDS = (
+    Field("a", "float", "(N,)", "Izhikevich a: time scale of the recovery variable u", pad=0.0),
+    Field("b", "float", "(N,)", "Izhikevich b: sensitivity of u to v", pad=0.0),
+    Field("c", "float", "(N,)", "Izhikevich c: v after a spike (mV)", pad=-70.0),
+    Field("d", "float", "(N,)", "Izhikevich d: increment of u at a spike", pad=0.0),
+    Field("is_exc", "bool", "(N,)", "True for excitatory cells (their outgoing weights add to s_exc)"),
+    Field("w", "float", "(N+1, N) | (C, N+1, N)",
+          "weights [pre, post] >= 0, sign from the pre type, last row 0; one matrix per delay class when "
+          "delays differ; no member axis when shared"),
+    Field("i_mean", "float", "(N,)", "constant drive current", pad=0.0),
+    Field("noise_scale", "float", "(N,)", "sigma / sqrt(dt): std of the current noise per step", pad=0.0),
+    Field("decay_exc", "float", "()", "exp(-dt / tau_exc): per-step decay of s_exc"),
+    Field("decay_inh", "float", "()", "exp(-dt / tau_inh): per-step decay of s_inh"),
+    Field("dt_ms", "float", "()", "time step (ms)"),
+    Field("noise_key", "uint32", "(2,)", "raw key of the member's counter-based noise stream"),
+    Field("lfp_kernel", "float", "(P, N)", "contact-by-neuron weights of the LFP proxy", native=False),
+    Field("active", "bool", "()", "False for padding members (they never emit spikes)"),
+)
+
+STATE_FIELDS = (
+    Field("v", "float", "(N,)", "membrane potential (mV)", pad=-70.0),
+    Field("u", "float", "(N,)", "recovery (adaptation) variable", pad=-14.0),
+    Field("s_exc", "float", "(N,)", "excitatory synaptic current", pad=0.0),
+    Field("s_inh", "float", "(N,)", "inhibitory synaptic current (enters with a minus sign)", pad=0.0),
+    Field("pend_exc", "float", "(D, N)", "delayed excitatory input waiting to arrive (ring buffer)"),
+    Field("pend_inh", "float", "(D, N)", "delayed inhibitory input waiting to arrive"),
+)
+
+
+def _doc(summary: str, fields) -> str:
+    rows = "\n".join(f"    {f.name}: {f.kind} {f.shape}{'' if f.native else ' (not read by the native kernel)'}"
+                     f" -- {f.description}" for f in fields)
+    return f"{summary}\n\nFields (declared in jaxfne/model/_params.py):\n\n{rows}\n"
+
+
+NetParams = NamedTuple("NetParams", [(f.name, jax.Array) for f in PARAM_FIELDS])
+NetParams.__doc__ = _doc("Arrays of one network (leading member axis once batched).", PARAM_FIELDS)
+NetState = NamedTuple("NetState", [(f.name, jax.Array) for f in STATE_FIELDS])
+NetState.__doc__ = _doc("The state of one network (leading member axis once batched).", STATE_FIELDS)
+
+
+def padding_lane() -> dict:
+    """{field name: value} of the native kernel's padding lanes (per-neuron arrays; state first, as the call)."""
+    return {f.name: f.pad for f in STATE_FIELDS + PARAM_FIELDS if f.pad is not None}
+
+
+def _check_declaration() -> None:
+    """The declaration is consistent; run at import, so a mistake fails ``import jaxfne``."""
+    for cls, fields in ((NetParams, PARAM_FIELDS), (NetState, STATE_FIELDS)):
+        names = tuple(f.name for f in fields)
+        if cls._fields != names:
+            raise ImportError(f"jaxfne: {cls.__name__} has fields {cls._fields}, its declaration {names}")
+        for f in fields:
+            if f.kind not in KINDS:
+                raise ImportError(f"jaxfne: {cls.__name__}.{f.name} has kind {f.kind!r}; choose from {KINDS}")
+            if f.pad is not None and (f.shape != "(N,)" or f.kind != "float" or not f.native):
+                raise ImportError(f"jaxfne: {cls.__name__}.{f.name} has a padding value but is not a per-neuron "
+                                  "float array the native kernel reads")
+    clash = {f.name for f in PARAM_FIELDS} & {f.name for f in STATE_FIELDS}
+    if clash:
+        raise ImportError(f"jaxfne: {sorted(clash)} are declared both as parameters and as state")
+    if not all(f.native for f in STATE_FIELDS):
+        raise ImportError("jaxfne: the native kernel carries the whole state; every state field must be native")
+    missing = [f.name for f in PARAM_FIELDS + STATE_FIELDS if f.shape == "(N,)" and f.kind == "float"
+               and f.native and f.pad is None]
+    if missing:
+        raise ImportError(f"jaxfne: per-neuron arrays {missing} need a padding value for the native kernel")
+    # the padding lanes must rest: a fixed point of the step (no drive, no noise, no input) below the peak
+    p = padding_lane()
+    v, u = p["v"], p["u"]
+    dv = 0.04 * v * v + 5.0 * v + 140.0 - u + p["i_mean"] + (p["s_exc"] - p["s_inh"])
+    du = p["a"] * (p["b"] * v - u)
+    if abs(dv) > 1e-9 or abs(du) > 1e-9 or not (v < V_PEAK_MV and p["c"] < V_PEAK_MV) or p["noise_scale"] != 0.0:
+        raise ImportError(f"jaxfne: the padding lane {p} is not at rest below {V_PEAK_MV} mV (dv={dv}, du={du})")
+
+
+_check_declaration()
+
 
 def initial_state(params: NetParams, delay_slots: int = 0) -> NetState:
-    v = jnp.full_like(params.a, -65.0)
+    v = jnp.full_like(params.a, V_INIT_MV)
     pend = jnp.zeros((delay_slots,) + v.shape, v.dtype)
     return NetState(v=v, u=params.b * v, s_exc=jnp.zeros_like(v), s_inh=jnp.zeros_like(v),
                     pend_exc=pend, pend_inh=pend)

@@ -9,21 +9,22 @@ import numpy as np
 import xarray as xr
 
 from .._errors import ConfigurationError, ReadoutError
+from .._probes import REGISTRY
 from .._stats import cv_from_isi_sums, mean_cv, raster_isi_sums
 from ..config import CELL_TYPES, LAYER_DEPTHS_UM
 from ._signals import signal_layer_depths
 
-#: metric -> (probe it reads, units)
+#: metric -> (probe it reads, units): the units of a metric of a probe's values are the probe's (jaxfne/_probes.py)
 METRICS = {
     "spike_rate_hz": ("SPK", "Hz"),
     "spike_count": ("SPK", "spikes"),
     "cv_isi": ("SPK", "1"),
-    "mean_V_m": ("Vm", "mV"),
-    "min_V_m": ("Vm", "mV"),
-    "max_V_m": ("Vm", "mV"),
-    "source_abs_mean": ("source", "a.u."),
-    "lfp_abs_mean": ("LFP-proxy", "a.u. (proxy)"),
-    "csd_abs_mean": ("CSD-proxy", "a.u./mm^2 (proxy)"),
+    "mean_V_m": ("Vm", REGISTRY["Vm"].units),
+    "min_V_m": ("Vm", REGISTRY["Vm"].units),
+    "max_V_m": ("Vm", REGISTRY["Vm"].units),
+    "source_abs_mean": ("source", REGISTRY["source"].units),
+    "lfp_abs_mean": ("LFP-proxy", REGISTRY["LFP-proxy"].units),
+    "csd_abs_mean": ("CSD-proxy", REGISTRY["CSD-proxy"].units),
 }
 
 

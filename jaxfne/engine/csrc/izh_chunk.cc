@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -163,17 +165,77 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The call's signature, declared once here. Inputs are typed buffers in a fixed order: the state,
+// then the parameters the kernel reads, then the index of the chunk's first step. Names and dtype
+// kinds are those of PARAM_FIELDS / STATE_FIELDS in jaxfne/model/_params.py: jaxfne/engine/_native.py
+// builds the call from that declaration and, when it loads this library, compares it with
+// jaxfne_kernel_signature() (generated from these lists), so a change on either side without the
+// other fails at load time, naming the first difference. FLOAT is the run's dtype.
+#define JAXFNE_STATE(X) \
+  X(v, FLOAT) X(u, FLOAT) X(s_exc, FLOAT) X(s_inh, FLOAT) X(pend_exc, FLOAT) X(pend_inh, FLOAT)
+#define JAXFNE_PARAMS(X)                                                                              \
+  X(a, FLOAT) X(b, FLOAT) X(c, FLOAT) X(d, FLOAT) X(is_exc, BOOL) X(w, FLOAT) X(i_mean, FLOAT)        \
+  X(noise_scale, FLOAT) X(decay_exc, FLOAT) X(decay_inh, FLOAT) X(dt_ms, FLOAT) X(noise_key, UINT32) \
+  X(active, BOOL)
+#define JAXFNE_CALL_ARGS(X) X(t0, INT32)
+// Results: the new state (aliased to the state inputs), the spikes (always, every step and neuron),
+// then the optional raw observations this kernel produces (raw observations of jaxfne/_probes.py RAW,
+// in RAW order; a probe may declare the native engine only when the kernel produces what it needs),
+// each present when its "<name>_mode" attribute is kFull (B, T, N) or kSampled
+// (B, ceil(T / sample_stride), K: every sample_stride-th step from the chunk's first, the neurons
+// sample_index).
+#define JAXFNE_OBS(X) X(v, FLOAT) X(u, FLOAT) X(i_syn, FLOAT)
+// Attributes: the call's settings, then the model constants (jaxfne/model/_params.py V_PEAK_MV and
+// the padding-lane value of each padded array), then the observation modes.
+#define JAXFNE_ATTRS(X)                                                                            \
+  X(n_steps, int64_t, "int64") X(threads, int64_t, "int64") X(shared_w, bool, "bool")              \
+  X(delay_steps, ffi::Span<const int64_t>, "int64[]") X(sample_index, ffi::Span<const int64_t>,    \
+                                                          "int64[]")                               \
+  X(sample_stride, int64_t, "int64") X(v_peak, double, "float64") X(pad_v, double, "float64")      \
+  X(pad_u, double, "float64") X(pad_s_exc, double, "float64") X(pad_s_inh, double, "float64")      \
+  X(pad_a, double, "float64") X(pad_b, double, "float64") X(pad_c, double, "float64")              \
+  X(pad_d, double, "float64") X(pad_i_mean, double, "float64") X(pad_noise_scale, double, "float64")
+
+template <ffi::DataType DT>
+struct KindFLOAT {
+  static constexpr ffi::DataType dt = DT;
+  static constexpr const char* label = "float";
+};
+template <ffi::DataType DT>
+struct KindBOOL {
+  static constexpr ffi::DataType dt = ffi::DataType::PRED;
+  static constexpr const char* label = "bool";
+};
+template <ffi::DataType DT>
+struct KindUINT32 {
+  static constexpr ffi::DataType dt = ffi::DataType::U32;
+  static constexpr const char* label = "uint32";
+};
+template <ffi::DataType DT>
+struct KindINT32 {
+  static constexpr ffi::DataType dt = ffi::DataType::S32;
+  static constexpr const char* label = "int32";
+};
+
+constexpr int64_t kAbsent = 0, kFull = 1, kSampled = 2;     // values of the "<obs>_mode" attributes
+#define JAXFNE_COUNT(NAME, KIND) +1
+constexpr int kObs = 0 JAXFNE_OBS(JAXFNE_COUNT);
+
 // One Euler step of every neuron of one network (the vectorised inner loop),
 // over NP lanes (N rounded up to the vector width; the padding lanes sit at a
 // fixed point and are never read back). The synaptic currents decay here; the
-// input of this step's spikes is added afterwards. Returns the spike count.
+// input of this step's spikes is added afterwards. Writes the step's raw
+// observations (obs_v: v at the end of the step shown at the peak when it crossed;
+// the new u is u itself; obs_i_syn: s_exc - s_inh that drove the step) and
+// returns the spike count.
 template <typename T>
 int32_t update_neurons(const int64_t NP, const T* __restrict z, T* __restrict v,
                        T* __restrict u, T* __restrict se, T* __restrict si, const T* __restrict a,
                        const T* __restrict b, const T* __restrict c, const T* __restrict d,
                        const T* __restrict imean, const T* __restrict nscale, const T dt, const T dexc,
-                       const T dinh, const int32_t active, int32_t* __restrict spk, T* __restrict vo,
-                       T* __restrict src) {
+                       const T dinh, const T vpeak, const int32_t active, int32_t* __restrict spk,
+                       T* __restrict obs_v, T* __restrict obs_i_syn) {
   int32_t count = 0;
   for (int64_t i = 0; i < NP; ++i) {
     const T vi = v[i], ui = u[i];
@@ -181,33 +243,41 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, T* __restrict v,
     const T itot = (imean[i] + isyn) + nscale[i] * z[i];
     const T vn = vi + dt * (((((T(0.04) * vi) * vi + T(5.0) * vi) + T(140.0)) - ui) + itot);
     const T un = ui + dt * (a[i] * (b[i] * vi - ui));
-    const bool crossed = vn >= T(30.0);
+    const bool crossed = vn >= vpeak;
     const int32_t fired = crossed ? active : 0;   // 32-bit flags keep the vector width of the floats
     spk[i] = fired;
     count += fired;
-    vo[i] = crossed ? T(30.0) : vn;
+    obs_v[i] = crossed ? vpeak : vn;
     v[i] = crossed ? c[i] : vn;
     u[i] = crossed ? un + d[i] : un;
-    src[i] = isyn;
+    obs_i_syn[i] = isyn;
     se[i] = se[i] * dexc;
     si[i] = si[i] * dinh;
   }
   return count;
 }
 
-template <typename T>
+template <ffi::DataType DT>
 struct Batch {
+  using T = ffi::NativeType<DT>;
   int64_t B, N, D, C, steps, K, stride, n_rows;
-  bool shared_w, want_vm, want_source;
+  bool shared_w;
   int64_t t0;
-  // inputs
-  const T *v, *u, *se, *si, *pe, *pi, *a, *b, *c, *d, *w, *imean, *nscale, *dexc, *dinh, *dt;
-  const bool *is_exc, *active;
-  const uint32_t* key;
-  const int32_t *vm_idx, *delays;
-  // outputs
-  T *v_o, *u_o, *se_o, *si_o, *pe_o, *pi_o, *vm_o, *src_o;
-  bool* spk_o;
+  T v_peak;
+  // the value of each padded array's padding lanes
+  T pad_v, pad_u, pad_s_exc, pad_s_inh, pad_a, pad_b, pad_c, pad_d, pad_i_mean, pad_noise_scale;
+  const int64_t *sample_index, *delays;
+  // inputs and the state results, named as the declaration
+#define JAXFNE_MEMBER(NAME, KIND) const ffi::NativeType<Kind##KIND<DT>::dt>* NAME;
+#define JAXFNE_OUT_MEMBER(NAME, KIND) ffi::NativeType<Kind##KIND<DT>::dt>* NAME##_out;
+  JAXFNE_STATE(JAXFNE_MEMBER)
+  JAXFNE_PARAMS(JAXFNE_MEMBER)
+  JAXFNE_STATE(JAXFNE_OUT_MEMBER)
+#undef JAXFNE_MEMBER
+#undef JAXFNE_OUT_MEMBER
+  bool* spikes_out;
+  int64_t obs_mode[kObs];
+  T* obs_out[kObs];       // in JAXFNE_OBS order; nullptr when absent
 };
 
 template <typename T>
@@ -217,16 +287,18 @@ void copy_if_distinct(T* dst, const T* src, int64_t n) {
 
 constexpr int64_t kLanes = 16;   // pad the neuron axis to a multiple of this (one AVX-512 float vector)
 
-template <typename T>
-void run_members(const Batch<T>& q, int64_t m0, int64_t m1) {
+template <ffi::DataType DT>
+void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
+  using T = ffi::NativeType<DT>;
   const int64_t N = q.N, D = q.D, C = q.C;
   const int64_t NP = (N + kLanes - 1) / kLanes * kLanes;
-  const int64_t n_vm = q.want_vm ? (q.steps + q.stride - 1) / q.stride : 0;
+  const int64_t n_sampled = (q.steps + q.stride - 1) / q.stride;
   std::vector<uint32_t> ncount(NP);
   for (int64_t i = 0; i < NP; ++i) ncount[i] = mix32(static_cast<uint32_t>(i) * 2u + 1u);
-  // the member's working copy, padded: lanes >= N rest at v = -70, u = -14 with no drive
+  // the member's working copy, padded: lanes >= N rest at the declared padding values
   std::vector<T> v(NP), u(NP), se(NP), si(NP), a(NP), b(NP), c(NP), d(NP), imean(NP), nscale(NP);
-  std::vector<T> vobs(NP), src(NP), acc_e(C * N, T(0)), acc_i(C * N, T(0));
+  std::vector<T> obs_v(NP), obs_i_syn(NP), acc_e(C * N, T(0)), acc_i(C * N, T(0));
+  std::vector<T>& obs_u = u;          // the raw observation u is u after the step (and its reset)
   std::vector<int32_t> spk_buf(NP);
   int32_t* spk = spk_buf.data();
   std::vector<int32_t> fired(N);
@@ -237,26 +309,29 @@ void run_members(const Batch<T>& q, int64_t m0, int64_t m1) {
     std::memcpy(dst.data(), from, sizeof(T) * N);
     std::fill(dst.begin() + N, dst.end(), pad);
   };
+#define JAXFNE_OBS_NOW(NAME, KIND) obs_##NAME.data(),
+  const T* const obs_now[kObs] = {JAXFNE_OBS(JAXFNE_OBS_NOW)};
+#undef JAXFNE_OBS_NOW
   for (int64_t m = m0; m < m1; ++m) {
     const int64_t o = m * N;
-    load(v, q.v + o, T(-70.0));
-    load(u, q.u + o, T(-14.0));
-    load(se, q.se + o, T(0));
-    load(si, q.si + o, T(0));
-    load(a, q.a + o, T(0));
-    load(b, q.b + o, T(0));
-    load(c, q.c + o, T(-70.0));
-    load(d, q.d + o, T(0));
-    load(imean, q.imean + o, T(0));
-    load(nscale, q.nscale + o, T(0));
-    T* pe = q.pe_o + m * D * N;
-    T* pi = q.pi_o + m * D * N;
-    copy_if_distinct(pe, q.pe + m * D * N, D * N);
-    copy_if_distinct(pi, q.pi + m * D * N, D * N);
+    load(v, q.v + o, q.pad_v);
+    load(u, q.u + o, q.pad_u);
+    load(se, q.s_exc + o, q.pad_s_exc);
+    load(si, q.s_inh + o, q.pad_s_inh);
+    load(a, q.a + o, q.pad_a);
+    load(b, q.b + o, q.pad_b);
+    load(c, q.c + o, q.pad_c);
+    load(d, q.d + o, q.pad_d);
+    load(imean, q.i_mean + o, q.pad_i_mean);
+    load(nscale, q.noise_scale + o, q.pad_noise_scale);
+    T* pe = q.pend_exc_out + m * D * N;
+    T* pi = q.pend_inh_out + m * D * N;
+    copy_if_distinct(pe, q.pend_exc + m * D * N, D * N);
+    copy_if_distinct(pi, q.pend_inh + m * D * N, D * N);
     const bool* is_exc = q.is_exc + o;
-    const T dt = q.dt[m], dexc = q.dexc[m], dinh = q.dinh[m];
+    const T dt = q.dt_ms[m], dexc = q.decay_exc[m], dinh = q.decay_inh[m];
     const bool active = q.active[m];
-    const uint32_t k0 = q.key[2 * m], k1 = q.key[2 * m + 1];
+    const uint32_t k0 = q.noise_key[2 * m], k1 = q.noise_key[2 * m + 1];
     const T* wm = q.shared_w ? q.w : q.w + m * C * q.n_rows * N;
     for (int64_t k = 0; k < q.steps; ++k) {
       const uint64_t t = static_cast<uint64_t>(q.t0 + k);
@@ -265,15 +340,20 @@ void run_members(const Batch<T>& q, int64_t m0, int64_t m1) {
         for (int64_t j = 0; j < nb; ++j) words[j] = mix32(mix32(k0 ^ static_cast<uint32_t>(t + j)) + k1);
         noise_block<T>(NP, nb, words, ncount.data(), zbuf.data());
       }
-      const int32_t n_spikes = update_neurons<T>(NP, zbuf.data() + (k % kBlock) * NP, v.data(), u.data(), se.data(), si.data(),
-                                                 a.data(), b.data(), c.data(), d.data(), imean.data(),
-                                                 nscale.data(), dt, dexc, dinh, active ? 1 : 0, spk, vobs.data(), src.data());
-      bool* __restrict spk_row = q.spk_o + (m * q.steps + k) * N;
+      const int32_t n_spikes = update_neurons<T>(NP, zbuf.data() + (k % kBlock) * NP, v.data(), u.data(), se.data(),
+                                                 si.data(), a.data(), b.data(), c.data(), d.data(), imean.data(),
+                                                 nscale.data(), dt, dexc, dinh, q.v_peak, active ? 1 : 0, spk,
+                                                 obs_v.data(), obs_i_syn.data());
+      bool* __restrict spk_row = q.spikes_out + (m * q.steps + k) * N;
       for (int64_t i = 0; i < N; ++i) spk_row[i] = spk[i] != 0;
-      if (q.want_source) std::memcpy(q.src_o + (m * q.steps + k) * N, src.data(), sizeof(T) * N);
-      if (q.want_vm && k % q.stride == 0) {
-        T* row = q.vm_o + (m * n_vm + k / q.stride) * q.K;
-        for (int64_t j = 0; j < q.K; ++j) row[j] = vobs[q.vm_idx[j]];
+      for (int j = 0; j < kObs; ++j) {
+        if (q.obs_mode[j] == kFull) {
+          std::memcpy(q.obs_out[j] + (m * q.steps + k) * N, obs_now[j], sizeof(T) * N);
+        } else if (q.obs_mode[j] == kSampled && k % q.stride == 0) {
+          T* __restrict row = q.obs_out[j] + (m * n_sampled + k / q.stride) * q.K;
+          const T* __restrict from = obs_now[j];
+          for (int64_t s = 0; s < q.K; ++s) row[s] = from[q.sample_index[s]];
+        }
       }
       if (n_spikes > 0) {
         // recurrent input: outgoing rows of the fired cells summed in ascending index order
@@ -324,10 +404,10 @@ void run_members(const Batch<T>& q, int64_t m0, int64_t m1) {
         }
       }
     }
-    std::memcpy(q.v_o + o, v.data(), sizeof(T) * N);
-    std::memcpy(q.u_o + o, u.data(), sizeof(T) * N);
-    std::memcpy(q.se_o + o, se.data(), sizeof(T) * N);
-    std::memcpy(q.si_o + o, si.data(), sizeof(T) * N);
+    std::memcpy(q.v_out + o, v.data(), sizeof(T) * N);
+    std::memcpy(q.u_out + o, u.data(), sizeof(T) * N);
+    std::memcpy(q.s_exc_out + o, se.data(), sizeof(T) * N);
+    std::memcpy(q.s_inh_out + o, si.data(), sizeof(T) * N);
   }
 }
 
@@ -349,60 +429,127 @@ void advise_huge_pages(void* p, size_t bytes) {
 #endif
 }
 
+
+bool dims_are(ffi::Span<const int64_t> dims, std::initializer_list<int64_t> want) {
+  if (dims.size() != want.size()) return false;
+  size_t i = 0;
+  for (const int64_t x : want)
+    if (dims[i++] != x) return false;
+  return true;
+}
+
+std::string dims_text(ffi::Span<const int64_t> dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+ffi::Error bad(const std::string& why) { return ffi::Error::InvalidArgument("jaxfne native engine: " + why); }
+
+#define JAXFNE_IN_PARAM(NAME, KIND) ffi::Buffer<Kind##KIND<DT>::dt> NAME,
+#define JAXFNE_RET_PARAM(NAME, KIND) ffi::ResultBuffer<Kind##KIND<DT>::dt> NAME##_out,
+#define JAXFNE_ATTR_PARAM(NAME, TYPE, LABEL) TYPE NAME,
+#define JAXFNE_MODE_PARAM(NAME, KIND) int64_t NAME##_mode,
+
 template <ffi::DataType DT>
-ffi::Error chunk_impl(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t n_steps, int64_t stride,
-                      bool shared_w, bool want_vm, bool want_source, int64_t threads) {
+ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARAM) JAXFNE_CALL_ARGS(JAXFNE_IN_PARAM)
+                      JAXFNE_STATE(JAXFNE_RET_PARAM) ffi::ResultBuffer<ffi::DataType::PRED> spikes_out,
+                      JAXFNE_ATTRS(JAXFNE_ATTR_PARAM) JAXFNE_OBS(JAXFNE_MODE_PARAM) ffi::RemainingRets obs) {
   using T = ffi::NativeType<DT>;
-  if (args.size() != 22) return ffi::Error::InvalidArgument("jaxfne native engine: expected 22 arguments");
-  std::vector<ffi::AnyBuffer> in;
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto x = args.get<ffi::AnyBuffer>(i);
-    if (!x.has_value()) return ffi::Error::InvalidArgument("jaxfne native engine: argument is not a buffer");
-    in.push_back(*x);
-  }
-  std::vector<ffi::AnyBuffer> out;
-  for (size_t i = 0; i < rets.size(); ++i) {
-    auto x = rets.get<ffi::AnyBuffer>(i);
-    if (!x.has_value()) return ffi::Error::InvalidArgument("jaxfne native engine: result is not a buffer");
-    out.push_back(**x);
-  }
-  Batch<T> q{};
-  auto vd = in[0].dimensions();
-  if (vd.size() != 2) return ffi::Error::InvalidArgument("jaxfne native engine: v must be (members, neurons)");
-  q.B = vd[0];
-  q.N = vd[1];
-  auto pd = in[4].dimensions();
-  q.D = pd.size() == 3 ? pd[1] : 0;
-  auto wd = in[11].dimensions();
-  q.n_rows = wd[wd.size() - 2];
-  q.C = in[21].element_count();
-  q.K = in[20].element_count();
+  Batch<DT> q{};
+  auto vd = v.dimensions();
+  if (vd.size() != 2) return bad("v must be (members, neurons), got " + dims_text(vd));
+  const int64_t B = vd[0], N = vd[1];
+  auto pd = pend_exc.dimensions();
+  if (pd.size() != 3) return bad("pend_exc must be (members, delay slots, neurons), got " + dims_text(pd));
+  const int64_t D = pd[1], C = static_cast<int64_t>(delay_steps.size());
+  if (n_steps < 0 || sample_stride < 1) return bad("n_steps must be >= 0 and sample_stride >= 1");
+  const int64_t K = static_cast<int64_t>(sample_index.size());
+  const int64_t n_sampled = (n_steps + sample_stride - 1) / sample_stride;
+  // every buffer's shape, by name (dtypes and the order were checked by the typed binding)
+  struct Shape {
+    const char* name;
+    ffi::Span<const int64_t> dims;
+    std::vector<int64_t> want;
+  };
+  const Shape shapes[] = {
+      {"u", u.dimensions(), {B, N}}, {"s_exc", s_exc.dimensions(), {B, N}}, {"s_inh", s_inh.dimensions(), {B, N}},
+      {"pend_inh", pend_inh.dimensions(), {B, D, N}}, {"a", a.dimensions(), {B, N}}, {"b", b.dimensions(), {B, N}},
+      {"c", c.dimensions(), {B, N}}, {"d", d.dimensions(), {B, N}}, {"is_exc", is_exc.dimensions(), {B, N}},
+      {"w", w.dimensions(), shared_w ? std::vector<int64_t>{C, N + 1, N} : std::vector<int64_t>{B, C, N + 1, N}},
+      {"i_mean", i_mean.dimensions(), {B, N}}, {"noise_scale", noise_scale.dimensions(), {B, N}},
+      {"decay_exc", decay_exc.dimensions(), {B}}, {"decay_inh", decay_inh.dimensions(), {B}},
+      {"dt_ms", dt_ms.dimensions(), {B}}, {"noise_key", noise_key.dimensions(), {B, 2}},
+      {"active", active.dimensions(), {B}}, {"t0", t0.dimensions(), {}},
+      {"the v result", v_out->dimensions(), {B, N}}, {"the u result", u_out->dimensions(), {B, N}},
+      {"the s_exc result", s_exc_out->dimensions(), {B, N}}, {"the s_inh result", s_inh_out->dimensions(), {B, N}},
+      {"the pend_exc result", pend_exc_out->dimensions(), {B, D, N}},
+      {"the pend_inh result", pend_inh_out->dimensions(), {B, D, N}},
+      {"the spikes result", spikes_out->dimensions(), {B, n_steps, N}},
+  };
+  for (const Shape& x : shapes)
+    if (x.dims.size() != x.want.size() || !std::equal(x.want.begin(), x.want.end(), x.dims.begin()))
+      return bad(std::string(x.name) + " has shape " + dims_text(x.dims) + ", expected " +
+                 dims_text(ffi::Span<const int64_t>(x.want)));
+  for (int64_t s = 0; s < K; ++s)
+    if (sample_index[s] < 0 || sample_index[s] >= N) return bad("sample_index out of range");
+  for (int64_t cl = 0; cl < C; ++cl)
+    if (D > 0 && (delay_steps[cl] < 1 || delay_steps[cl] > D)) return bad("delay_steps out of range");
+  q.B = B;
+  q.N = N;
+  q.D = D;
+  q.C = C;
+  q.K = K;
+  q.n_rows = N + 1;
   q.steps = n_steps;
-  q.stride = stride;
+  q.stride = sample_stride;
   q.shared_w = shared_w;
-  q.want_vm = want_vm;
-  q.want_source = want_source;
-  q.t0 = static_cast<int64_t>(*reinterpret_cast<const int32_t*>(in[19].untyped_data()));
-  if (q.n_rows != q.N + 1) return ffi::Error::InvalidArgument("jaxfne native engine: w must have N + 1 rows");
-  auto P = [&](int i) { return reinterpret_cast<const T*>(in[i].untyped_data()); };
-  q.v = P(0); q.u = P(1); q.se = P(2); q.si = P(3); q.pe = P(4); q.pi = P(5);
-  q.a = P(6); q.b = P(7); q.c = P(8); q.d = P(9);
-  q.is_exc = reinterpret_cast<const bool*>(in[10].untyped_data());
-  q.w = P(11); q.imean = P(12); q.nscale = P(13); q.dexc = P(14); q.dinh = P(15); q.dt = P(16);
-  q.key = reinterpret_cast<const uint32_t*>(in[17].untyped_data());
-  q.active = reinterpret_cast<const bool*>(in[18].untyped_data());
-  q.vm_idx = reinterpret_cast<const int32_t*>(in[20].untyped_data());
-  q.delays = reinterpret_cast<const int32_t*>(in[21].untyped_data());
-  auto R = [&](int i) { return reinterpret_cast<T*>(out[i].untyped_data()); };
-  q.v_o = R(0); q.u_o = R(1); q.se_o = R(2); q.si_o = R(3); q.pe_o = R(4); q.pi_o = R(5);
-  q.spk_o = reinterpret_cast<bool*>(out[6].untyped_data());
-  size_t next = 7;
-  q.vm_o = want_vm ? R(next++) : nullptr;
-  q.src_o = want_source ? R(next++) : nullptr;
-  if (next != out.size()) return ffi::Error::InvalidArgument("jaxfne native engine: unexpected number of results");
-  for (int64_t j = 0; j < q.K; ++j)
-    if (q.vm_idx[j] < 0 || q.vm_idx[j] >= q.N) return ffi::Error::InvalidArgument("jaxfne native engine: bad Vm index");
-  for (size_t i = 6; i < out.size(); ++i) advise_huge_pages(out[i].untyped_data(), out[i].size_bytes());
+  q.t0 = static_cast<int64_t>(*t0.typed_data());
+  q.sample_index = sample_index.begin();
+  q.delays = delay_steps.begin();
+  q.v_peak = static_cast<T>(v_peak);
+  q.pad_v = static_cast<T>(pad_v);
+  q.pad_u = static_cast<T>(pad_u);
+  q.pad_s_exc = static_cast<T>(pad_s_exc);
+  q.pad_s_inh = static_cast<T>(pad_s_inh);
+  q.pad_a = static_cast<T>(pad_a);
+  q.pad_b = static_cast<T>(pad_b);
+  q.pad_c = static_cast<T>(pad_c);
+  q.pad_d = static_cast<T>(pad_d);
+  q.pad_i_mean = static_cast<T>(pad_i_mean);
+  q.pad_noise_scale = static_cast<T>(pad_noise_scale);
+#define JAXFNE_SET_IN(NAME, KIND) q.NAME = NAME.typed_data();
+#define JAXFNE_SET_OUT(NAME, KIND) q.NAME##_out = NAME##_out->typed_data();
+  JAXFNE_STATE(JAXFNE_SET_IN)
+  JAXFNE_PARAMS(JAXFNE_SET_IN)
+  JAXFNE_STATE(JAXFNE_SET_OUT)
+#undef JAXFNE_SET_IN
+#undef JAXFNE_SET_OUT
+  q.spikes_out = spikes_out->typed_data();
+  advise_huge_pages(spikes_out->untyped_data(), spikes_out->size_bytes());
+  // the optional observations: present in JAXFNE_OBS order, as their modes say
+#define JAXFNE_MODE_VALUE(NAME, KIND) NAME##_mode,
+#define JAXFNE_OBS_NAME(NAME, KIND) #NAME,
+  const int64_t modes[kObs] = {JAXFNE_OBS(JAXFNE_MODE_VALUE)};
+  const char* const obs_names[kObs] = {JAXFNE_OBS(JAXFNE_OBS_NAME)};
+#undef JAXFNE_MODE_VALUE
+#undef JAXFNE_OBS_NAME
+  size_t next = 0;
+  for (int j = 0; j < kObs; ++j) {
+    q.obs_mode[j] = modes[j];
+    q.obs_out[j] = nullptr;
+    if (modes[j] == kAbsent) continue;
+    if (modes[j] != kFull && modes[j] != kSampled) return bad(std::string(obs_names[j]) + "_mode must be 0, 1 or 2");
+    if (next >= obs.size()) return bad(std::string("no result for the observation ") + obs_names[j]);
+    auto r = obs.get<ffi::Buffer<DT>>(next++);
+    if (!r.has_value()) return bad(std::string("the result for ") + obs_names[j] + " is not a buffer of the run's dtype");
+    auto dims = (*r)->dimensions();
+    const bool ok = modes[j] == kFull ? dims_are(dims, {B, n_steps, N}) : dims_are(dims, {B, n_sampled, K});
+    if (!ok) return bad(std::string("the result for ") + obs_names[j] + " has shape " + dims_text(dims));
+    q.obs_out[j] = (*r)->typed_data();
+    advise_huge_pages((*r)->untyped_data(), (*r)->size_bytes());
+  }
+  if (next != obs.size()) return bad("more results than the observation modes ask for");
   const int64_t n_threads = std::max<int64_t>(1, std::min<int64_t>(threads, q.B));
   if (n_threads == 1) {
     run_members(q, 0, q.B);
@@ -411,9 +558,9 @@ ffi::Error chunk_impl(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t 
     // (the store's writer, say) takes fewer blocks instead of holding the others up. Members are
     // independent, so the results do not depend on which thread ran which member.
     constexpr int64_t kMembersPerTake = 8;
-    std::atomic<int64_t> next{0};
-    auto worker = [&q, &next] {
-      for (int64_t lo = next.fetch_add(kMembersPerTake); lo < q.B; lo = next.fetch_add(kMembersPerTake))
+    std::atomic<int64_t> next_member{0};
+    auto worker = [&q, &next_member] {
+      for (int64_t lo = next_member.fetch_add(kMembersPerTake); lo < q.B; lo = next_member.fetch_add(kMembersPerTake))
         run_members(q, lo, std::min(q.B, lo + kMembersPerTake));
     };
     std::vector<std::thread> pool;
@@ -423,22 +570,52 @@ ffi::Error chunk_impl(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t 
   return ffi::Error::Success();
 }
 
+// The typed binding, generated from the same lists as chunk_impl's parameters and the signature.
+#define JAXFNE_BIND_ARG(NAME, KIND) .template Arg<ffi::Buffer<Kind##KIND<DT>::dt>>()
+#define JAXFNE_BIND_RET(NAME, KIND) .template Ret<ffi::Buffer<Kind##KIND<DT>::dt>>()
+#define JAXFNE_BIND_ATTR(NAME, TYPE, LABEL) .template Attr<TYPE>(#NAME)
+#define JAXFNE_BIND_MODE(NAME, KIND) .template Attr<int64_t>(#NAME "_mode")
+
+template <ffi::DataType DT>
+auto binding() {
+  return ffi::Ffi::Bind() JAXFNE_STATE(JAXFNE_BIND_ARG) JAXFNE_PARAMS(JAXFNE_BIND_ARG)
+      JAXFNE_CALL_ARGS(JAXFNE_BIND_ARG) JAXFNE_STATE(JAXFNE_BIND_RET)
+      .template Ret<ffi::Buffer<ffi::DataType::PRED>>() JAXFNE_ATTRS(JAXFNE_BIND_ATTR) JAXFNE_OBS(JAXFNE_BIND_MODE)
+      .template RemainingRets();
+}
+
 }  // namespace
 
-#define JAXFNE_BIND(NAME, DT)                                                               \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, chunk_impl<DT>,                                      \
-                                ffi::Ffi::Bind()                                           \
-                                    .RemainingArgs()                                       \
-                                    .RemainingRets()                                       \
-                                    .Attr<int64_t>("n_steps")                              \
-                                    .Attr<int64_t>("stride")                               \
-                                    .Attr<bool>("shared_w")                                \
-                                    .Attr<bool>("want_vm")                                 \
-                                    .Attr<bool>("want_source")                             \
-                                    .Attr<int64_t>("threads"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxfneIzhChunkF32, chunk_impl<ffi::DataType::F32>, binding<ffi::DataType::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxfneIzhChunkF64, chunk_impl<ffi::DataType::F64>, binding<ffi::DataType::F64>());
 
-JAXFNE_BIND(JaxfneIzhChunkF32, ffi::DataType::F32)
-JAXFNE_BIND(JaxfneIzhChunkF64, ffi::DataType::F64)
+// The call's signature, one line per entry: "arg NAME KIND" (inputs, in order), "ret NAME KIND" (the
+// fixed results), "obs NAME KIND" (the optional results), "attr NAME TYPE". jaxfne/engine/_native.py
+// compares it with the declaration when it loads the library.
+extern "C" const char* jaxfne_kernel_signature() {
+  static const std::string signature = [] {
+    std::string s;
+    auto line = [&s](const char* what, const char* name, const char* type) {
+      s += std::string(what) + " " + name + " " + type + "\n";
+    };
+    constexpr ffi::DataType F = ffi::DataType::F32;   // the kinds do not depend on the float width
+#define JAXFNE_SIG_ARG(NAME, KIND) line("arg", #NAME, Kind##KIND<F>::label);
+#define JAXFNE_SIG_RET(NAME, KIND) line("ret", #NAME, Kind##KIND<F>::label);
+#define JAXFNE_SIG_OBS(NAME, KIND) line("obs", #NAME, Kind##KIND<F>::label);
+#define JAXFNE_SIG_ATTR(NAME, TYPE, LABEL) line("attr", #NAME, LABEL);
+#define JAXFNE_SIG_MODE(NAME, KIND) line("attr", #NAME "_mode", "int64");
+    JAXFNE_STATE(JAXFNE_SIG_ARG)
+    JAXFNE_PARAMS(JAXFNE_SIG_ARG)
+    JAXFNE_CALL_ARGS(JAXFNE_SIG_ARG)
+    JAXFNE_STATE(JAXFNE_SIG_RET)
+    line("ret", "spikes", "bool");
+    JAXFNE_OBS(JAXFNE_SIG_OBS)
+    JAXFNE_ATTRS(JAXFNE_SIG_ATTR)
+    JAXFNE_OBS(JAXFNE_SIG_MODE)
+    return s;
+  }();
+  return signature.c_str();
+}
 
 // plain C entry points for tests of the noise transform
 extern "C" void jaxfne_std_normal_f32(const uint32_t* h, float* z, int64_t n) {
