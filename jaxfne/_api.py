@@ -13,7 +13,7 @@ from .engine import default_devices, drive, local_member_indices, process_blocks
 from .engine import chunk_steps as _chunk_steps
 from .model import Model as _BaseModel
 from .model import construct as _construct
-from .model import precision, with_runtime
+from .model import check_run, precision, with_runtime
 from .results import Signals, check_health, compute_readout, manifest
 from .sinks import MemorySink, build_dataset, simulate_to_store
 
@@ -51,6 +51,11 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     step (docs/engines.md): "xla" (the pure JAX step, every platform),
     "native" (the fused C++ CPU kernel) or "auto" (native on CPU devices when
     it builds, else xla).
+
+    Before anything is placed on a device the run's memory is estimated
+    (parameters, state, two chunks of outputs, and without a store the whole
+    run's arrays) and a run that cannot fit is refused with a SimulationError
+    naming the estimate and the remedy (docs/troubleshooting.md).
     """
     if not isinstance(model, _BaseModel):
         raise SimulationError(f"simulate: model={type(model).__name__} is invalid; pass the result of jaxfne.construct")
@@ -60,6 +65,9 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
         devices = default_devices(model.n_members)
     engine = resolve_engine(engine, devices, layout)
     chunk_steps = _chunk_steps(layout, chunk_ms, model.n_members)
+    members = local_member_indices(model, devices)
+    # before anything is placed: refuse a run that cannot fit (model/_size.py, docs/troubleshooting.md)
+    check_run(model, chunk_steps, devices, engine=engine, in_memory=store is None, n_local=len(members))
     if store is not None:
         with precision(layout.dtype):
             return Signals(simulate_to_store(model, store, chunk_steps, overwrite=overwrite, progress=progress,
@@ -68,7 +76,6 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     sink = MemorySink(model, progress)
     with precision(layout.dtype):
         drive(model, sink, chunk_steps, devices=devices, engine=engine)
-    members = local_member_indices(model, devices)
     full_finite = np.ones(model.n_members, bool)
     full_finite[members] = sink.finite
     ds = build_dataset(sink.arrays, model, squeeze_member=not model.ensemble, members=members,

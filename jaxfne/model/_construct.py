@@ -1,16 +1,20 @@
 """``construct``: the one place where a configuration becomes arrays and shapes.
 
-Ensembles too: an ensemble configuration is expanded into member
-configurations (its sweep grammar is config/_sweep.py), each member's numbers
-become a row of ``Knobs``, and ``build_network`` runs vmapped over the rows.
+Ensembles too: an ensemble configuration is expanded into its members (its
+sweep grammar is config/_sweep.py): one configuration per sweep combination,
+repeated over the seeds with numpy (``Members``); each member's numbers become
+a row of ``Knobs`` and ``build_network`` runs vmapped over the rows. Sizes are
+checked before any of it (model/_size.py).
 ``with_runtime`` is the one place a run's runtime values (duration, dt,
 seed) are replaced after construction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,6 +29,7 @@ from ..config import sweep_function
 from ._layout import Layout, precision
 from ._model import Model
 from ._network import Knobs, build_network
+from ._size import check_construct
 
 def pathway_tables(cfg: Configuration):
     """p, strength and delay (ms) of every [post_group, pre_group] pair.
@@ -130,9 +135,15 @@ def contact_depths(cfg: Configuration) -> np.ndarray:
     return np.stack(out)
 
 def construct(cfg: Configuration) -> Model:
-    """Turn a configuration into a Model (arrays on the default device)."""
+    """Turn a configuration into a Model (arrays on the default device).
+
+    Sizes are checked first (model/_size.py): a configuration that no run can
+    have, or whose construction does not fit in memory, is refused before an
+    ensemble is expanded or an array is made.
+    """
     if not isinstance(cfg, Configuration):
         raise ConfigurationError(f"construct: cfg={type(cfg).__name__} is invalid; a jaxfne.Configuration is required")
+    check_construct(cfg, make_layout(cfg))
     if cfg.ensemble_spec is not None:
         return construct_ensemble(cfg)
     members = [cfg]
@@ -146,37 +157,92 @@ def _builder(dtype: str, n_classes: int, column_sizes: tuple):
                                               n_classes=n_classes, column_sizes=column_sizes),
                             in_axes=(0, 0, None, None, None, None, None, None)))
 
-def _construct_members(cfg: Configuration, members: list, member_coords: dict, ensemble: bool) -> Model:
+def make_layout(cfg: Configuration) -> Layout:
+    """The static layout of ``cfg``: every shape, from plain numbers (no arrays of the network's size)."""
     rt, pr = cfg.runtime_spec, cfg.probes_spec
     slots = layer_slots(cfg)
     columns = tuple(c.name for c in cfg.column_specs)
-    contact_z = contact_depths(cfg)                               # (columns, contacts)
-    contact_col = np.repeat(np.arange(len(columns)), pr.contacts)
-    contact_z = contact_z.reshape(-1)
-    steps, class_table = delay_classes(cfg)
+    contact_z = contact_depths(cfg).reshape(-1)                   # (columns * contacts,)
+    steps, _ = delay_classes(cfg)
     sample_neurons, sample_every = probe_sampling(cfg)
-    layout = Layout(n=cfg.n, layers=tuple(lay for _, lay, _ in slots), n_per_layer=tuple(n for _, _, n in slots),
-                    contacts=int(contact_z.size),
-                    contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
-                    n_steps=parse_steps("construct", "duration_ms", rt.duration_ms, rt.dt_ms), dt_ms=rt.dt_ms,
-                    shared_weights=cfg.connectivity_spec.shared, delay_steps=steps,
-                    sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
-                    slot_column=tuple(columns.index(c) for c, _, _ in slots))
+    return Layout(n=cfg.n, layers=tuple(lay for _, lay, _ in slots), n_per_layer=tuple(n for _, _, n in slots),
+                  contacts=int(contact_z.size),
+                  contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
+                  n_steps=parse_steps("construct", "duration_ms", rt.duration_ms, rt.dt_ms), dt_ms=rt.dt_ms,
+                  shared_weights=cfg.connectivity_spec.shared, delay_steps=steps,
+                  sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
+                  slot_column=tuple(columns.index(c) for c, _, _ in slots))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Members(Sequence):
+    """The members of a run without a Configuration per member.
+
+    ``combos``: one configuration per distinct sweep combination (its own
+    runtime seed is not used); ``combo`` (members,): the combination of each
+    member; ``seeds`` (members,): the seed of each member. Member i is
+    ``combos[combo[i]].runtime(seed=seeds[i])``; indexing builds that
+    configuration on demand, so a million members cost three arrays, not a
+    million configurations.
+    """
+
+    combos: tuple
+    combo: np.ndarray
+    seeds: np.ndarray
+
+    @classmethod
+    def of(cls, configs) -> "Members":
+        """Members from a list of member configurations (each its own combination)."""
+        configs = tuple(configs)
+        return cls(configs, np.arange(len(configs)), np.asarray([c.runtime_spec.seed for c in configs]))
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.combos[int(self.combo[i])].runtime(seed=int(self.seeds[i]))
+
+
+def member_tables(cfg: Configuration, members) -> tuple:
+    """({knob: (members, ...) numpy array}, is_exc (members, N)) of ``members`` (a Members or a list).
+
+    Computed once per combination and repeated over the members with numpy:
+    equal, value for value, to stacking ``member_knobs`` and ``cell_assignment``
+    of every member (only the seeds differ between the members of a combination).
+    """
+    if not isinstance(members, Members):
+        members = Members.of(members)
+    per_combo = [member_knobs(c) for c in members.combos]
+    knobs = {k: np.stack([kn[k] for kn in per_combo])[members.combo]
+             for k in Knobs._fields if k not in ("seed", "conn_seed")}
+    knobs["seed"] = np.asarray(members.seeds)
+    knobs["conn_seed"] = (np.full(len(members), cfg.runtime_spec.seed) if cfg.connectivity_spec.shared
+                          else knobs["seed"])
+    is_exc = np.stack([cell_assignment(c) for c in members.combos])[members.combo]
+    return knobs, is_exc
+
+
+def _construct_members(cfg: Configuration, members, member_coords: dict, ensemble: bool) -> Model:
+    """Build the model of ``members`` (a Members, or a list of member configurations) of ``cfg``."""
+    rt = cfg.runtime_spec
+    layout = make_layout(cfg)
+    slots = layer_slots(cfg)
+    columns = layout.columns
+    contact_z = np.asarray(layout.contact_z_um)
+    contact_col = np.repeat(np.arange(len(columns)), cfg.probes_spec.contacts)
+    _, class_table = delay_classes(cfg)
     lidx = layer_index(cfg)
     ranges = [cfg.column_specs[columns.index(c)].depth_range(lay) for c, lay, _ in slots]
     depth_lo = np.array([ranges[i][0] for i in lidx])
     depth_hi = np.array([ranges[i][1] for i in lidx])
-    is_exc = np.stack([cell_assignment(m) for m in members])
-    knobs_np = [member_knobs(m) for m in members]
-    if cfg.connectivity_spec.shared:
-        for kn in knobs_np:
-            kn["conn_seed"] = cfg.runtime_spec.seed
+    knobs_np, is_exc = member_tables(cfg, members)
     with precision(rt.dtype):
         dtype = jnp.dtype(rt.dtype)
-        knobs = Knobs(**{k: jnp.asarray(np.stack([kn[k] for kn in knobs_np]),
-                                        dtype=(jnp.uint32 if k in ("seed", "conn_seed") else dtype))
+        knobs = Knobs(**{k: jnp.asarray(knobs_np[k], dtype=(jnp.uint32 if k in ("seed", "conn_seed") else dtype))
                          for k in Knobs._fields})
-        build = _builder(str(dtype), len(steps), tuple(c.n for c in cfg.column_specs))
+        build = _builder(str(dtype), len(layout.delay_steps), tuple(c.n for c in cfg.column_specs))
         params, depth = build(knobs, jnp.asarray(is_exc), jnp.asarray(lidx), jnp.asarray(depth_lo, dtype),
                               jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
                               jnp.asarray(contact_col), jnp.asarray(class_table))
@@ -190,23 +256,31 @@ def _construct_members(cfg: Configuration, members: list, member_coords: dict, e
 
 
 def expand_members(cfg):
-    """(member configurations, member coordinates) of an ensemble configuration."""
+    """(members, member coordinates) of an ensemble configuration.
+
+    ``members`` is a :class:`Members`: one configuration per sweep
+    combination, repeated over the seeds with numpy (the seed varies fastest);
+    ``members[i]`` is member i's configuration. The coordinates are numpy
+    arrays, one per swept path and ``seed``.
+    """
     spec = cfg.ensemble_spec
     base = cfg.__class__(**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__ if f != "ensemble_spec"})
     paths = [p for p, _ in spec.sweep]
     lists = [v for _, v in spec.sweep]
-    combos = list(itertools.product(*lists)) if spec.mode == "grid" else list(zip(*lists)) if lists else [()]
-    members, coords = [], {"seed": [], **{p: [] for p in paths}}
-    for combo in combos:
+    values = list(itertools.product(*lists)) if spec.mode == "grid" else list(zip(*lists)) if lists else [()]
+    combos = []
+    for combo in values:
         member = base
         for path, value in zip(paths, combo):
             member = sweep_function(path)(member, value)
-        for seed in spec.seeds:
-            members.append(member.runtime(seed=seed))
-            coords["seed"].append(seed)
-            for path, value in zip(paths, combo):
-                coords[path].append(value)
-    return members, {k: np.asarray(v) for k, v in coords.items()}
+        combos.append(member)
+    seeds = np.asarray(spec.seeds)
+    n_seeds = len(seeds)
+    members = Members(tuple(combos), np.repeat(np.arange(len(combos)), n_seeds), np.tile(seeds, len(combos)))
+    coords = {"seed": members.seeds.copy()}
+    for j, path in enumerate(paths):
+        coords[path] = np.repeat(np.asarray([combo[j] for combo in values]), n_seeds)
+    return members, coords
 
 def construct_ensemble(cfg):
     members, coords = expand_members(cfg)
