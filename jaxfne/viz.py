@@ -12,7 +12,9 @@ One network: :func:`raster`, :func:`rates`, :func:`voltages`, :func:`fields`,
 need ``member=`` to pick one network.
 
 Ensembles: :func:`sweep_heatmap` (a readout averaged over seeds on a grid of
-two swept coordinates) and :func:`distribution` (a histogram across members).
+two swept coordinates), :func:`phase_diagram` (several such quantities side by
+side, shared axes, with their seed-to-seed spread) and :func:`distribution`
+(a histogram across members).
 """
 
 from __future__ import annotations
@@ -602,6 +604,100 @@ def sweep_heatmap(values, x: str, y: str, *, annotate: bool = True, cmap: str = 
     return fig
 
 
+def _spread_grid(da: xr.DataArray, x: str, y: str) -> tuple:
+    """Per (y, x) cell: sample std across members (ddof=1, NaN below 2) and finite-member count."""
+    grouped = da.astype(float).groupby([y, x])
+    return grouped.std(ddof=1), grouped.count()
+
+
+def _seed_phrase(counts: np.ndarray) -> str:
+    """'4 seeds' when every filled cell has the same count, else '2-4 seeds'."""
+    filled = counts[counts > 0]
+    if filled.size == 0:
+        return "0 seeds"
+    lo, hi = int(filled.min()), int(filled.max())
+    return f"{hi} seed{'s' if hi != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds"
+
+
+def phase_diagram(panels, x: str, y: str, *, spread: bool = True, annotate: bool = True,
+                  cmap: str = "viridis", spread_cmap: str = "magma", title: str | None = None) -> Figure:
+    """Several per-member quantities on the grid of two swept coordinates, side by side.
+
+    ``panels`` maps a panel title (e.g. ``"E rate"``) to one value per member
+    -- an ``xarray.DataArray`` with dims ``("member",)`` such as
+    ``analysis.firing_rate(signals).sel(cell_type="E")``, or a Readout -- all
+    from the same ensemble; a list takes each value's own name. Top row: per
+    quantity, the mean over the members sharing (x, y) (typically the seeds;
+    non-finite values are left out), its own colour bar in the quantity's
+    units, the title saying over how many seeds. With ``spread=True`` (the
+    default) a second row shows the seed-to-seed standard deviation (ddof=1)
+    in the same units, so a reader sees where the mean is trustworthy; a cell
+    with fewer than two finite values is blank there. Every panel shares the x
+    and y axes. Meshes: gids ``phase-mean-<i>`` and ``phase-std-<i>``
+    (rows y, columns x).
+    """
+    where = "viz.phase_diagram"
+    if isinstance(panels, dict):
+        items = list(panels.items())
+    elif isinstance(panels, (list, tuple)):
+        items = [(None, v) for v in panels]
+    else:
+        raise ReadoutError(f"{where}: panels={type(panels).__name__} is invalid; a dict of title -> per-member "
+                           "values (or a list of them) is required")
+    if not items:
+        raise ReadoutError(f"{where}: panels is empty; at least one quantity is required")
+    cols = []
+    for label, values in items:
+        da, name, units = _member_values(values, where)
+        mean = sweep_grid(values, x, y).transpose(y, x)
+        std, count = _spread_grid(da, x, y)
+        cols.append((name if label is None else str(label), units, da, mean,
+                     std.transpose(y, x), count.transpose(y, x)))
+    xs, ys = np.asarray(cols[0][3][x].values), np.asarray(cols[0][3][y].values)
+    for label, _, _, mean, _, _ in cols[1:]:
+        if not (np.array_equal(np.asarray(mean[x].values), xs) and np.array_equal(np.asarray(mean[y].values), ys)):
+            raise ReadoutError(f"{where}: panel {label!r} has a different ({x}, {y}) grid than "
+                               f"{cols[0][0]!r}; every panel must come from the same ensemble")
+    rows = 2 if spread else 1
+    n = len(cols)
+    w_cell, h_cell = 0.62, 0.45
+    fig = _new_figure((n * (1.9 + w_cell * max(xs.size, 3)), rows * (1.3 + h_cell * max(ys.size, 3)) + 0.6))
+    axes = fig.subplots(rows, n, sharex=True, sharey=True, squeeze=False)
+    fmt = lambda v: f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)   # noqa: E731
+    for i, (label, units, da, mean, std, count) in enumerate(cols):
+        counts = np.asarray(count.values)
+        seeds = _seed_phrase(counts)
+        grids = [("mean", np.asarray(mean.values, dtype=float), cmap,
+                  f"{label}\nmean over {seeds}", f"mean {label}")]
+        if spread:
+            grids.append(("std", np.asarray(std.values, dtype=float), spread_cmap,
+                          f"{label}\nseed-to-seed std ({seeds})", f"std {label}"))
+        for r, (kind, data, cm, ax_title, bar) in enumerate(grids):
+            ax = axes[r, i]
+            mesh = ax.pcolormesh(np.arange(xs.size + 1) - 0.5, np.arange(ys.size + 1) - 0.5,
+                                 np.ma.masked_invalid(data), cmap=cm, shading="flat")
+            mesh.set_gid(f"phase-{kind}-{i}")
+            if annotate:
+                for (a, b), val in np.ndenumerate(data):
+                    if np.isfinite(val):
+                        cr, cg, cb, _ = mesh.cmap(mesh.norm(val))
+                        ax.text(b, a, f"{val:.2g}", ha="center", va="center", fontsize=7,
+                                color="k" if 0.299 * cr + 0.587 * cg + 0.114 * cb > 0.5 else "w")
+            fig.colorbar(mesh, ax=ax, label=_value_label(bar, "dimensionless" if units == "1" else units),
+                         shrink=0.9)
+            ax.set_title(ax_title, fontsize=9)
+            ax.set_xticks(np.arange(xs.size), [fmt(v) for v in xs])
+            ax.set_yticks(np.arange(ys.size), [fmt(v) for v in ys])
+            ax.tick_params(labelsize=8)
+            if r == rows - 1:
+                ax.set_xlabel(_coord_label(x, da[x]), fontsize=9)
+            if i == 0:
+                ax.set_ylabel(_coord_label(y, da[y]), fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def distribution(values, *, bins="auto") -> Figure:
     """Histogram of a per-member value across the members of an ensemble.
 
@@ -628,5 +724,5 @@ def distribution(values, *, bins="auto") -> Figure:
     return fig
 
 
-__all__ = ["COLORS", "distribution", "field_maps", "fields", "population_rates", "raster", "rates",
-           "spike_coordinates", "summary", "sweep_grid", "sweep_heatmap", "voltages", "vm_histogram"]
+__all__ = ["COLORS", "distribution", "field_maps", "fields", "phase_diagram", "population_rates", "raster",
+           "rates", "spike_coordinates", "summary", "sweep_grid", "sweep_heatmap", "voltages", "vm_histogram"]
