@@ -18,6 +18,7 @@ from .config import preset_names
 from .engine import available as native_engine_available
 from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signals, check_health, compute_readout,
                       manifest, open_signals, readout_spec, write_manifest)
+from .sinks import VerifyReport, verify_store
 from . import analysis, viz
 from .export import to_neo, to_nwb
 
@@ -25,5 +26,6 @@ __all__ = [
     "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StepsError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
-    "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "viz", "write_manifest",
+    "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "verify_store", "VerifyReport", "viz",
+    "write_manifest",
 ]

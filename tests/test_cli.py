@@ -79,7 +79,7 @@ def test_run_info_analyze_plot(finished):
         sel = np.flatnonzero((ds["cell_types.E"].values == row["cell_types.E"])
                              & (ds["drive.current.E"].values == row["drive.current.E"]))
         direct = np.mean([spk[m][:, exc[m]].sum() / exc[m].sum() / 0.1 for m in sel])
-        assert row["rate_hz_E"] == pytest.approx(direct)
+        assert row["rate_hz_E_mean"] == pytest.approx(direct) and row["n"] == len(sel)
     figs = jaxfne("plot", str(d / "run.zarr"), "--out", str(d / "figs")).stdout.split()
     names = {os.path.basename(f) for f in figs}
     assert {"raster.png", "rates.png", "voltages.png", "fields.png", "summary.png", "sweep_E_rate.png"} <= names

@@ -3,6 +3,8 @@
 from . import _store
 from ._dataset import build_dataset, layer_depths
 from ._memory import MemorySink
+from ._verify import Damage, VerifyReport, verify_store
 from ._zarr import open_dataset, simulate_to_store
 
-__all__ = ["build_dataset", "layer_depths", "open_dataset", "MemorySink", "simulate_to_store"]
+__all__ = ["build_dataset", "Damage", "layer_depths", "open_dataset", "MemorySink", "simulate_to_store",
+           "verify_store", "VerifyReport"]

@@ -16,6 +16,12 @@ Crash safety rests on three rules:
   the marker carries a checksum, so a write torn by a kill leaves the previous
   chunk's slot intact and is recognised as torn.
 
+Integrity (docs/store.md): every chunk of every array ends with a CRC-32C
+(zarr's ``crc32c`` codec), and every chunk is written, all-fill ones too, so a
+chunk file that is missing, empty, truncated or altered is an error, never
+zeros or wrong values. The chunk readers at the end of this module name the
+array, the chunk and the file of any failure; ``_verify`` checks whole stores.
+
 Member-blocks: the member axis is split into blocks of ``member_block``
 members; a block's data, checkpoint and marker live in their own chunks (the
 shard of a probe array is one block by one simulation chunk), so processes
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -40,10 +47,11 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks (docs/store.md)
     fcntl = None
 
+import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
 
 from .._errors import StoreError
 from .._probes import REGISTRY
@@ -62,6 +70,12 @@ SPK_COMPRESSOR = ZstdCodec(level=1)
 FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: the progress marker: a checksum makes a torn write detectable
 MARKER_COMPRESSOR = ZstdCodec(level=0, checksum=True)
+#: coordinates, state_finite and the checkpoint state: zarr's default compressor
+DEFAULT_COMPRESSOR = ZstdCodec(level=0)
+#: every chunk ends with a CRC-32C of its encoded bytes: the last bytes-to-bytes codec, after the
+#: compressor (in a sharded array it sits inside the shard, on every inner chunk; zarr checksums the
+#: shard index itself). False only to measure what it costs (bench/RESULTS.md)
+CHECKSUMS = True
 #: members per inner chunk, at most: zarr-python costs ~0.2 ms per chunk written, so one member per chunk
 #: made writing 1024 members' spikes cost more CPU than simulating them (bench/NOTES.md P6, N1)
 INNER_MEMBERS = 256
@@ -78,6 +92,31 @@ def inner_members(member_block: int, member_chunk_bytes: int = 0) -> int:
     cap = min(INNER_MEMBERS, member_block, max(1, INNER_BYTES // max(1, member_chunk_bytes)))
     return max(d for d in range(1, cap + 1) if member_block % d == 0)
 COORD_CHUNK_BYTES = 8 * 2**20
+#: every chunk is written, all-fill ones too (zarr skips those by default), so a missing chunk file is
+#: always a fault; for probe arrays it also skips zarr's scan for all-fill chunks (a quarter of the writer's time)
+WRITE_ALL = {"write_empty_chunks": True}
+
+
+def compressors(compressor) -> tuple:
+    """The bytes-to-bytes codecs of an array: ``compressor``, then the CRC-32C (unless CHECKSUMS is off)."""
+    return (compressor, Crc32cCodec()) if CHECKSUMS else (compressor,)
+
+
+def integrity_attrs() -> dict:
+    """The root attribute ``integrity`` of a new store (stores without it: see ``every_chunk_written``)."""
+    return {"checksum": "crc32c" if CHECKSUMS else None, "every_chunk_written": True}
+
+
+def every_chunk_written(attrs: dict) -> bool:
+    """Whether the writer of a store wrote every chunk, all-fill ones too (all stores since the
+    ``integrity`` attribute). Before it, coordinates and state_finite skipped all-fill chunks (probe
+    arrays and the checkpoint were always written whole)."""
+    return bool(attrs.get("integrity", {}).get("every_chunk_written", False))
+
+
+def checksummed(attrs: dict) -> bool:
+    """Whether a store's chunks carry a CRC-32C (stores written before it: decodability only)."""
+    return attrs.get("integrity", {}).get("checksum") == "crc32c"
 
 
 def resolve_path(store) -> Path:
@@ -139,6 +178,7 @@ def _write_coord(group, name: str, dims: tuple, values, attrs: dict | None = Non
     dtype = "string" if values.dtype.kind in "UO" else values.dtype
     arr = group.create_array(name, shape=values.shape, dtype=dtype, dimension_names=dims,
                              chunks=_coord_chunks(values.shape, values.dtype.itemsize),
+                             compressors=compressors(DEFAULT_COMPRESSOR), config=WRITE_ALL,
                              fill_value="" if dtype == "string" else None)
     # contiguous first: zarr 3.1 writes a non-C-contiguous string array in the wrong order
     arr[...] = np.ascontiguousarray(values.astype(str) if dtype == "string" else values)
@@ -176,6 +216,7 @@ def root_attrs(model, key: RunKey, signal_attrs: dict, manifest: dict) -> dict:
         "probes": list(layout.probes),
         "member_coords": list(model.member_coords),
         "spk_encoding": "bool",
+        "integrity": integrity_attrs(),
         "members_digest": key.members_digest,
         "config": model.config.to_dict(),
         "manifest": manifest,
@@ -219,7 +260,7 @@ def build_skeleton(target: Path, model, key: RunKey, state: list, manifest: dict
         _write_coord(group, name, coord.dims, coord.values, dict(coord.attrs))
     # written with the last chunk of each member-block: is the final state (v, u) finite?
     group.create_array("state_finite", shape=(key.n_members,), dtype=bool, chunks=(key.member_block,),
-                       fill_value=False, dimension_names=("member",))
+                       compressors=compressors(DEFAULT_COMPRESSOR), fill_value=False, dimension_names=("member",))
     coord_list = " ".join(n for n in [*tmpl.coords, "state_finite"] if n not in tmpl.dims)
     member_chunk_bytes = max(int(layout.step_bytes(name) * key.chunk_steps) for name in layout.probes)
     inner = inner_members(key.member_block, member_chunk_bytes)   # one member chunking for every probe
@@ -231,7 +272,7 @@ def build_skeleton(target: Path, model, key: RunKey, state: list, manifest: dict
             name, shape=(key.n_members, n_time, last), dtype=bool if is_spk else layout.dtype,
             chunks=(inner, t_chunk, last),
             shards=None if inner == key.member_block else (key.member_block, t_chunk, last),
-            compressors=SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR,
+            compressors=compressors(SPK_COMPRESSOR if is_spk else FLOAT_COMPRESSOR),
             fill_value=False if is_spk else 0.0, dimension_names=tuple(tmpl[name].dims))
         arr.attrs.update({**tmpl[name].attrs, "coordinates": coord_list})
     ckpt = group.create_group("checkpoint", attributes={
@@ -239,11 +280,11 @@ def build_skeleton(target: Path, model, key: RunKey, state: list, manifest: dict
     nbytes = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize for _, shape, dt in state)
     packed = ckpt.create_array("state", shape=(2, key.n_members, nbytes), dtype="uint8",
                                chunks=(1, key.member_block, nbytes), fill_value=0,
-                               dimension_names=("slot", "member", "byte"))
+                               compressors=compressors(DEFAULT_COMPRESSOR), dimension_names=("slot", "member", "byte"))
     packed.attrs["fields"] = state
     packed.attrs["description"] = "the simulation state per member, its fields' bytes concatenated in order"
     ckpt.create_array("completed_steps", shape=(key.n_blocks, 2), dtype="int64", chunks=(1, 1), fill_value=-1,
-                      compressors=MARKER_COMPRESSOR, dimension_names=("member_block", "slot"))
+                      compressors=compressors(MARKER_COMPRESSOR), dimension_names=("member_block", "slot"))
     with warnings.catch_warnings():  # zarr warns that consolidated metadata is not in the v3 spec yet
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(target)
@@ -443,12 +484,8 @@ class Store:
 
     def array(self, name: str):
         if name not in self._arrays:
-            arr = self.group[name]
-            if name in self.probes:
-                # every chunk is written whole, once: skip zarr's scan for all-fill chunks (spike rasters
-                # are rarely all-zero across an inner chunk; measured: a quarter of the writer's time)
-                arr = arr.with_config({"write_empty_chunks": True})
-            self._arrays[name] = arr
+            # every chunk is written, all-fill ones too (WRITE_ALL): a missing chunk is always a fault
+            self._arrays[name] = self.group[name].with_config(WRITE_ALL)
         return self._arrays[name]
 
     def block_members(self, block: int) -> slice:
@@ -482,7 +519,9 @@ class Store:
         return self.array("checkpoint/state").attrs["fields"]
 
     def read_state(self, block: int, slot: int) -> dict:
-        packed = np.asarray(self.array("checkpoint/state")[slot, self.block_members(block)])
+        name = "checkpoint/state"
+        packed = read_checked(self.path, name, self.array(name),
+                              (slice(slot, slot + 1), self.block_members(block), slice(None)))[0]
         return unpack_state(packed, self.state_fields)
 
     # -- writing -----------------------------------------------------------------
@@ -524,3 +563,152 @@ class Store:
                 f"before it ({done} steps) are complete and readable with "
                 "jaxfne.open_signals(path, allow_incomplete=True); fix the cause (disk space, permissions) and "
                 "run the same call again to resume") from exc
+
+
+# -- reading chunks: every failure names the array, the chunk and its file -------------------
+
+
+def stored_chunks(arr) -> tuple:
+    """The shape of one stored object (one file) of ``arr``: its shard, or its chunk when not sharded."""
+    return tuple(arr.shards or arr.chunks)
+
+
+def chunk_grid(arr) -> tuple:
+    """How many stored objects ``arr`` has along each dimension."""
+    return tuple(-(-s // c) for s, c in zip(arr.shape, stored_chunks(arr)))
+
+
+def chunk_slices(arr, idx: tuple, chunks: tuple | None = None) -> tuple:
+    """The selection of the stored object (or, with ``chunks``, the chunk of that shape) at ``idx``."""
+    chunks = stored_chunks(arr) if chunks is None else chunks
+    return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, arr.shape))
+
+
+def chunks_in(arr, selection: tuple) -> list:
+    """The indices of the stored objects a selection of slices (step 1) touches."""
+    ranges = []
+    for sel, c, s in zip(selection, stored_chunks(arr), arr.shape):
+        start, stop, _ = sel.indices(s)
+        if stop <= start:
+            return []
+        ranges.append(range(start // c, (stop - 1) // c + 1))
+    return list(itertools.product(*ranges))
+
+
+def chunk_file(path: Path, name: str, arr, idx: tuple) -> Path:
+    """The file of the stored object ``idx`` of array ``name`` (a zarr key such as ``SPK/c/0/3/0``)."""
+    return path / name / arr.metadata.encode_chunk_key(tuple(int(i) for i in idx))
+
+
+def file_problem(file: Path) -> str | None:
+    """Why a chunk file that must exist is unusable without decoding it (missing, empty); None if it is not."""
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        return "missing: the file does not exist"
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    return "empty: the file has 0 bytes" if size == 0 else None
+
+
+def _why(exc: BaseException) -> str:
+    text = f"{exc}"
+    if "checksum" in text.lower() and ("match" in text.lower() or "mismatch" in text.lower()):
+        return "checksum (CRC-32C) mismatch: the file is truncated or its bytes changed after it was written"
+    return f"cannot be decoded ({type(exc).__name__}: {text})"
+
+
+def _shard_index_problem(file: Path, arr) -> str | None:
+    """Why the index of the shard in ``file`` is damaged or lists a missing inner chunk; None if neither.
+
+    Only for zarr's default index (little-endian uint64 offsets and lengths, then a CRC-32C), as jaxfne
+    writes it; other layouts are left to zarr's own decoding.
+    """
+    codec = arr.metadata.codecs[0]
+    index_codecs = [type(c) for c in getattr(codec, "index_codecs", ())]
+    if index_codecs != [BytesCodec, Crc32cCodec]:
+        return None
+    per_shard = tuple(s // c for s, c in zip(stored_chunks(arr), arr.chunks))
+    size = 16 * int(np.prod(per_shard)) + 4
+    try:
+        with open(file, "rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            if end < size:
+                return f"truncated: {end} bytes cannot hold the shard index ({size} bytes)"
+            fh.seek(0 if codec.index_location.value == "start" else end - size)
+            raw = fh.read(size)
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    try:
+        body = numcodecs.CRC32C().decode(raw)
+    except Exception:  # noqa: BLE001 - numcodecs raises RuntimeError on a mismatch
+        return "checksum (CRC-32C) mismatch in the shard index: the file is truncated or its bytes changed"
+    index = np.frombuffer(body, dtype="<u8").reshape(*per_shard, 2)
+    missing = [tuple(int(i) for i in j) for j in zip(*np.nonzero(index[..., 0] == 2**64 - 1))]
+    if missing:
+        return f"incomplete shard: inner chunk(s) {missing[:4]}{' ...' if len(missing) > 4 else ''} missing from its index"
+    return None
+
+
+def decode_problem(arr, idx: tuple, file: Path | None = None) -> str | None:
+    """Why the stored object ``idx`` of ``arr`` does not decode (for a shard: its index, or which inner
+    chunk); None if it decodes. Reads it whole."""
+    if arr.shards is not None and file is not None:
+        why = _shard_index_problem(file, arr)
+        if why is not None:
+            return why
+    try:
+        arr[chunk_slices(arr, idx)]
+        return None
+    except Exception as exc:  # noqa: BLE001 - codecs raise ValueError, RuntimeError, ...
+        first = exc
+    if arr.shards is not None:              # which inner chunk of the shard
+        per_shard = [s // c for s, c in zip(stored_chunks(arr), arr.chunks)]
+        for inner in itertools.product(*(range(n) for n in per_shard)):
+            at = tuple(i * n + j for i, n, j in zip(idx, per_shard, inner))
+            sel = chunk_slices(arr, at, arr.chunks)
+            if any(s.stop <= s.start for s in sel):
+                continue
+            try:
+                arr[sel]
+            except Exception as exc:  # noqa: BLE001
+                return f"inner chunk {inner} of the shard: {_why(exc)}"
+    return _why(first)
+
+
+def damaged_error(path: Path, name: str, idx: tuple | None, file: Path | str, why: str) -> StoreError:
+    """The StoreError of a damaged chunk: the store, the array, the chunk index, the file and why."""
+    chunk = "" if idx is None else f", chunk {tuple(int(i) for i in idx)}"
+    return StoreError(f"store {str(path)!r}: array {name!r}{chunk} is damaged (file {str(file)!r}: {why}); its "
+                      f"data cannot be read. `jaxfne verify {path}` lists every damaged chunk; recompute the store "
+                      "(simulate with overwrite=True) or restore the file from a copy")
+
+
+def read_checked(path: Path, name: str, arr, selection: tuple, expected=None) -> np.ndarray:
+    """``arr[selection]`` (slices of step 1), where a missing or empty chunk file is an error, not fill
+    values, and any failure is a StoreError naming the array, the chunk and the file.
+
+    ``expected(idx)``: whether the stored object ``idx`` must exist (default: every one touched). Costs
+    one ``stat`` per stored object touched before the read.
+    """
+    touched = chunks_in(arr, selection)
+    for idx in touched:
+        if expected is None or expected(idx):
+            file = chunk_file(path, name, arr, idx)
+            why = file_problem(file)
+            if why is not None:
+                raise damaged_error(path, name, idx, file, why)
+    try:
+        return np.asarray(arr[selection])
+    except Exception as exc:  # noqa: BLE001 - codecs and stores raise many types
+        for idx in touched:
+            file = chunk_file(path, name, arr, idx)
+            if not file.exists():          # not expected (checked above): zarr reads fill values
+                continue
+            why = file_problem(file) or decode_problem(arr, idx, file)
+            if why is not None:
+                raise damaged_error(path, name, idx, file, why) from exc
+        files = ", ".join(repr(str(chunk_file(path, name, arr, idx))) for idx in touched[:4])
+        raise StoreError(f"store {str(path)!r}: reading array {name!r} at chunk(s) "
+                         f"{[tuple(int(i) for i in t) for t in touched[:4]]} (file(s) {files}) failed "
+                         f"({type(exc).__name__}: {exc})") from exc

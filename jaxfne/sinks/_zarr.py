@@ -14,15 +14,17 @@ import threading
 import time
 import warnings
 
+import dask.array as da
 import jax
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from .._errors import StoreError
 from .._progress import Progress
 from ..engine import Chunk, drive, initial_states, member_mesh, resolve_engine
 from ..model import NetState
-from . import _store
+from . import _store, _verify
 
 #: chunks handed to the writer and not yet stored, at most (the driver waits for the writer beyond it)
 QUEUE_CHUNKS = 0
@@ -262,6 +264,12 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     The result has the names, dims and coordinates of in-memory Signals of the
     same run. An unfinished store raises StoreError unless
     ``allow_incomplete=True``, which gives the completed chunks only.
+
+    Integrity (docs/store.md): a chunk file of the completed steps that is
+    missing or empty, or that fails its checksum or does not decode, raises a
+    StoreError naming the array, the chunk and the file, when it is read
+    (coordinates here, probe data when a Dask block is computed), never
+    zeros or wrong values. Each Dask block ``stat``s the files it reads.
     """
     path = _store.resolve_path(store)
     attrs = _store.read_attrs(path)
@@ -269,7 +277,8 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
         raise StoreError(f"open_signals: store {str(path)!r} does not exist; run jaxfne.simulate(model, "
                          "store=path) first")
     st = _store.Store(path, mode="r")
-    done = st.completed_all()
+    expected = _verify.Expected(st)        # which chunk files must exist (it reads the progress markers)
+    done = min(expected.done)
     n_steps = int(attrs["n_steps"])
     if done < n_steps and not allow_incomplete:
         raise StoreError(f"open_signals: store {str(path)!r} is unfinished ({done} of {n_steps} steps "
@@ -286,6 +295,14 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
             warnings.filterwarnings("ignore", message=".*separate the stored chunks", category=UserWarning)
             ds = xr.open_zarr(path, consolidated=True, chunks=chunks, decode_times=False)
     except Exception as exc:
+        # xarray reads the index coordinates (time, neuron, ...) now: name a damaged chunk among them
+        for name in _verify.array_names(path):
+            if name not in attrs["probes"] and not name.startswith("checkpoint/"):
+                try:
+                    arr = st.array(name)
+                except Exception:  # noqa: BLE001 - broken metadata: the message below says what xarray saw
+                    continue
+                _store.read_checked(path, name, arr, (slice(None),) * arr.ndim, expected.of(name, arr))
         raise StoreError(f"open_signals: store {str(path)!r} cannot be opened with xarray ({exc})") from exc
     ds = ds.drop_vars([v for v in ds.data_vars if v not in attrs["probes"]])
     if done < n_steps:
@@ -295,18 +312,27 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
                 t = np.asarray(ds[dim].values)
                 cut[dim] = slice(0, int(np.searchsorted(t, done * float(attrs["dt_ms"]) - 1e-9)))
         ds = ds.isel(cut)
+    # probe data: Dask blocks (as xarray chose them) that read through the integrity checks
+    ds = ds.assign({name: _checked(path, st, name, ds[name]) for name in ds.data_vars})
     # coordinates are small: read them straight from zarr (no Dask), strings as numpy fixed-width
-    # strings as in-memory Signals have them
-    loaded = {}
+    # strings as in-memory Signals have them; the index coordinates xarray read are checked for
+    # missing or empty chunk files (fill values), xarray's read already failed on undecodable ones
+    loaded, values = {}, {}
     for name in ds.coords:
+        arr = st.array(name)
         if name in ds.indexes and ds[name].dtype.kind not in "TO":
+            _verify.check_files(path, name, arr, expected.of(name, arr))
+            values[name] = ds[name].values
             continue
-        values = st.group[name][...]
-        if name == "time" or ds[name].sizes != dict(zip(ds[name].dims, values.shape)):
-            values = np.asarray(ds[name].values)        # the time index, or a coordinate cut by isel
-        if values.dtype.kind == "T" or values.dtype == object:
-            values = np.array(values.tolist(), dtype=str).reshape(values.shape)
-        loaded[name] = (ds[name].dims, values, ds[name].attrs)
+        values[name] = _store.read_checked(path, name, arr, (slice(None),) * arr.ndim, expected.of(name, arr))
+        if name == "time" or ds[name].sizes != dict(zip(ds[name].dims, values[name].shape)):
+            values[name] = np.asarray(ds[name].values)        # the time index, or a coordinate cut by isel
+        if values[name].dtype.kind == "T" or values[name].dtype == object:
+            values[name] = np.array(values[name].tolist(), dtype=str).reshape(values[name].shape)
+        loaded[name] = (ds[name].dims, values[name], ds[name].attrs)
+    for name, why in _verify.member_problems(attrs, values, st):
+        raise StoreError(f"store {str(path)!r}: coordinate {name!r} is damaged ({why}); `jaxfne verify "
+                         f"{path}` checks every chunk; recompute the store (simulate with overwrite=True)")
     ds = ds.assign_coords(loaded)
     if done < n_steps:
         ds = ds.drop_vars("state_finite", errors="ignore")    # written with the last chunk only
@@ -319,3 +345,14 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in attrs["member_coords"] if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
     return ds
+
+
+def _checked(path, st: _store.Store, name: str, var: xr.DataArray) -> xr.Variable:
+    """``var`` (a probe, possibly cut to the completed steps) with its Dask blocks read by ``CheckedArray``."""
+    arr = st.array(name)
+    reader = _verify.CheckedArray(path, name, arr, var.shape)
+    data = da.from_array(reader, chunks=var.data.chunks, lock=False, asarray=False, fancy=False,
+                         meta=np.empty((0,) * var.ndim, dtype=reader.dtype),
+                         name=f"jaxfne-{name}-" + tokenize(str(path), name, var.shape, var.data.chunks,
+                                                           st.attrs["config_hash"], st.attrs["members_digest"]))
+    return var.variable.copy(deep=False, data=data)
