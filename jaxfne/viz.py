@@ -572,6 +572,15 @@ def sweep_grid(values, x: str, y: str) -> xr.DataArray:
     return da.astype(float).groupby([y, x]).mean()
 
 
+def _annotate_cells(ax, mesh, data, fmt: str, fontsize: float) -> None:
+    """Write each finite cell's value on a heat map, black or white by the cell colour's luminance."""
+    for (i, j), val in np.ndenumerate(data):
+        if np.isfinite(val):
+            r, g, b, _ = mesh.cmap(mesh.norm(val))
+            ax.text(j, i, fmt.format(val), ha="center", va="center", fontsize=fontsize,
+                    color="k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w")
+
+
 def sweep_heatmap(values, x: str, y: str, *, annotate: bool = True, cmap: str = "viridis") -> Figure:
     """Heat map of a per-member value on the grid of two member coordinates.
 
@@ -593,11 +602,7 @@ def sweep_heatmap(values, x: str, y: str, *, annotate: bool = True, cmap: str = 
     ax.set_xlabel(_coord_label(x, da[x]))
     ax.set_ylabel(_coord_label(y, da[y]))
     if annotate:
-        for (i, j), val in np.ndenumerate(data):
-            if np.isfinite(val):
-                r, g, b, _ = mesh.cmap(mesh.norm(val))
-                ax.text(j, i, f"{val:.3g}", ha="center", va="center", fontsize=8,
-                        color="k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w")
+        _annotate_cells(ax, mesh, data, "{:.3g}", 8)
     n_seeds = int(da.groupby([y, x]).count().max()) if da.size else 0
     fig.colorbar(mesh, ax=ax, label=_value_label(f"mean {name}", units))
     ax.set_title(f"{name}: mean over up to {n_seeds} member(s) per cell", fontsize=10)
@@ -678,11 +683,7 @@ def phase_diagram(panels, x: str, y: str, *, spread: bool = True, annotate: bool
                                  np.ma.masked_invalid(data), cmap=cm, shading="flat")
             mesh.set_gid(f"phase-{kind}-{i}")
             if annotate:
-                for (a, b), val in np.ndenumerate(data):
-                    if np.isfinite(val):
-                        cr, cg, cb, _ = mesh.cmap(mesh.norm(val))
-                        ax.text(b, a, f"{val:.2g}", ha="center", va="center", fontsize=7,
-                                color="k" if 0.299 * cr + 0.587 * cg + 0.114 * cb > 0.5 else "w")
+                _annotate_cells(ax, mesh, data, "{:.2g}", 7)
             fig.colorbar(mesh, ax=ax, label=_value_label(bar, "dimensionless" if units == "1" else units),
                          shrink=0.9)
             ax.set_title(ax_title, fontsize=9)
