@@ -31,12 +31,25 @@ def load_spec(path) -> Configuration:
     """A Configuration from a TOML file whose tables mirror the chainable API."""
     path = pathlib.Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{path}: is a folder; give the path of a TOML spec file") from None
+    except PermissionError:
+        raise ConfigurationError(f"{path}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{path}: is not UTF-8 text (byte {exc.start}); a TOML spec is UTF-8") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
-    return Configuration.from_dict(data, where=str(path))
+    try:
+        return Configuration.from_dict(data, where=str(path))
+    except ConfigurationError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None      # every value error names the spec file
 
 
 def _devices(count):
@@ -188,7 +201,10 @@ def cmd_analyze(args) -> int:
     else:
         text = frame.to_csv()
     if args.out:
-        pathlib.Path(args.out).write_text(text)
+        try:
+            pathlib.Path(args.out).write_text(text)
+        except OSError as exc:
+            raise ConfigurationError(f"analyze: --out {args.out} cannot be written ({exc.strerror})") from None
         print(f"wrote {len(frame)} rows to {args.out}")
     else:
         print(text)
@@ -238,7 +254,10 @@ def write_figures(signals, out, member=0) -> list:
 
 
 def cmd_plot(args) -> int:
-    paths = write_figures(open_signals(args.store), args.out, member=args.member)
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"plot: --out {out} is a file; give a folder for the figures")
+    paths = write_figures(open_signals(args.store), out, member=args.member)
     for p in paths:
         print(p)
     return 0

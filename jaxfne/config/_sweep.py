@@ -113,6 +113,9 @@ def parse_ensemble(cfg, seeds, sweep, mode):
         values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
         if not values:
             raise bad_value(w, f"sweep[{path!r}]", [], "at least one value is required")
+        if len({repr(v) for v in values}) != len(values):
+            raise bad_value(w, f"sweep[{path!r}]", list(values),
+                            "values must not repeat (like seeds: repeated members would share their coordinates)")
         for v in values:
             try:
                 sweep_function(path)(cfg, v)
