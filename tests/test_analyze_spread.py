@@ -18,7 +18,9 @@ def signals(tmp_path_factory):
 def test_groups_carry_mean_std_sem_and_n(signals):
     members = readout_table(signals)
     grouped = readout_table(signals, ["drive.current.E"])
-    for drive, rows in members.groupby("drive.current.E"):
+    drives = np.asarray(signals.dataset["drive.current.E"].values)
+    for drive in np.unique(drives):
+        rows = members.iloc[np.flatnonzero(drives == drive)]
         for col in ("rate_hz_E", "cv_isi_I", "synchrony_E"):
             x = rows[col].to_numpy(dtype=float)
             got = grouped.loc[drive]

@@ -660,6 +660,8 @@ def decode_problem(arr, idx: tuple, file: Path | None = None) -> str | None:
     try:
         arr[chunk_slices(arr, idx)]
         return None
+    except MemoryError:
+        raise                               # out of memory is not damage
     except Exception as exc:  # noqa: BLE001 - codecs raise ValueError, RuntimeError, ...
         first = exc
     if arr.shards is not None:              # which inner chunk of the shard
@@ -700,6 +702,8 @@ def read_checked(path: Path, name: str, arr, selection: tuple, expected=None) ->
                 raise damaged_error(path, name, idx, file, why)
     try:
         return np.asarray(arr[selection])
+    except MemoryError:
+        raise                               # out of memory is not damage
     except Exception as exc:  # noqa: BLE001 - codecs and stores raise many types
         for idx in touched:
             file = chunk_file(path, name, arr, idx)
