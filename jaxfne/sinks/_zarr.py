@@ -141,7 +141,15 @@ class _Writer(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - handed to the driver thread
             self.error = exc
         while True:
-            item = self.queue.get()
+            # a timeout, not a bare get(): a Ctrl-C in the driver thread can land inside Queue.put between
+            # storing an item and notifying this thread (queue.py is Python code), and an aborted run must
+            # end all the same (seen once: the writer slept in get() and the interrupted run never exited)
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    return
+                continue
             if item is None:
                 self.queue.task_done()
                 return
@@ -193,7 +201,9 @@ class _Writer(threading.Thread):
 
     def finish(self, abort: bool) -> None:
         if abort:
-            self.stop.set()
+            self.stop.set()            # the writer drops what is queued and ends within 0.1 s
+            self.join()
+            return
         while self.is_alive():
             try:
                 self.queue.put(None, timeout=0.1)
