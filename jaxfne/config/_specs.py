@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._errors import ConfigurationError, bad_value
-from .._probes import PROBES
+from .._probes import PROBES  # noqa: F401 - the vocabulary of probe names, re-exported by config
 
 CELL_TYPES = ("E", "I")
 

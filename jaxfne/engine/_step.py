@@ -6,7 +6,6 @@ time. No I/O, no callbacks, no globals.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 

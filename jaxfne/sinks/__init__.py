@@ -1,6 +1,6 @@
 """Sinks: where finished chunks go (whole-run arrays in memory, or a Zarr v3 store), and the labelled form of a run."""
 
-from . import _store
+from . import _store  # noqa: F401 - the store layout module, used by the command line
 from ._dataset import build_dataset, layer_depths
 from ._memory import MemorySink
 from ._verify import Damage, VerifyReport, verify_store

@@ -1,4 +1,4 @@
-import sys, shutil
+import sys
 import jaxfne as jtfne
 print(jtfne.__file__)
 out = sys.argv[1]
