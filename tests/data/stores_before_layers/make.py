@@ -18,5 +18,10 @@ async def failing(self, key, value):
 zarr.storage.LocalStore.set = failing
 try:
     jtfne.simulate(model, store=out + "/unfinished.zarr", chunk_ms=10.0, engine="xla")
+    raise AssertionError("the injected write failure did not stop the run")
 except jtfne.StoreError as e:
     print("unfinished:", str(e)[:80])
+zarr.storage.LocalStore.set = real
+# what tests/test_store_compat.py relies on: one complete store, one stopped after two 10-ms chunks
+assert jtfne.open_signals(out + "/complete.zarr")["SPK"].sizes["time"] == 400
+assert jtfne.open_signals(out + "/unfinished.zarr", allow_incomplete=True)["SPK"].sizes["time"] == 200
