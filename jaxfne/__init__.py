@@ -16,7 +16,7 @@ from .config import Configuration
 from .config import REGISTRY as PRESETS
 from .config import preset_names
 from .engine import available as native_engine_available
-from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signals, check_health, compute_readout,
+from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signals, SpikeEvents, check_health, compute_readout,
                       manifest, open_signals, readout_spec, write_manifest)
 from .sinks import VerifyReport, verify_store
 from . import analysis, viz
@@ -24,7 +24,7 @@ from .export import to_neo, to_nwb
 
 __all__ = [
     "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
-    "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "StepsError", "StoreError",
+    "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "SpikeEvents", "StepsError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
     "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "verify_store", "VerifyReport", "viz",
     "write_manifest",

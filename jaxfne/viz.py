@@ -91,22 +91,14 @@ def _time_blocks(da: xr.DataArray, block: int = BLOCK_STEPS):
         yield start, np.asarray(da.isel(time=slice(start, start + block)).values)
 
 
-def spike_coordinates(signals):
-    """Spike times (ms) and neuron labels of one network, sorted by time.
+def spike_coordinates(signals, member=None):
+    """Spike times (ms) and neuron labels of one network (``member`` of an ensemble), sorted by time.
 
-    Read block by block along time, so store-backed signals never load whole.
+    ``Signals.spike_events`` without the steps: read block by block along
+    time, so store-backed signals never load whole.
     """
-    spk = signals["SPK"].transpose("time", "neuron")
-    time_ms = np.asarray(spk["time"].values)
-    neuron = np.asarray(spk["neuron"].values)
-    times, idx = [], []
-    for start, block in _time_blocks(spk):
-        ti, ni = np.nonzero(block)
-        times.append(time_ms[start + ti])
-        idx.append(neuron[ni])
-    if not times:
-        return np.zeros(0), np.zeros(0, dtype=int)
-    return np.concatenate(times), np.concatenate(idx)
+    events = signals.spike_events(member)
+    return events.times_ms, events.neurons
 
 
 def _cell_types(spk: xr.DataArray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,23 @@ class MissingProbeError(ReadoutError, KeyError):
     (so ``signals.get(name)`` and ``name in signals`` work)."""
 
     __str__ = BaseException.__str__   # KeyError would quote the message
+
+class SpikeEvents(NamedTuple):
+    """The spikes of one network as events, sorted by time, then neuron.
+
+    ``times_ms`` (float64): the step's time, ``step * dt_ms``, as the raster's
+    time coordinate; ``neurons`` (int64): the neuron's label (index in the
+    network); ``steps`` (int64): the step index.
+    """
+
+    times_ms: np.ndarray
+    neurons: np.ndarray
+    steps: np.ndarray
+
+
+#: steps read at a time when events are gathered from a dense raster (a store's never loads whole)
+EVENT_BLOCK_STEPS = 2000
+
 
 class Signals(Mapping):
     """Recorded probes, keyed by probe name, each an ``xarray.DataArray``.
@@ -176,6 +194,46 @@ class Signals(Mapping):
         except (IndexError, ValueError, TypeError) as err:
             raise ReadoutError(f"signals.isel: {query!r} does not select from these signals "
                                f"({type(err).__name__}: {err})") from err
+
+    def network(self, member=None, *, where: str = "signals.network") -> "Signals":
+        """The Signals of one network: ``member`` (a position 0..members-1) of an ensemble, or these
+        signals themselves when they hold one network (then ``member`` must be None)."""
+        if self.is_ensemble:
+            n = self._ds.sizes["member"]
+            if member is None:
+                raise ReadoutError(f"{where}: these signals hold an ensemble of {n} members; pick one network "
+                                   f"with member=<index 0..{n - 1}>")
+            if isinstance(member, bool) or not isinstance(member, (int, np.integer)) or not 0 <= member < n:
+                raise ReadoutError(f"{where}: member={member!r} is invalid; an index 0..{n - 1} is required")
+            return self.isel(member=int(member))
+        if member is not None:
+            raise ReadoutError(f"{where}: member={member!r} is invalid; these signals hold one network (member=None)")
+        return self
+
+    def spike_events(self, member=None) -> SpikeEvents:
+        """The spikes of one network (``member`` of an ensemble) as events, sorted by time then neuron.
+
+        Read in blocks of time, so store-backed signals never load whole.
+        """
+        net = self.network(member, where="signals.spike_events")
+        spk = net["SPK"].transpose("time", "neuron")
+        time_ms = np.asarray(spk["time"].values, dtype=np.float64)
+        labels = np.asarray(spk["neuron"].values, dtype=np.int64)
+        steps, neurons = [], []
+        for start in range(0, spk.sizes["time"], EVENT_BLOCK_STEPS):
+            ti, ni = np.nonzero(np.asarray(spk.isel(time=slice(start, start + EVENT_BLOCK_STEPS)).values))
+            steps.append(start + ti.astype(np.int64))
+            neurons.append(labels[ni])
+        step = np.concatenate(steps) if steps else np.zeros(0, np.int64)
+        neuron = np.concatenate(neurons) if neurons else np.zeros(0, np.int64)
+        return SpikeEvents(time_ms[step], neuron, step)
+
+    def spike_raster(self, time=None, member=None) -> xr.DataArray:
+        """The dense spike raster (time x neuron booleans) of one network, or of every member when
+        ``member`` is None, restricted to ``time`` (a label slice in ms, as ``sel``); lazy for stores."""
+        net = self if member is None else self.network(member, where="signals.spike_raster")
+        spk = net["SPK"]
+        return spk if time is None else Signals(spk.to_dataset()).sel(time=time)["SPK"]
 
     def __repr__(self) -> str:
         return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
