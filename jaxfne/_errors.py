@@ -40,5 +40,8 @@ class StepsError(ConfigurationError, SimulationError, ReadoutError):
 
 
 def bad_value(where: str, field: str, value, allowed: str) -> ConfigurationError:
-    """Build a ConfigurationError with the standard message shape."""
-    return ConfigurationError(f"{where}: {field}={value!r} is invalid; {allowed}")
+    """Build a ConfigurationError with the standard message shape (a value's repr is cut to 200 characters)."""
+    shown = repr(value)
+    if len(shown) > 200:
+        shown = f"{shown[:80]}...{shown[-20:]} ({len(shown)} characters)"
+    return ConfigurationError(f"{where}: {field}={shown} is invalid; {allowed}")

@@ -15,6 +15,8 @@ def parse_int(where, field, value, *, minimum=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise bad_value(where, field, value, "an integer is required")
     value = int(value)
+    if abs(value) >= 2**63:      # every count, index and seed is stored in 64 bits at most
+        raise bad_value(where, field, value, "it is too large; |value| < 2**63 is required")
     if minimum is not None and value < minimum:
         raise bad_value(where, field, value, f"it must be >= {minimum}")
     return value

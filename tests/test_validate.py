@@ -149,3 +149,12 @@ def test_analysis_bin_ms_names_its_field(signals):
                                  r"of steps of dt_ms=0.1 \(") as info:
             fn(signals, bin_ms=0.25)
         assert isinstance(info.value, StepsError)
+
+
+def test_an_integer_beyond_64_bits_is_a_named_error_not_an_overflow():
+    # used to escape as a raw OverflowError ("int too large to convert to float") from construct's arithmetic
+    with pytest.raises(jtfne.ConfigurationError, match=r"column: n=1000.*\(401 characters\) is invalid; it is too "
+                                                        r"large; \|value\| < 2\*\*63 is required"):
+        jtfne.Configuration().column(n=10**400)
+    with pytest.raises(jtfne.ConfigurationError, match=r"seeds=.*too large"):
+        jtfne.Configuration().ensemble(seeds=[2**64])
