@@ -20,12 +20,12 @@ from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signal
                       manifest, open_signals, readout_spec, write_manifest)
 from .sinks import VerifyReport, verify_store
 from . import analysis, viz
-from .export import to_neo, to_nwb
+from .export import to_neo, to_nwb, to_sonata
 
 __all__ = [
     "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "SpikeEvents", "StepsError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
-    "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "verify_store", "VerifyReport", "viz",
+    "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "to_sonata", "verify_store", "VerifyReport", "viz",
     "write_manifest",
 ]

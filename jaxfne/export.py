@@ -1,10 +1,15 @@
-"""Interoperability: one network's Signals as a neo Block or an NWB file.
+"""Interoperability: one network's Signals as a neo Block, an NWB file or a SONATA spike file.
 
-``to_neo`` needs ``neo`` (and ``quantities``); ``to_nwb`` needs ``pynwb``.
-Both come with the optional extra ``pip install 'jaxfne[interop]'``.
+``to_neo`` needs ``neo`` (and ``quantities``); ``to_nwb`` needs ``pynwb``;
+``to_sonata`` needs ``h5py`` (which pynwb brings). All come with the optional
+extra ``pip install 'jaxfne[interop]'``.
 
-Spike times are the ``time`` coordinate of the spike's step (its start, in
-ms; seconds in NWB), exactly what ``signals["SPK"]`` and the raster show.
+Spikes are exported straight from ``Signals.spike_events`` (times in ms of
+the step's start, neuron labels, sorted by time then neuron): the neo
+SpikeTrains are one multiplexed ``SpikeTrainList`` built from those arrays,
+the NWB Units table's ragged ``spike_times`` are those times in seconds, and
+the SONATA ``timestamps``/``node_ids`` are those arrays themselves. No dense
+raster is built for an export.
 Every recorded float probe (``REGISTRY[name].dtype == "float"``) is written
 as recorded: the neurons or contacts it holds (all, or the subset of
 ``probes(neurons=...)``) and its own sampling interval (``dt``, or
@@ -20,6 +25,7 @@ import dataclasses
 import datetime
 import importlib
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -28,7 +34,7 @@ from ._errors import ReadoutError
 from ._probes import REGISTRY
 from .results import SCOPE
 from ._version import __version__
-from .viz import _network, spike_coordinates
+from .viz import _network
 
 #: probe units that have an SI form in NWB: units -> (NWB unit, conversion to it)
 _NWB_SI = {"mV": ("volts", 1e-3)}
@@ -45,19 +51,73 @@ def _require(module: str, where: str):
                           "pip install 'jaxfne[interop]'") from None
 
 
-def _spike_trains(sig):
-    """Per neuron: (label, times_ms, cell_type, layer, depth_um), in neuron order."""
+#: SONATA's spike-file sorting enum (developer guide, "Spike file"; libsonata reads it as a char enum)
+SONATA_SORTING = {"none": 0, "by_id": 1, "by_time": 2}
+#: SONATA's top-level file attributes: ``magic`` (uint32 0x0A7A) and ``version`` (2 x uint32, the spec's 0.1)
+SONATA_MAGIC = 0x0A7A
+SONATA_VERSION = (0, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Neurons:
+    """Every neuron of one network, in neuron order: labels and the per-neuron columns the exports carry."""
+
+    labels: np.ndarray          # int64 neuron labels (indices in the network)
+    cell_type: np.ndarray       # str
+    layer: np.ndarray           # str
+    depth_um: np.ndarray        # float, NaN when the signals carry no depths
+
+
+def _spikes(signals, member, where: str):
+    """(the Signals of one network, its neurons, its SpikeEvents); refuses signals without the SPK probe.
+
+    The events come from ``signals.spike_events(member)``, the one contract for spikes as events.
+    """
+    sig = _network(signals, member, where)
+    if "SPK" not in list(sig):
+        raise ReadoutError(f"{where}: these signals hold no 'SPK' probe (spikes); recorded probes are "
+                           f"{', '.join(map(str, sig)) or 'none'}; spikes are exported from 'SPK'")
     spk = sig["SPK"]
-    labels = np.asarray(spk["neuron"].values)
-    cell_type = np.asarray(spk["cell_type"].values).astype(str)
-    layer = np.asarray(spk["layer"].values).astype(str)
-    depth = np.asarray(spk["depth_um"].values, dtype=float) if "depth_um" in spk.coords else np.full(labels.size, np.nan)
-    times, neurons = spike_coordinates(sig)
-    order = np.argsort(neurons, kind="stable")
-    times, neurons = times[order], neurons[order]
-    bounds = np.searchsorted(neurons, labels, side="left"), np.searchsorted(neurons, labels, side="right")
-    return [(int(n), times[lo:hi], str(ct), str(la), float(dz))
-            for n, lo, hi, ct, la, dz in zip(labels, *bounds, cell_type, layer, depth)]
+    labels = np.asarray(spk["neuron"].values, dtype=np.int64)
+    depth = (np.asarray(spk["depth_um"].values, dtype=float) if "depth_um" in spk.coords
+             else np.full(labels.size, np.nan))
+    rows = np.argsort(labels, kind="stable")          # ascending labels: the ragged layouts rely on it
+    neurons = _Neurons(labels[rows], np.asarray(spk["cell_type"].values).astype(str)[rows],
+                       np.asarray(spk["layer"].values).astype(str)[rows], depth[rows])
+    return sig, neurons, signals.spike_events(member)
+
+
+def _by_neuron(events, labels: np.ndarray):
+    """Events grouped per neuron (neuron order, each neuron's spikes in time order) and the end offset of
+    each neuron's run: a compressed-sparse-row layout, as NWB's ragged ``spike_times_index``."""
+    order = np.lexsort((events.steps, events.neurons))       # stable: by neuron, then step
+    neurons = events.neurons[order]
+    ends = np.searchsorted(neurons, labels, side="right")
+    return order, ends
+
+
+def _refuse_existing(path, overwrite, where: str) -> pathlib.Path:
+    path = pathlib.Path(path)
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise ReadoutError(f"{where}: overwrite={overwrite!r} is invalid; True or False is required")
+    if path.is_dir():
+        raise ReadoutError(f"{where}: path={str(path)!r} is a directory; a file path is required")
+    if path.exists() and not overwrite:
+        raise ReadoutError(f"{where}: path={str(path)!r} exists; pass overwrite=True to replace it")
+    return path
+
+
+def _write_beside(path: pathlib.Path, write) -> pathlib.Path:
+    """Run ``write(tmp)`` on a file beside ``path`` and rename it over ``path``: an interrupted export
+    never leaves a truncated file under the final name."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")     # the suffix pynwb checks
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def _member_info(sig) -> dict:
@@ -176,8 +236,12 @@ def to_neo(signals, member=None, *, probes=None, vm: bool = True):
     """A ``neo.Block`` with one Segment: a SpikeTrain per neuron and one
     AnalogSignal per recorded float probe (Vm, u, source, LFP-proxy, CSD-proxy).
 
-    Each SpikeTrain is in ms from 0 to the run's duration (``t_stop``) and is
-    annotated with ``neuron`` (index), ``cell_type``, ``layer`` and ``depth_um``.
+    The spike trains are one ``SpikeTrainList`` made by
+    ``SpikeTrainList.from_spike_time_array`` from ``signals.spike_events(member)``
+    (its ``multiplexed`` form gives those neuron labels and times back); there
+    is one SpikeTrain per neuron, silent ones included, in neuron order, in ms
+    from 0 to the run's duration (``t_stop``), annotated with ``neuron`` (index,
+    also ``channel_id``), ``cell_type``, ``layer`` and ``depth_um``.
     Each AnalogSignal is the probe as recorded: one channel per recorded neuron
     (or contact), ``sampling_period`` the probe's own interval (``dt`` or
     ``probes(every_ms=...)``), ``t_start`` its first time label; the channel
@@ -192,7 +256,8 @@ def to_neo(signals, member=None, *, probes=None, vm: bool = True):
     """
     neo = _require("neo", "to_neo")
     pq = _require("quantities", "to_neo")
-    sig = _network(signals, member, "to_neo")
+    spiketrainlist = _require("neo.core.spiketrainlist", "to_neo")
+    sig, cells, events = _spikes(signals, member, "to_neo")
     names = _selected(sig, probes, vm, "to_neo")
     duration = sig.duration_ms
     info = _member_info(sig)
@@ -202,10 +267,13 @@ def to_neo(signals, member=None, *, probes=None, vm: bool = True):
                       **{f"member_{k}": v for k, v in info.items()})
     seg = neo.Segment(name="network", index=0, **{f"member_{k}": v for k, v in info.items()})
     block.segments.append(seg)
-    for label, times, ctype, layer, depth in _spike_trains(sig):
-        seg.spiketrains.append(neo.SpikeTrain(
-            times, units=pq.ms, t_start=0.0 * pq.ms, t_stop=duration * pq.ms, name=f"neuron {label}",
-            neuron=label, cell_type=ctype, layer=layer, depth_um=depth))
+    # one multiplexed list straight from the events; neo makes a SpikeTrain per neuron only when asked
+    trains = spiketrainlist.SpikeTrainList.from_spike_time_array(
+        events.times_ms, events.neurons, cells.labels.tolist(), t_stop=duration * pq.ms, units=pq.ms,
+        t_start=0.0 * pq.ms, neuron=cells.labels.tolist(), cell_type=cells.cell_type.tolist(),
+        layer=cells.layer.tolist(), depth_um=cells.depth_um.tolist())
+    trains.segment = seg
+    seg.spiketrains = trains
     for name in names:
         rec = _recording(sig, name)
         p = REGISTRY[name]
@@ -231,12 +299,38 @@ def _channel_table(rec: _Recording):
                     f"(id = {rec.channel} index)")
 
 
+def _units_table(misc, common, sig, cells: _Neurons, events):
+    """The NWB Units table, one row per neuron (id = its label), built column by column from the events:
+    ``spike_times`` (s) is one ragged column, its index the end offset of each neuron's spikes."""
+    order, ends = _by_neuron(events, cells.labels)
+    n = cells.labels.size
+    duration_s = sig.duration_ms / 1000.0
+    spike_times = common.VectorData(name="spike_times", data=events.times_ms[order] / 1000.0,
+                                    description="the times of the neuron's spikes (s): the start of the step "
+                                                "in which Vm crossed the peak")
+    obs = common.VectorData(name="obs_intervals", data=np.tile([[0.0, duration_s]], (n, 1)),
+                            description="the observation interval of each neuron (s): the whole run")
+    columns = [
+        spike_times, common.VectorIndex(name="spike_times_index", data=ends.astype(np.int64), target=spike_times),
+        obs, common.VectorIndex(name="obs_intervals_index", data=np.arange(1, n + 1, dtype=np.int64), target=obs),
+        common.VectorData(name="cell_type", data=cells.cell_type.tolist(),
+                          description="cell type: E (excitatory) or I (inhibitory)"),
+        common.VectorData(name="layer", data=cells.layer.tolist(), description="cortical layer of the neuron"),
+        common.VectorData(name="depth_um", data=cells.depth_um, description="soma depth below the pia (um)"),
+    ]
+    return misc.Units(name="units", id=cells.labels.tolist(), columns=columns, resolution=sig.dt_ms / 1000.0,
+                      description=f"the {n} neurons of the network (id = neuron index) and their spikes")
+
+
 def to_nwb(signals, member=None, *, path, probes=None, vm: bool = True, overwrite: bool = False,
            session_start_time: datetime.datetime | None = None) -> pathlib.Path:
     """Write one network to an NWB file at ``path`` and return the path.
 
-    The Units table has one row per neuron: its spike times in seconds and the
-    columns ``cell_type``, ``layer`` and ``depth_um``. Every recorded float
+    The Units table has one row per neuron (id = its index), built from
+    ``signals.spike_events(member)``: the ragged ``spike_times`` column holds
+    each neuron's spike times in seconds (time order), ``resolution`` is dt in
+    seconds, ``obs_intervals`` the whole run, and the columns ``cell_type``,
+    ``layer`` and ``depth_um`` describe the neuron. Every recorded float
     probe (or those in ``probes``; ``vm=False`` leaves Vm out) is the
     acquisition TimeSeries of its name, as recorded: data (time, channel),
     ``starting_time`` and ``rate`` from its own sampling interval, Vm in mV with
@@ -251,31 +345,24 @@ def to_nwb(signals, member=None, *, path, probes=None, vm: bool = True, overwrit
     (a simulation has no session).
     """
     pynwb = _require("pynwb", "to_nwb")
-    sig = _network(signals, member, "to_nwb")
+    misc = _require("pynwb.misc", "to_nwb")
+    common = _require("hdmf.common", "to_nwb")
+    sig, cells, events = _spikes(signals, member, "to_nwb")
     names = _selected(sig, probes, vm, "to_nwb")
-    path = pathlib.Path(path)
-    if path.exists() and not overwrite:
-        raise ReadoutError(f"to_nwb: path={str(path)!r} exists; pass overwrite=True to replace it")
+    path = _refuse_existing(path, overwrite, "to_nwb")
     start = session_start_time or datetime.datetime.now(datetime.timezone.utc)
     if not isinstance(start, datetime.datetime) or start.tzinfo is None:
         raise ReadoutError(f"to_nwb: session_start_time={start!r} is invalid; a timezone-aware datetime is required")
     info = _member_info(sig)
     config_hash = str(sig.attrs.get("config_hash", ""))
-    notes = {"config_hash": config_hash, "jaxfne_version": __version__, "dt_ms": sig.dt_ms,
-             "duration_ms": sig.duration_ms, **SCOPE, "member": info,
-             "scope": str(sig.attrs.get("scope", ""))}
+    notes = _notes(sig)
     ident = f"jaxfne-{config_hash[:16]}-" + "-".join(f"{k}={v}" for k, v in info.items())
     nwb = pynwb.NWBFile(
         session_description="jaxfne simulation of a spiking Izhikevich network (computational scaffold; "
                             "proxy-scale, uncalibrated)",
         identifier=ident, session_start_time=start, notes=json.dumps(notes, default=str),
         source_script="jaxfne " + __version__, source_script_file_name="jaxfne")
-    nwb.add_unit_column(name="cell_type", description="cell type: E (excitatory) or I (inhibitory)")
-    nwb.add_unit_column(name="layer", description="cortical layer of the neuron")
-    nwb.add_unit_column(name="depth_um", description="soma depth below the pia (um)")
-    for label, times, ctype, layer, depth in _spike_trains(sig):
-        nwb.add_unit(id=label, spike_times=np.asarray(times, dtype=float) / 1000.0, cell_type=ctype,
-                     layer=layer, depth_um=depth, obs_intervals=[[0.0, sig.duration_ms / 1000.0]])
+    nwb.units = _units_table(misc, common, sig, cells, events)
     module = None
     for name in names:
         rec = _recording(sig, name)
@@ -293,9 +380,64 @@ def to_nwb(signals, member=None, *, path, probes=None, vm: bool = True, overwrit
             module = nwb.create_processing_module(
                 name=NWB_MODULE, description="jaxfne: the channels (neurons or contacts) of each exported probe")
         module.add(_channel_table(rec))
-    with pynwb.NWBHDF5IO(str(path), mode="w") as io:
-        io.write(nwb)
-    return path
+    def write(tmp):
+        with pynwb.NWBHDF5IO(str(tmp), mode="w") as io:
+            io.write(nwb)
+
+    return _write_beside(path, write)
 
 
-__all__ = ["to_neo", "to_nwb"]
+def _notes(sig) -> dict:
+    """What every export records about the run: configuration hash, version, dt, duration, scope, member."""
+    return {"config_hash": str(sig.attrs.get("config_hash", "")), "jaxfne_version": __version__,
+            "dt_ms": sig.dt_ms, "duration_ms": sig.duration_ms, **SCOPE, "member": _member_info(sig),
+            "scope": str(sig.attrs.get("scope", ""))}
+
+
+def to_sonata(signals, member=None, *, path, population: str = "jaxfne", overwrite: bool = False) -> pathlib.Path:
+    """Write one network's spikes as a SONATA spike file (HDF5) at ``path`` and return the path.
+
+    The layout is the SONATA developer guide's "Spike file": the datasets
+    ``/spikes/<population>/timestamps`` (float64, ms: the start of the step
+    of each spike; attribute ``units = "ms"``) and
+    ``/spikes/<population>/node_ids`` (uint64: the neuron's index, the node
+    id), one entry per spike, sorted by time (spikes of one step by node id)
+    exactly as ``signals.spike_events(member)`` gives them; the population
+    group has the enum attribute ``sorting = by_time`` (none=0, by_id=1,
+    by_time=2, as libsonata reads it) and the file the top-level attributes
+    ``magic`` (uint32 0x0A7A) and ``version`` (uint32 [0, 1]). The group's
+    attribute ``jaxfne`` (a JSON string, outside the specification) holds the
+    configuration hash, dt_ms, duration_ms, the scope block and the member's
+    coordinates. SONATA keeps node properties (cell type, layer, position) in
+    a separate node file; this writes spikes only.
+
+    ``population`` names the node population (default ``"jaxfne"``); an
+    existing file is not replaced unless ``overwrite=True``. The file is written
+    beside ``path`` and renamed into place.
+    """
+    h5py = _require("h5py", "to_sonata")
+    if not isinstance(population, str) or not population or "/" in population or population in (".", ".."):
+        raise ReadoutError(f"to_sonata: population={population!r} is invalid; a non-empty name without '/' is "
+                           "required")
+    sig, cells, events = _spikes(signals, member, "to_sonata")
+    path = _refuse_existing(path, overwrite, "to_sonata")
+    if events.neurons.size and int(events.neurons.min()) < 0:
+        raise ReadoutError(f"to_sonata: neuron label {int(events.neurons.min())} is negative; SONATA node ids are "
+                           "unsigned")
+    sorting = h5py.enum_dtype(SONATA_SORTING, basetype=np.int8)
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs.create("magic", SONATA_MAGIC, dtype=np.uint32)
+            f.attrs.create("version", np.asarray(SONATA_VERSION, dtype=np.uint32))
+            group = f.create_group(f"spikes/{population}")
+            group.attrs.create("sorting", SONATA_SORTING["by_time"], dtype=sorting)
+            group.attrs["jaxfne"] = json.dumps(_notes(sig), default=str)
+            ts = group.create_dataset("timestamps", data=np.asarray(events.times_ms, dtype=np.float64))
+            ts.attrs["units"] = "ms"
+            group.create_dataset("node_ids", data=np.asarray(events.neurons, dtype=np.uint64))
+
+    return _write_beside(path, write)
+
+
+__all__ = ["SONATA_SORTING", "to_neo", "to_nwb", "to_sonata"]

@@ -29,6 +29,7 @@ from ._errors import ReadoutError
 from ._probes import REGISTRY
 from ._stats import cv_from_isi_sums, isi_sums
 from ._validate import parse_steps
+from .analysis import rate_spectrum
 from .results import check_health, signal_layer_depths
 from .results._health import RUNAWAY_HZ, SILENT_HZ
 
@@ -154,11 +155,63 @@ def _coord_label(name: str, coord: xr.DataArray | None = None) -> str:
 
 
 # -- one network ---------------------------------------------------------
-def raster(signals, *, member=None, t_range_ms=None, markersize: float = 4.0) -> Figure:
-    """Spike raster: neuron index against time (ms), E and I in their colours.
+def laminar_order(signals, *, member=None) -> tuple:
+    """The rows of a laminar raster: ``(neurons, bands)``.
+
+    ``neurons`` are the neuron labels in row order, row 0 at the top: column
+    by column (in the order the network lists them), and within a column
+    layer by layer in depth order, the most superficial layer (smallest top
+    depth of ``signal_layer_depths``, overrides included; signals without
+    them use the layer's mean soma depth) first; within a layer, neurons keep
+    their index order (E cells, then I cells, as the network builds them).
+    ``bands`` is one ``(column, layer, first_row, stop_row)`` per layer.
+    """
+    sig = _network(signals, member, "viz.laminar_order")
+    spk = sig["SPK"]
+    labels = np.asarray(spk["neuron"].values)
+    layer = np.asarray(spk["layer"].values).astype(str)
+    column = (np.asarray(spk["column"].values).astype(str) if "column" in spk.coords
+              else np.full(labels.size, ""))
+    depth = np.asarray(spk["depth_um"].values, dtype=float) if "depth_um" in spk.coords else None
+    try:
+        tops = {(c, lay): float(rng[0]) for c, layers in signal_layer_depths(sig.attrs).items()
+                for lay, rng in layers.items()}
+    except ReadoutError:                # hand-made signals: the layers' own depths, else their order
+        tops = {}
+    columns = list(dict.fromkeys(column.tolist()))
+    rank = []
+    for c in columns:
+        present = list(dict.fromkeys(layer[column == c].tolist()))
+        def top(lay, c=c, first=present):
+            if (c, lay) in tops:
+                return tops[c, lay]
+            if depth is not None:
+                return float(np.nanmean(depth[(column == c) & (layer == lay)]))
+            return float(first.index(lay))
+        rank.extend((c, lay) for lay in sorted(present, key=top))
+    key = {cl: i for i, cl in enumerate(rank)}
+    order = np.argsort(np.array([key[c, lay] for c, lay in zip(column, layer)]), kind="stable")
+    bands, start = [], 0
+    for c, lay in rank:
+        n = int(np.sum((column == c) & (layer == lay)))
+        bands.append((c, lay, start, start + n))
+        start += n
+    return labels[order], bands
+
+
+def raster(signals, *, member=None, t_range_ms=None, markersize: float = 4.0, laminar=None) -> Figure:
+    """Spike raster: neurons against time (ms), E and I in their colours.
 
     One marker per spike; the collection of each cell type has the label of the
-    type and the gid ``raster-<type>``.
+    type and the gid ``raster-<type>``. A network of one layer is drawn by
+    neuron index (y = index). A laminar network (several layers or columns;
+    ``laminar=True`` forces it, ``False`` refuses it) is drawn in depth order,
+    as the field figures are: one row per neuron in the order of
+    :func:`laminar_order` (y = row), row 0 -- the most superficial layer,
+    L2/3 -- at the top; each layer is labelled on the y axis (tick labels at
+    the middle of its rows, "L2/3 (n)" with its number of neurons; with several
+    columns "A: L2/3 (n)") and separated from the next by a line (gid
+    ``layer-boundary``; between columns, ``column-boundary``).
     """
     sig = _network(signals, member, "viz.raster")
     spk = sig["SPK"]
@@ -167,19 +220,51 @@ def raster(signals, *, member=None, t_range_ms=None, markersize: float = 4.0) ->
     cell_type = _cell_types(spk)
     type_of = dict(zip(neuron_labels.tolist(), cell_type.tolist()))
     spike_type = np.array([type_of[n] for n in neurons.tolist()], dtype=str)
-    fig = _new_figure((9, 4.5))
+    layers = np.asarray(spk["layer"].values).astype(str)
+    columns = np.asarray(spk["column"].values).astype(str) if "column" in spk.coords else np.full(layers.size, "")
+    n_groups = len(set(zip(columns.tolist(), layers.tolist())))
+    if laminar is None:
+        laminar = n_groups > 1
+    elif not isinstance(laminar, (bool, np.bool_)):
+        raise ReadoutError(f"viz.raster: laminar={laminar!r} is invalid; None (laminar when the network has "
+                           "several layers), True or False is required")
+    if laminar:
+        order, bands = laminar_order(sig)
+        row_of = dict(zip(order.tolist(), range(order.size)))
+        y = np.array([row_of[n] for n in neurons.tolist()], dtype=float)
+    else:
+        y = neurons.astype(float)
+    fig = _new_figure((9, 4.5 if not laminar else max(4.5, 2.0 + 0.9 * n_groups)))
     ax = fig.add_subplot()
     for ctype in _types_present(cell_type):
         sel = spike_type == ctype
-        coll = ax.scatter(times[sel], neurons[sel], s=markersize, marker="|", linewidths=0.8,
+        coll = ax.scatter(times[sel], y[sel], s=markersize, marker="|", linewidths=0.8,
                           color=COLORS[ctype], label=f"{ctype} ({int(sel.sum())} spikes)")
         coll.set_gid(f"raster-{ctype}")
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("neuron index")
     ax.set_xlim(*(t_range_ms or (0.0, sig.duration_ms)))
-    ax.set_ylim(neuron_labels.min() - 0.5, neuron_labels.max() + 0.5)
-    ax.set_title(f"Spike raster: {times.size} spikes from {neuron_labels.size} neurons")
-    ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
+    if laminar:
+        several = len({c for c, *_ in bands}) > 1
+        for (c, _, _, stop), nxt in zip(bands[:-1], bands[1:]):
+            boundary = "column-boundary" if nxt[0] != c else "layer-boundary"
+            ax.axhline(stop - 0.5, color="0.2", lw=1.6 if boundary == "column-boundary" else 0.8,
+                       ls="-" if boundary == "column-boundary" else "--", alpha=0.7, gid=boundary)
+        ax.set_yticks([(first + stop - 1) / 2.0 for _, _, first, stop in bands],
+                      [f"{c}: {lay} ({stop - first})" if several else f"{lay} ({stop - first})"
+                       for c, lay, first, stop in bands])
+        ax.tick_params(axis="y", length=0)
+        ax.set_ylabel("layer (number of neurons)")
+        ax.set_ylim(order.size - 0.5, -0.5)              # row 0, the most superficial layer, at the top
+        title = (f"Spike raster by layer, superficial at the top: {times.size} spikes from "
+                 f"{neuron_labels.size} neurons")
+        # outside the axes: a laminar raster has data in every corner
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=3, frameon=False)
+    else:
+        ax.set_ylabel("neuron index")
+        ax.set_ylim(neuron_labels.min() - 0.5, neuron_labels.max() + 0.5)
+        title = f"Spike raster: {times.size} spikes from {neuron_labels.size} neurons"
+        ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
+    ax.set_title(title)
     return fig
 
 
@@ -203,6 +288,79 @@ def rates(signals, bin_ms: float = 5.0, *, member=None) -> Figure:
     ax.set_xlim(0.0, max(e[-1] for e, _, _ in curves.values()) if curves else 1.0)
     ax.set_ylim(bottom=0.0)
     ax.legend(loc="upper right", framealpha=0.9)
+    return fig
+
+
+#: frequency bands marked on spectra (Hz): name -> (low, high)
+BANDS_HZ = {"alpha": (8.0, 13.0), "gamma": (30.0, 80.0)}
+#: highest frequency a spectrum figure shows by default (Hz), below the Nyquist frequency of its bins
+SPECTRUM_MAX_HZ = 150.0
+
+
+def population_spectrum(signals, bin_ms: float = 1.0, *, member=None, nperseg=None, time_window_ms=None) -> dict:
+    """Power spectral density of the population rate of each cell type.
+
+    Returns ``{cell_type: (frequency_hz, psd, n_cells)}`` with ``psd`` in
+    Hz^2/Hz (the rate is in Hz). It is :func:`jaxfne.analysis.rate_spectrum` of
+    this one network: the rate in bins of ``bin_ms`` (a trailing partial bin
+    dropped), Welch's estimate with a Hann window of ``nperseg`` bins (default:
+    the power of two nearest half a second), 50% overlap, the mean of each
+    segment removed, one-sided -- what ``scipy.signal.welch(rate, fs=1000 /
+    bin_ms, nperseg=nperseg)`` gives. ``time_window_ms=(start, stop)`` leaves
+    out, say, the onset transient.
+    """
+    sig = _network(signals, member, "viz.population_spectrum")
+    psd = rate_spectrum(sig, "cell_type", bin_ms=bin_ms, nperseg=nperseg, time_window_ms=time_window_ms)
+    psd = psd.compute() if hasattr(psd, "compute") else psd
+    cell_type = _cell_types(sig["SPK"])
+    freq = np.asarray(psd["frequency"].values, dtype=float)
+    return {str(t): (freq, np.asarray(psd.sel(cell_type=t).values, dtype=float), int(np.sum(cell_type == t)))
+            for t in psd["cell_type"].values.tolist()}
+
+
+def spectrum(signals, bin_ms: float = 1.0, *, member=None, nperseg=None, time_window_ms=None,
+             max_hz=None) -> Figure:
+    """Power spectrum of the population rate per cell type (:func:`population_spectrum`), log power.
+
+    x: frequency (Hz) from the first non-zero frequency to ``max_hz``
+    (default 150 Hz, at most the Nyquist frequency of the bins); y: PSD in
+    Hz^2/Hz on a log axis. The alpha (8-13 Hz) and gamma (30-80 Hz) bands are
+    shaded lightly and named in the legend (gids ``band-alpha``, ``band-gamma``). Each curve
+    (a Line2D, gid ``spectrum-<type>``) holds the frequencies above 0 Hz and
+    their PSD; its legend entry gives the cells and the frequency of the peak.
+    The title gives the estimate's bins, window and frequency resolution.
+    """
+    curves = population_spectrum(signals, bin_ms, member=member, nperseg=nperseg, time_window_ms=time_window_ms)
+    freq = next(iter(curves.values()))[0]
+    nyquist = float(freq[-1])
+    top = min(SPECTRUM_MAX_HZ, nyquist) if max_hz is None else max_hz
+    if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0 < top <= nyquist:
+        raise ReadoutError(f"viz.spectrum: max_hz={max_hz!r} is invalid; a frequency in (0, {nyquist:g}] Hz "
+                           f"(the Nyquist frequency of {bin_ms:g} ms bins) is required")
+    fig = _new_figure((9, 4.4))
+    ax = fig.add_subplot()
+    for (name, (lo, hi)), shade in zip(BANDS_HZ.items(), ("0.90", "0.95")):
+        if lo < top:                    # named in the legend: a label inside would sit on the curves
+            ax.axvspan(lo, min(hi, top), color=shade, zorder=0, lw=0, gid=f"band-{name}",
+                       label=f"{name} band, {lo:g}-{hi:g} Hz")
+    keep = freq > 0
+    for ctype, (f, psd, n_cells) in curves.items():
+        shown = keep & (f <= top)
+        values = np.where(psd > 0, psd, np.nan)              # a log axis: zero power (a silent type) is left out
+        peak = f[shown][np.nanargmax(values[shown])] if np.isfinite(values[shown]).any() else np.nan
+        line, = ax.plot(f[keep], values[keep], color=COLORS.get(ctype, "k"), lw=1.3,
+                        label=f"{ctype}: {n_cells} cells, peak {peak:.1f} Hz")
+        line.set_gid(f"spectrum-{ctype}")
+    ax.set_yscale("log")
+    ax.set_xlim(0.0, top)
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("PSD of the population rate (Hz²/Hz)")
+    resolution = float(freq[1] - freq[0]) if freq.size > 1 else float("nan")
+    n_per = 2 * (freq.size - 1)
+    window = "" if time_window_ms is None else f", {time_window_ms[0]:g}-{time_window_ms[1]:g} ms"
+    ax.set_title(f"Population rate spectrum{window}\nWelch: {bin_ms:g} ms bins, Hann window of {n_per} bins, "
+                 f"resolution {resolution:.3g} Hz", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)   # the curves fill the axes
     return fig
 
 
@@ -717,5 +875,6 @@ def distribution(values, *, bins="auto") -> Figure:
     return fig
 
 
-__all__ = ["COLORS", "distribution", "field_maps", "fields", "phase_diagram", "population_rates", "raster",
-           "rates", "spike_coordinates", "summary", "sweep_grid", "sweep_heatmap", "voltages", "vm_histogram"]
+__all__ = ["BANDS_HZ", "COLORS", "distribution", "field_maps", "fields", "laminar_order", "phase_diagram",
+           "population_rates", "population_spectrum", "raster", "rates", "spectrum", "spike_coordinates", "summary",
+           "sweep_grid", "sweep_heatmap", "voltages", "vm_histogram"]

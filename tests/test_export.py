@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
-from jaxfne.export import to_neo, to_nwb
+from jaxfne.export import to_neo, to_nwb, to_sonata
 
 neo = pytest.importorskip("neo")
 pq = pytest.importorskip("quantities")
@@ -300,3 +300,155 @@ def test_a_probe_that_was_not_recorded(net, tmp_path):
         to_neo(net, probes=["u"])
     with pytest.raises(jtfne.JaxfneError, match=r"to_nwb: probes=\['CSD-proxy'\] is invalid"):
         to_nwb(net, path=tmp_path / "n.nwb", probes=["CSD-proxy"])
+
+
+# ---- spikes straight from events: neo, NWB and SONATA give back Signals.spike_events exactly ------------------
+
+EVENT_CASES = [("single", "memory"), ("single", "store"), ("member", "memory"), ("member", "store")]
+
+
+@pytest.fixture(scope="module")
+def event_runs(tmp_path_factory):
+    """{(network, where): (signals, member)}: a two-layer network and member 1 of a two-seed ensemble, each in
+    memory and on a Zarr store reopened with open_signals (three chunks), with Vm sampled on two neurons."""
+    tmp = tmp_path_factory.mktemp("events")
+    base = (jtfne.Configuration().runtime(seed=7, duration_ms=90.0).column(name="c", layers=["L2/3", "L4"], n=30)
+            .cell_types({"E": 0.8, "I": 0.2}).probes(["SPK", "Vm"], neurons=[1, 22], every_ms=0.5))
+    out = {}
+    for net, cfg, member in [("single", base, None), ("member", base.ensemble(seeds=[3, 4]), 1)]:
+        model = jtfne.construct(cfg)
+        out[net, "memory"] = jtfne.simulate(model, chunk_ms=30.0), member       # one compiled chunk for both
+        jtfne.simulate(model, store=tmp / f"{net}.zarr", chunk_ms=30.0)
+        out[net, "store"] = jtfne.open_signals(tmp / f"{net}.zarr"), member
+    return out
+
+
+def raster_events(one):
+    """(times_ms, neurons) of one network from its boolean raster, ordered by time then neuron: independent of
+    spike_events."""
+    spk = np.asarray(one["SPK"].transpose("time", "neuron").values)
+    ti, ni = np.nonzero(spk)
+    return np.asarray(one.dataset["time"].values, dtype=float)[ti], np.asarray(one["SPK"]["neuron"].values)[ni]
+
+
+@pytest.mark.parametrize("network,where", EVENT_CASES)
+def test_neo_spike_trains_are_the_events(event_runs, network, where, tmp_path):
+    signals, member = event_runs[network, where]
+    one = signals if member is None else signals.isel(member=member)
+    ev = signals.spike_events(member)
+    t, n = raster_events(one)
+    assert ev.times_ms.size > 20 and np.array_equal(ev.times_ms, t) and np.array_equal(ev.neurons, n)
+    block = to_neo(signals, member=member)
+    trains = block.segments[0].spiketrains
+    ids, times = trains.multiplexed                           # the arrays it was built from
+    np.testing.assert_array_equal(ids, ev.neurons)
+    np.testing.assert_array_equal(times.rescale(pq.ms).magnitude, ev.times_ms)
+    path = tmp_path / "net.pkl"
+    neo.io.PickleIO(str(path)).write_block(block)
+    for got in (trains, neo.io.PickleIO(str(path)).read_block().segments[0].spiketrains):
+        assert [st.annotations["neuron"] for st in got] == list(range(30))       # silent neurons too
+        for st in got:
+            k = st.annotations["neuron"]
+            np.testing.assert_array_equal(st.magnitude, ev.times_ms[ev.neurons == k])   # exactly, in ms
+            assert st.units == pq.ms and float(st.t_stop) == one.duration_ms and float(st.t_start) == 0.0
+            assert st.annotations["channel_id"] == k
+            assert st.annotations["cell_type"] == one["SPK"]["cell_type"].values[k]
+            assert st.annotations["layer"] == one["SPK"]["layer"].values[k]
+            assert st.annotations["depth_um"] == pytest.approx(float(one["SPK"]["depth_um"].values[k]))
+    (vm,) = block.segments[0].analogsignals                  # Vm as recorded: two neurons, every 0.5 ms
+    assert list(vm.array_annotations["neuron"]) == [1, 22] and vm.shape == (180, 2)
+    np.testing.assert_array_equal(vm.magnitude, one["Vm"].transpose("time_sampled", "neuron_sampled").values)
+
+
+@pytest.mark.parametrize("network,where", EVENT_CASES)
+def test_nwb_units_are_the_events(event_runs, network, where, tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    signals, member = event_runs[network, where]
+    one = signals if member is None else signals.isel(member=member)
+    ev = signals.spike_events(member)
+    path = to_nwb(signals, member=member, path=tmp_path / "net.nwb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.nwb"]          # no temporary file left
+    with pynwb.NWBHDF5IO(str(path), mode="r") as io:
+        units = io.read().units
+        assert list(units.id[:]) == list(range(30))
+        assert units.resolution == pytest.approx(one.dt_ms / 1000.0)
+        flat = np.asarray(units["spike_times"].target.data[:])              # the ragged column, neuron by neuron
+        ends = np.asarray(units["spike_times"].data[:])
+        by_neuron = np.lexsort((ev.times_ms, ev.neurons))
+        np.testing.assert_array_equal(flat, ev.times_ms[by_neuron] / 1000.0)
+        np.testing.assert_array_equal(ends, np.cumsum(np.bincount(ev.neurons, minlength=30)))
+        for k in range(30):
+            np.testing.assert_array_equal(np.asarray(units["spike_times"][k]), ev.times_ms[ev.neurons == k] / 1000.0)
+            assert list(np.asarray(units["obs_intervals"][k]).ravel()) == [0.0, one.duration_ms / 1000.0]
+        df = units.to_dataframe()
+        assert list(df["cell_type"]) == list(one["SPK"]["cell_type"].values)
+        assert list(df["layer"]) == list(one["SPK"]["layer"].values)
+
+
+def read_sonata(path, population="jaxfne"):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "r") as f:
+        group = f[f"spikes/{population}"]
+        ts, ids = group["timestamps"], group["node_ids"]
+        sorting = h5py.check_enum_dtype(group.attrs.get_id("sorting").dtype)
+        return {"timestamps": ts[:], "node_ids": ids[:], "ts_dtype": ts.dtype, "ids_dtype": ids.dtype,
+                "units": ts.attrs["units"], "sorting": {v: k for k, v in sorting.items()}[int(group.attrs["sorting"])],
+                "magic": int(f.attrs["magic"]), "magic_dtype": f.attrs["magic"].dtype,
+                "version": f.attrs["version"].tolist(), "notes": json.loads(group.attrs["jaxfne"]),
+                "groups": list(f["spikes"])}
+
+
+@pytest.mark.parametrize("network,where", EVENT_CASES)
+def test_sonata_spikes_are_the_events(event_runs, network, where, tmp_path):
+    signals, member = event_runs[network, where]
+    one = signals if member is None else signals.isel(member=member)
+    ev = signals.spike_events(member)
+    path = to_sonata(signals, member=member, path=tmp_path / "spikes.h5")
+    assert path == tmp_path / "spikes.h5" and sorted(p.name for p in tmp_path.iterdir()) == ["spikes.h5"]
+    got = read_sonata(path)
+    np.testing.assert_array_equal(got["timestamps"], ev.times_ms)              # ms, bit for bit
+    np.testing.assert_array_equal(got["node_ids"], ev.neurons)
+    assert got["ts_dtype"] == np.float64 and got["ids_dtype"] == np.uint64 and got["units"] == "ms"
+    assert np.all(np.diff(got["timestamps"]) >= 0) and got["sorting"] == "by_time"   # sorted by time, as declared
+    assert got["magic"] == 0x0A7A and got["magic_dtype"] == np.uint32 and got["version"] == [0, 1]
+    assert got["groups"] == ["jaxfne"]
+    assert got["notes"]["config_hash"] == one.attrs["config_hash"] and got["notes"]["dt_ms"] == one.dt_ms
+    assert got["notes"]["member"]["seed"] == (7 if member is None else 4)
+    assert got["notes"]["scope_status"] == "computational_scaffold"
+
+
+def test_sonata_population_overwrite_and_bad_input(event_runs, tmp_path):
+    single, _ = event_runs["single", "memory"]
+    ens, _ = event_runs["member", "store"]
+    path = to_sonata(single, path=tmp_path / "s.h5", population="V1")
+    assert read_sonata(path, "V1")["groups"] == ["V1"]
+    before = path.read_bytes()
+    with pytest.raises(jtfne.ReadoutError, match=r"to_sonata: path='.*s\.h5' exists; pass overwrite=True"):
+        to_sonata(ens, member=0, path=path)
+    assert path.read_bytes() == before                                           # untouched
+    to_sonata(ens, member=0, path=path, overwrite=True)
+    np.testing.assert_array_equal(read_sonata(path)["node_ids"], ens.spike_events(0).neurons)
+    with pytest.raises(jtfne.ReadoutError, match=r"to_sonata: member=2 is invalid; an index 0\.\.1 is required"):
+        to_sonata(ens, member=2, path=tmp_path / "m.h5")
+    with pytest.raises(jtfne.ReadoutError, match=r"to_sonata: these signals hold an ensemble of 2 members"):
+        to_sonata(ens, path=tmp_path / "m.h5")
+    with pytest.raises(jtfne.ReadoutError, match=r"to_sonata: member=0 is invalid; these signals hold one"):
+        to_sonata(single, member=0, path=tmp_path / "m.h5")
+    for bad in ("", "a/b", 3):
+        with pytest.raises(jtfne.ReadoutError, match=rf"to_sonata: population={bad!r} is invalid"):
+            to_sonata(single, path=tmp_path / "m.h5", population=bad)
+    with pytest.raises(jtfne.ReadoutError, match=r"to_sonata: overwrite='yes' is invalid"):
+        to_sonata(single, path=tmp_path / "m.h5", overwrite="yes")
+    with pytest.raises(jtfne.ReadoutError, match=r"to_sonata: path='.*' is a directory"):
+        to_sonata(single, path=tmp_path, overwrite=True)
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_exports_need_the_spike_probe(event_runs, tmp_path):
+    single, _ = event_runs["single", "memory"]
+    no_spikes = jtfne.Signals(single.dataset.drop_vars("SPK"))
+    for fn, kw in [(to_neo, {}), (to_nwb, {"path": tmp_path / "x.nwb"}), (to_sonata, {"path": tmp_path / "x.h5"})]:
+        with pytest.raises(jtfne.ReadoutError, match=rf"{fn.__name__}: these signals hold no 'SPK' probe \(spikes\); "
+                                                     r"recorded probes are Vm"):
+            fn(no_spikes, **kw)
+    assert list(tmp_path.iterdir()) == []

@@ -299,3 +299,128 @@ def test_field_maps_mark_the_layer_boundaries_of_the_column():
     values = np.asarray(find(fig, QuadMesh, "field-LFP-proxy").get_array())
     assert values.size == 9 * 200                  # B's 9 contacts, 20 ms in 0.1 ms bins
     close(fig)
+
+
+# ---- population spectrum -------------------------------------------------------------------------------------
+
+def hand_made_signals(n_steps=2000, dt_ms=1.0):
+    """Signals built by hand (no simulation): 200 E cells whose population count per step is a 40 Hz sinusoid
+    and 50 I cells following 12 Hz, each spike given to a rotating set of cells."""
+    t_s = np.arange(n_steps) * dt_ms / 1000.0
+    counts = {"E": np.rint(40 + 30 * np.sin(2 * np.pi * 40.0 * t_s)).astype(int),
+              "I": np.rint(10 + 8 * np.sin(2 * np.pi * 12.0 * t_s + 0.3)).astype(int)}
+    sizes = {"E": 200, "I": 50}
+    spk = np.zeros((n_steps, 250), dtype=bool)
+    offset = 0
+    for ctype, n in sizes.items():
+        for step, c in enumerate(counts[ctype]):
+            spk[step, offset + (7 * step + np.arange(c)) % n] = True
+        offset += n
+    cell_type = np.array(["E"] * 200 + ["I"] * 50)
+    ds = xr.Dataset({"SPK": (("time", "neuron"), spk)},
+                    coords={"time": np.arange(n_steps) * dt_ms, "neuron": np.arange(250),
+                            "cell_type": ("neuron", cell_type), "layer": ("neuron", np.full(250, "L2/3"))},
+                    attrs={"dt_ms": dt_ms})
+    return Signals(ds), spk, cell_type
+
+
+@pytest.mark.parametrize("bin_ms,nperseg", [(1.0, 250), (2.0, 250)])
+def test_population_spectrum_is_welch_of_the_binned_rate(bin_ms, nperseg):
+    scipy_signal = pytest.importorskip("scipy.signal")
+    sig, spk, cell_type = hand_made_signals()
+    got = viz.population_spectrum(sig, bin_ms=bin_ms, nperseg=nperseg)
+    assert list(got) == ["E", "I"]
+    steps = int(bin_ms)                                     # dt is 1 ms
+    for ctype, f_hz in (("E", 40.0), ("I", 12.0)):
+        cols = cell_type == ctype
+        counts = spk[:, cols].sum(axis=1).reshape(-1, steps).sum(axis=1)
+        rate_hz = counts / (cols.sum() * bin_ms / 1000.0)                # independently: numpy, then scipy
+        freq, psd = scipy_signal.welch(rate_hz, fs=1000.0 / bin_ms, nperseg=nperseg)
+        f, p, n_cells = got[ctype]
+        assert n_cells == cols.sum()
+        np.testing.assert_allclose(f, freq, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(p, psd, rtol=1e-9, atol=1e-9 * psd.max())
+        assert f[np.argmax(p)] == pytest.approx(f_hz)                    # the sinusoid put in
+    with pytest.raises(jtfne.ConfigurationError, match=r"nperseg=7 is invalid"):
+        viz.population_spectrum(sig, nperseg=7)
+
+
+def test_spectrum_figure_shows_the_spectrum_with_bands(net, ensemble):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Polygon, Rectangle
+    _, sig = net
+    fig = viz.spectrum(sig)
+    curves = viz.population_spectrum(sig)
+    ax = fig.axes[0]
+    for ctype, (f, p, n_cells) in curves.items():
+        line = find(fig, Line2D, f"spectrum-{ctype}")
+        np.testing.assert_array_equal(line.get_xdata(), f[f > 0])             # 0 Hz left out of a log plot
+        np.testing.assert_array_equal(line.get_ydata(), np.where(p > 0, p, np.nan)[f > 0])
+        assert line.get_label().startswith(f"{ctype}: {n_cells} cells, peak ")
+    for name, (lo, hi) in viz.BANDS_HZ.items():
+        band = find(fig, (Polygon, Rectangle), f"band-{name}")
+        xs = band.get_xy()[:, 0] if isinstance(band, Polygon) else [band.get_x(), band.get_x() + band.get_width()]
+        assert (min(xs), max(xs)) == (lo, hi)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "alpha band, 8-13 Hz" in legend and "gamma band, 30-80 Hz" in legend
+    assert ax.get_xlabel() == "frequency (Hz)" and "Hz²/Hz" in ax.get_ylabel() and ax.get_yscale() == "log"
+    assert ax.get_xlim() == (0.0, 150.0) and "resolution" in ax.get_title()
+    close(fig)
+    model, ens = ensemble
+    a = find(viz.spectrum(ens, member=3, max_hz=60), Line2D, "spectrum-E").get_ydata()
+    b = viz.population_spectrum(ens.isel(member=3))["E"]
+    np.testing.assert_array_equal(a, np.where(b[1] > 0, b[1], np.nan)[b[0] > 0])
+    with pytest.raises(jtfne.ReadoutError, match=r"viz.population_spectrum: these signals hold an ensemble of 8"):
+        viz.spectrum(ens)
+    with pytest.raises(jtfne.ReadoutError, match=r"viz.spectrum: max_hz=900 is invalid; a frequency in \(0, 500\]"):
+        viz.spectrum(sig, max_hz=900)
+
+
+# ---- laminar rasters ---------------------------------------------------------------------------------------
+
+def test_laminar_raster_labels_layers_superficial_on_top():
+    """Layers listed deepest first still draw L2/3 on top, column by column; every spike sits on its row."""
+    from matplotlib.lines import Line2D
+    cfg = (jtfne.Configuration().runtime(seed=3, duration_ms=60.0)
+           .column(name="A", layers=["L5", "L2/3", "L4"], n=40).column(name="B", layers=["L4", "L2/3"], n=20)
+           .cell_types({"E": 0.8, "I": 0.2}).probes(["SPK"]))
+    sig = jtfne.simulate(jtfne.construct(cfg))
+    layer, column = sig["SPK"]["layer"].values, sig["SPK"]["column"].values
+    groups = [("A", "L2/3"), ("A", "L4"), ("A", "L5"), ("B", "L2/3"), ("B", "L4")]     # depth order per column
+    # independently: each (column, layer) group's neurons in index order, groups in that order
+    members = [np.flatnonzero((column == c) & (layer == lay)) for c, lay in groups]
+    want_order = np.concatenate(members)
+    sizes = [m.size for m in members]
+    starts = np.cumsum([0] + sizes)
+    order, bands = viz.laminar_order(sig)
+    np.testing.assert_array_equal(order, want_order)
+    assert bands == [(c, lay, int(a), int(b)) for (c, lay), a, b in zip(groups, starts[:-1], starts[1:])]
+    fig = viz.raster(sig)
+    ax = fig.axes[0]
+    row = {n: r for r, n in enumerate(want_order)}
+    t, n = spikes_of(sig)
+    pts = np.concatenate([find(fig, PathCollection, f"raster-{c}").get_offsets() for c in ("E", "I")])
+    assert len(pts) == t.size > 0
+    assert sorted(zip(np.round(pts[:, 0], 6), pts[:, 1].astype(int))) == \
+        sorted(zip(np.round(t, 6), [row[k] for k in n]))
+    ticks = {lab.get_text(): pos for lab, pos in zip(ax.get_yticklabels(), ax.get_yticks())}
+    assert ticks == {f"{c}: {lay} ({k})": (a + a + k - 1) / 2 for (c, lay), k, a in zip(groups, sizes, starts)}
+    assert ax.yaxis_inverted() and ax.get_ylim() == (59.5, -0.5)          # row 0 (A's L2/3) at the top
+    boundaries = {gid: sorted(a.get_ydata()[0] for a in ax.get_children()
+                              if isinstance(a, Line2D) and a.get_gid() == gid)
+                  for gid in ("layer-boundary", "column-boundary")}
+    assert boundaries == {"layer-boundary": [starts[1] - 0.5, starts[2] - 0.5, starts[4] - 0.5],
+                          "column-boundary": [starts[3] - 0.5]}
+    assert "layer" in ax.get_ylabel() and "superficial at the top" in ax.get_title()
+    close(fig)
+    by_index = viz.raster(sig, laminar=False)                             # still available: y = neuron index
+    assert by_index.axes[0].get_ylabel() == "neuron index"
+    np.testing.assert_array_equal(np.sort(find(by_index, PathCollection, "raster-E").get_offsets()[:, 1]),
+                                  np.sort(n[sig["SPK"]["cell_type"].values[n] == "E"]))
+    with pytest.raises(jtfne.ReadoutError, match=r"viz.raster: laminar='yes' is invalid"):
+        viz.raster(sig, laminar="yes")
+
+
+def test_one_layer_raster_is_unchanged(net):
+    ax = viz.raster(net[1]).axes[0]
+    assert ax.get_ylabel() == "neuron index" and not ax.yaxis_inverted()
