@@ -7,7 +7,8 @@
 # the step's forms 140 s (of which ~50 s the ordered forms at 65536 members, now skipped), command
 # buffers 25 s, the table 173 s (of which ~25 s baseline budget, now 2 s a size). The defaults below
 # are cut (fewer table rows and forms) but a device-memory stage was added: about 4-5 minutes,
-# estimated from those stage times; not re-timed on a GPU since.
+# estimated from those stage times; not re-timed on a GPU since. The devices stage (1 vs all devices)
+# came later and has never run on a GPU: its time there is unknown (240 s cap).
 #   PYTHON=.venv/bin/python JAXFNE_GPU_CHECK_ALLOW_CPU=1 bench/gpu_check.sh /tmp/out   # dry run on a CPU box
 #
 # Installs nothing from the network. zarr, numcodecs, dask, xarray and the pure-Python packages
@@ -34,13 +35,17 @@
 #                      bit-packed spikes), chunk calls only, device and with the host copy, bandwidth floor;
 #                      then the event-loop form again with while loops in CUDA command buffers
 #   variants.json      the same rows
-#   run.txt            the scaling table (bench/run.py) on the GPU
+#   run.txt            the scaling table (bench/run.py) on the GPU; then the devices stage: the same ensembles
+#                      on 1 device and on every device (time, neuron-steps/s, speed-up, efficiency) and
+#                      whether the members' spikes are bit-identical on 1 and on all devices
 #   run.json           its rows and machine info
 #   log.txt            everything printed
 #
 # Environment: PYTHON (default python3), JAXFNE_GPU_CHECK_ALLOW_CPU=1 (run on the CPU when no GPU is
 # found: a smoke test of this script, small sizes), JAXFNE_GPU_CHECK_RUN_ARGS (replaces the
-# arguments of bench/run.py), JAXFNE_GPU_CHECK_STAGES (default "correctness variants memory run": which parts run).
+# arguments of bench/run.py), JAXFNE_GPU_CHECK_STAGES (default "correctness variants memory run devices": which
+# parts run), JAXFNE_GPU_CHECK_DEVICES_MEMBERS (ensemble sizes of the devices stage; default 16384 65536 on
+# GPUs, 16 64 on the CPU dry run, which forces 2 host devices so that "all devices" is more than one).
 set -euo pipefail
 
 OUTDIR=${1:?usage: bench/gpu_check.sh OUTDIR}
@@ -102,7 +107,7 @@ else
 fi
 export ON_GPU
 
-STAGES=" ${JAXFNE_GPU_CHECK_STAGES:-correctness variants memory run} "
+STAGES=" ${JAXFNE_GPU_CHECK_STAGES:-correctness variants memory run devices} "
 stage() { [[ "$STAGES" == *" $1 "* ]]; }
 
 # -- correctness: the same ensemble on the GPU and on the CPU ---------------------------------
@@ -244,5 +249,52 @@ if stage run; then
   # shellcheck disable=SC2086
   timeout "${JAXFNE_GPU_CHECK_RUN_TIMEOUT_S:-200}" "$PY" bench/run.py $RUN_ARGS --json "$OUTDIR/run.json" 2>>"$LOG" \
     | tee "$OUTDIR/run.txt" | tee -a "$LOG" || say "bench/run.py stopped (exit $?)"
+fi
+
+# -- 1 device vs every device: the member axis sharded over all of them -------------------------
+if stage devices; then
+  if [ "$ON_GPU" = 1 ]; then
+    DEV_MEMBERS=${JAXFNE_GPU_CHECK_DEVICES_MEMBERS:-16384 65536}
+    DEV_XLA_FLAGS=${XLA_FLAGS:-}
+  else
+    DEV_MEMBERS=${JAXFNE_GPU_CHECK_DEVICES_MEMBERS:-16 64}
+    DEV_XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=2"
+  fi
+  say "devices: 1 vs all, ensembles of $DEV_MEMBERS members"
+  # shellcheck disable=SC2086
+  XLA_FLAGS="$DEV_XLA_FLAGS" timeout "${JAXFNE_GPU_CHECK_DEVICES_TIMEOUT_S:-240}" "$PY" - $DEV_MEMBERS <<'EOF' \
+    2>>"$LOG" | tee -a "$OUTDIR/run.txt" | tee -a "$LOG" || say "devices stage stopped (exit $?)"
+import json, sys
+import numpy as np
+import jax
+import jaxfne as jtfne
+from jaxfne.bench._suite import Case, measure_side_by_side, tutorial
+
+platform = jax.devices()[0].platform
+devices = [d for d in jax.devices() if d.platform == platform]
+one, every = devices[:1], devices
+print(f"# devices: 1 vs {len(every)} {platform} device(s) ({every[0].device_kind}); tutorial network (100 cells), "
+      "per-member weights, SPK to host memory, 100 ms in 50-ms chunks, engine xla; best of 2 timed calls")
+if len(every) == 1:
+    print("# only one device here: both rows run on it; no scaling is measured")
+# the members' bits do not depend on the device count (checked on a small ensemble first)
+small = jtfne.construct(tutorial(50.0).ensemble(seeds=list(range(4 * len(every)))))
+a = np.asarray(jtfne.simulate(small, devices=one, engine="xla")["SPK"].values)
+b = np.asarray(jtfne.simulate(small, devices=every, engine="xla")["SPK"].values)
+print(f"# spikes of {a.shape[0]} members on 1 and on {len(every)} devices bit-identical: {np.array_equal(a, b)}")
+print(f"{'members':>8} {'devices':>7} {'seconds':>8} {'neuron-steps/s':>15} {'speed-up':>8} {'efficiency':>10}")
+rows = []
+for members in map(int, sys.argv[1:]):
+    case = Case("ensemble", members=members, duration_ms=100.0, chunk_ms=50.0, engine="xla")
+    r1, rn = measure_side_by_side([(case, one), (case, every)], rounds=2)
+    for n, r in ((1, r1), (len(every), rn)):
+        speedup = r1["seconds"] / r["seconds"]
+        rows.append({"members": members, "devices": n, "seconds": r["seconds"],
+                     "neuron_steps_per_s": r["neuron_steps_per_s"], "speedup": speedup, "efficiency": speedup / n})
+        print(f"{members:>8} {n:>7} {r['seconds']:>8.3f} {r['neuron_steps_per_s']:>15.3g} {speedup:>8.2f} "
+              f"{speedup / n:>10.2f}")
+print("# json: " + json.dumps({"platform": platform, "devices": len(every), "identical": bool(np.array_equal(a, b)),
+                                "rows": rows}))
+EOF
 fi
 say "done in $(( $(date +%s) - START )) s; results in $OUTDIR"

@@ -4,7 +4,7 @@ Import as ``import jaxfne as jtfne``. This module only re-exports. The
 package is layered, each layer importing only those below it
 (docs/architecture.md): base modules -> ``config`` -> ``model`` -> ``engine``
 -> ``sinks`` -> ``results`` -> ``_api`` -> ``analysis``, ``viz``,
-``export``, ``bench`` -> ``cli``.
+``export``, ``bench``, ``calibration`` -> ``cli``.
 """
 
 from ._api import Model, construct, simulate
@@ -19,13 +19,14 @@ from .engine import available as native_engine_available
 from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signals, SpikeEvents, check_health, compute_readout,
                       manifest, open_signals, readout_spec, write_manifest)
 from .sinks import VerifyReport, verify_store
-from . import analysis, viz
+from . import analysis, calibration, viz
+from .calibration import Calibration, calibrate, open_calibration, simulate_for_inference
 from .export import to_neo, to_nwb, to_sonata
 
 __all__ = [
-    "analysis", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
+    "analysis", "calibrate", "calibration", "Calibration", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "SpikeEvents", "StepsError", "StoreError",
     "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
-    "open_signals", "readout_spec", "simulate", "to_neo", "to_nwb", "to_sonata", "verify_store", "VerifyReport", "viz",
+    "open_calibration", "open_signals", "readout_spec", "simulate", "simulate_for_inference", "to_neo", "to_nwb", "to_sonata", "verify_store", "VerifyReport", "viz",
     "write_manifest",
 ]

@@ -1,11 +1,14 @@
-"""The ``jaxfne`` command line: run, info, verify, analyze, plot, bench."""
+"""The ``jaxfne`` command line: run, info, verify, analyze, plot, bench, calibrate."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import pathlib
 import sys
+import warnings
 
 import tomllib
 
@@ -13,9 +16,10 @@ import numpy as np
 
 from . import analysis, viz
 from ._api import construct, simulate
-from ._errors import ConfigurationError, JaxfneError, StoreError
+from ._errors import ConfigurationError, JaxfneError, SimulationError, StoreError
 from ._probes import REGISTRY as PROBES
 from .bench import scaling_table
+from .calibration import calibrate, load_calibration_spec
 from .config import Configuration
 from .engine import use_command_buffers, use_host_devices
 from .results import open_signals
@@ -24,6 +28,8 @@ from .sinks import _store, _verify, verify_store
 EXIT_USAGE = 2
 #: jaxfne verify: the store has missing or damaged chunks
 EXIT_DAMAGED = 3
+#: jaxfne run: the run finished, but some member's membrane state became non-finite (NaN/Inf)
+EXIT_NONFINITE = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -62,18 +68,138 @@ def _devices(count):
     return devs[:count]
 
 
+#: jaxfne run --distributed: environment variables read where the options are not given
+DISTRIBUTED_ENV = {"coordinator": "JAXFNE_COORDINATOR", "num_processes": "JAXFNE_NUM_PROCESSES",
+                   "process_id": "JAXFNE_PROCESS_ID"}
+
+
+def distributed_arguments(args, environ=None) -> dict:
+    """The arguments ``jaxfne run --distributed`` gives ``jax.distributed.initialize``, validated.
+
+    Each of --coordinator HOST:PORT, --num-processes N and --process-id I is
+    taken from its option, else from JAXFNE_COORDINATOR, JAXFNE_NUM_PROCESSES,
+    JAXFNE_PROCESS_ID; what is given neither way is left to JAX, which detects it
+    under SLURM, Open MPI and its other launchers (and reads JAX_COORDINATOR_ADDRESS,
+    JAX_LOCAL_DEVICE_IDS itself). Raises ConfigurationError naming the option and
+    the value for a malformed address, a count below 1 or a process id outside
+    [0, N), and for these options or --devices without/with --distributed.
+    """
+    environ = os.environ if environ is None else environ
+    given = {k: getattr(args, k) for k in DISTRIBUTED_ENV if getattr(args, k) is not None}
+    if not args.distributed:
+        if given:
+            names = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigurationError(f"{names} given without --distributed; they set up a run across processes")
+        return {}
+    if args.devices is not None:
+        raise ConfigurationError(f"--devices={args.devices} cannot be combined with --distributed: every process "
+                                 "uses all its local devices (choose them with CUDA_VISIBLE_DEVICES or "
+                                 "JAX_LOCAL_DEVICE_IDS)")
+    out = {}
+    for key, var in DISTRIBUTED_ENV.items():
+        value, where = given.get(key), "--" + key.replace("_", "-")
+        if value is None and environ.get(var, "").strip():
+            value, where = environ[var].strip(), var
+        if value is None:
+            continue
+        if key == "coordinator":
+            host, _, port = str(value).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigurationError(f"{where}={value!r} is invalid; give HOST:PORT of process 0 "
+                                         "(port 1-65535), e.g. 10.0.0.1:12345")
+            out["coordinator_address"] = str(value)
+            continue
+        try:
+            out[key] = int(value)
+        except ValueError:
+            raise ConfigurationError(f"{where}={value!r} is invalid; it must be a whole number") from None
+    n, i = out.get("num_processes"), out.get("process_id")
+    if n is not None and n < 1:
+        raise ConfigurationError(f"--num-processes={n} is invalid; at least 1 process is needed")
+    if i is not None and (i < 0 or (n is not None and i >= n)):
+        allowed = f"between 0 and {n - 1}" if n is not None else "0 or more"
+        raise ConfigurationError(f"--process-id={i} is invalid; it must be {allowed} (process ids count from 0)")
+    return out
+
+
+def start_distributed(kwargs: dict) -> None:
+    """``jax.distributed.initialize(**kwargs)`` (before JAX's backend starts); what JAX refuses, and a
+    coordinator that cannot be reached, become a ConfigurationError saying what to give."""
+    import jax
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, TypeError) as exc:   # nothing detected and nothing given, or JAX's own check
+        raise ConfigurationError(
+            f"--distributed: {exc} (given: {kwargs or 'nothing'}). Under SLURM or Open MPI JAX detects the "
+            "processes itself; elsewhere give --coordinator HOST:PORT --num-processes N --process-id I (or "
+            f"{', '.join(DISTRIBUTED_ENV.values())})") from None
+    except RuntimeError as exc:              # the coordination service: timeouts, refused connections
+        raise ConfigurationError(f"--distributed: jax.distributed.initialize({kwargs}) failed: {exc}") from None
+
+
+def _peer_failure(exc: RuntimeError, store) -> SimulationError:
+    """What a process of a --distributed run says when a computation or barrier it shares with the other
+    processes fails: most often another process stopped first (its own message says why)."""
+    import jax
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SimulationError(f"process {jax.process_index()} of {jax.process_count()}: a step shared with the other "
+                           f"processes failed ({first}); another process probably stopped first, see its messages. "
+                           f"{store} keeps every completed chunk: run the same command again "
+                           "to resume")
+
+
+def _barrier(name: str) -> None:
+    """Every process of a jax.distributed run reaches this point before any goes on."""
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 def cmd_run(args) -> int:
+    dist = distributed_arguments(args)
     cfg = load_spec(args.spec)
+    lead = True
+    if args.distributed:
+        import jax
+        start_distributed(dist)
+        lead = jax.process_index() == 0
+        if not args.quiet:
+            print(f"jaxfne run: process {jax.process_index()} of {jax.process_count()}, "
+                  f"{jax.local_device_count()} of {jax.device_count()} devices", file=sys.stderr)
     model = construct(cfg)
     try:
-        signals = simulate(model, store=args.store, chunk_ms=args.chunk_ms, overwrite=args.overwrite,
-                                 progress=not args.quiet, devices=_devices(args.devices), engine=args.engine)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            signals = simulate(model, store=args.store, chunk_ms=args.chunk_ms, overwrite=args.overwrite,
+                               progress=not args.quiet and lead, devices=_devices(args.devices),
+                               engine=args.engine)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.store} holds every completed chunk; run the same command again to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as exc:
+        if not args.distributed:
+            raise
+        raise _peer_failure(exc, args.store) from None
+    for w in caught:
+        print(f"jaxfne run: warning: {w.message}", file=sys.stderr)
+    if args.distributed:
+        # a process returns once its own members are stored: wait for all, then read the whole store
+        try:
+            _barrier("jaxfne run: every member stored")
+        except RuntimeError as exc:
+            raise _peer_failure(exc, args.store) from None
+        signals = open_signals(args.store)
     n = signals["SPK"].sizes.get("member", 1)
-    print(f"done: {n} member(s), {signals.duration_ms:g} ms, store {args.store}")
+    finite = np.asarray(signals["SPK"].coords["state_finite"].values, bool).reshape(-1)
+    if not finite.all():
+        if not lead:
+            return EXIT_NONFINITE
+        print(f"jaxfne run: error: the state of {int((~finite).sum())} of {n} member(s) became non-finite "
+              f"(see above for the step); the store {args.store} holds the run as computed, exit "
+              f"{EXIT_NONFINITE}", file=sys.stderr)
+        return EXIT_NONFINITE
+    if lead:       # under --distributed only process 0 reports
+        print(f"done: {n} member(s), {signals.duration_ms:g} ms, store {args.store}")
     return 0
 
 
@@ -193,9 +319,39 @@ def readout_table(signals, group_by=None, window_ms=None):
     return frame
 
 
+#: jaxfne analyze --scheduler: seconds to reach the scheduler before giving up (an unreachable address is an
+#: error within this time, not a hang; a reachable scheduler answers in milliseconds)
+SCHEDULER_CONNECT_S = 5
+
+
+@contextlib.contextmanager
+def dask_scheduler(address):
+    """Dask computations inside run on the ``dask.distributed`` scheduler at ``address`` (None: Dask's
+    default local scheduler). A scheduler not reached within SCHEDULER_CONNECT_S seconds, or an address
+    that is not one, is a ConfigurationError naming the address. Its workers must import jaxfne and read the
+    store's path (docs/cluster.md)."""
+    if address is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigurationError(f"analyze: --scheduler {address} needs the dask.distributed package "
+                                 "(pip install distributed)") from None
+    try:
+        client = distributed.Client(address, timeout=SCHEDULER_CONNECT_S, set_as_default=True)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise ConfigurationError(f"analyze: --scheduler {address}: no dask.distributed scheduler reached within "
+                                 f"{SCHEDULER_CONNECT_S} s ({type(exc).__name__}: {exc}); give tcp://HOST:PORT "
+                                 "of a running `dask scheduler`") from None
+    with client:
+        yield client
+
+
 def cmd_analyze(args) -> int:
-    signals = open_signals(args.store)
-    frame = readout_table(signals, args.group_by, args.window_ms)
+    with dask_scheduler(args.scheduler):
+        signals = open_signals(args.store)
+        frame = readout_table(signals, args.group_by, args.window_ms)
     if args.format == "json":
         text = frame.reset_index().to_json(orient="records", indent=2)
     else:
@@ -269,6 +425,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """Calibrate a TOML spec's [calibrate] parameters to its targets, rounds streamed to (and resumed from) --store."""
+    cfg, kwargs = load_calibration_spec(args.spec)
+    try:
+        result = calibrate(cfg, **kwargs, store=args.store, progress=not args.quiet, devices=_devices(args.devices),
+                           engine=args.engine)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.store} holds every finished round; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = {"store": args.store, "rounds": result.rounds_done, "best_loss": result.best_loss,
+               "best": result.best, "best_readouts": result.best_readouts}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"done: {result.rounds_done} rounds, best loss {result.best_loss:.6g}, store {args.store}")
+        for path, value in result.best.items():
+            print(f"  {path} = {value:.6g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="jaxfne", description="Ensembles of spiking Izhikevich networks in JAX.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -282,6 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=("auto", "xla", "native"), default="auto",
                    help="step implementation (docs/engines.md); default: native on a CPU when it builds")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--distributed", action="store_true",
+                   help="one of several processes (jax.distributed; docs/cluster.md): each simulates the members "
+                        "on its devices into the one store (on a shared file system); the processes are "
+                        "detected under SLURM and Open MPI, else give the three options below")
+    r.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="with --distributed: address of process 0 (default: $JAXFNE_COORDINATOR, else detected)")
+    r.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="with --distributed: number of processes (default: $JAXFNE_NUM_PROCESSES, else detected)")
+    r.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="with --distributed: this process, 0 to N-1 (default: $JAXFNE_PROCESS_ID, else detected)")
     r.set_defaults(func=cmd_run)
     i = sub.add_parser("info", help="what a store holds and how complete it is")
     i.add_argument("store")
@@ -299,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="readouts over [START, STOP) ms only (leave out the onset transient)")
     a.add_argument("--format", choices=("csv", "json"), default="csv")
     a.add_argument("--out", help="write to this file instead of standard output")
+    a.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="compute on the dask.distributed scheduler at ADDRESS (tcp://HOST:PORT); its workers "
+                        "must import jaxfne and see the store's path (docs/cluster.md)")
     a.set_defaults(func=cmd_analyze)
     p = sub.add_parser("plot", help="write the standard figures of a store as PNG")
     p.add_argument("store")
@@ -312,6 +502,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the table as JSON here")
     b.add_argument("--no-baseline", action="store_true", help="skip the plain-JAX dense baseline")
     b.set_defaults(func=cmd_bench)
+    c = sub.add_parser("calibrate", help="fit a TOML spec's [calibrate] parameters to its targets "
+                                         "(docs/calibration.md); resumes an unfinished store")
+    c.add_argument("spec", help="TOML file: the configuration's tables plus [calibrate], [calibrate.params], "
+                                "[calibrate.targets]")
+    c.add_argument("--store", required=True, help="Zarr store of the rounds (resumed when it exists)")
+    c.add_argument("--devices", type=int, default=None, help="number of devices to use (default: all)")
+    c.add_argument("--engine", choices=("auto", "xla", "native"), default="auto", help="step implementation")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_calibrate)
     return ap
 
 

@@ -23,7 +23,7 @@ LAYERS = [
     ("sinks", ["jaxfne.sinks"]),
     ("results", ["jaxfne.results"]),
     ("api", ["jaxfne._api"]),
-    ("uses", ["jaxfne.analysis", "jaxfne.viz", "jaxfne.export", "jaxfne.bench"]),
+    ("uses", ["jaxfne.analysis", "jaxfne.viz", "jaxfne.export", "jaxfne.bench", "jaxfne.calibration"]),
     ("cli", ["jaxfne.cli"]),
     ("face", ["jaxfne"]),               # jaxfne/__init__.py re-exports only
 ]
