@@ -46,6 +46,8 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     columns:2                                         reference  agrees
     probes:sampled (neurons, every_ms)                reference  agrees
     weights:shared                                    reference  agrees
+    stimuli:step, pulses, sine, poisson (float64)     reference  agrees
+    stimuli:step, pulses, sine, poisson (float32)     reference  agrees
     probe:SPK                                         reference  agrees
     probe:Vm                                          reference  agrees
     probe:u                                           reference  agrees
@@ -110,6 +112,18 @@ def three_layers():
                                     "L5.E->L4.I": {"p": 0.3, "strength": 5.0, "delay_ms": 2.0}}))
 
 
+def stimulated(cfg):
+    """Every stimulus kind (step, pulses, sine, Poisson onto E and I synapses), with targets by type and
+    fraction, by layer and by index (overlapping)."""
+    return (cfg.stimulus("pulse", kind="pulses", amplitude=20.0, onset_ms=5.0, duration_ms=2.0, period_ms=10.0,
+                         count=2, cell_type="E", fraction=0.5)
+            .stimulus("sine", kind="sine", amplitude=3.0, frequency_hz=40.0, phase=0.5, offset=1.0, layer="L2/3")
+            .stimulus("step", kind="step", amplitude=6.0, onset_ms=10.0, duration_ms=12.0, neurons=[0, 11, 35])
+            .stimulus("poisson_e", kind="poisson", rate_hz=40.0, n_sources=25, weight=1.5, onset_ms=8.0, layer="L2/3")
+            .stimulus("poisson_i", kind="poisson", rate_hz=60.0, n_sources=10, weight=2.0, synapse="I",
+                      cell_type="E", fraction=0.5, duration_ms=15.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class Feature:
     id: str
@@ -149,6 +163,8 @@ FEATURES = [
             lambda: base().probes(recorded_probes(), neurons=[0, 5, 17, 31, 39], every_ms=0.3),
             full_of=BASE),
     Feature("weights:shared", lambda: base().connectivity(shared=True)),
+    Feature("stimuli:step, pulses, sine, poisson (float64)", lambda: stimulated(base())),
+    Feature("stimuli:step, pulses, sine, poisson (float32)", lambda: stimulated(base("float32"))),
 ] + [Feature(f"probe:{name}", (lambda name=name: base().probes([name])),
              alone_of=BASE) for name in REGISTRY]
 

@@ -96,7 +96,8 @@ def test_configuration_page_documents_every_parameter():
     import jaxfne as jtfne
 
     text = (ROOT / "docs" / "configuration.md").read_text()
-    methods = ["runtime", "column", "cell_types", "connectivity", "set_emitter", "drive", "probes", "ensemble"]
+    methods = ["runtime", "column", "cell_types", "connectivity", "set_emitter", "drive", "probes", "stimulus",
+               "ensemble"]
     public = sorted(name for name, member in vars(jtfne.Configuration).items()
                     if inspect.isfunction(member) and not name.startswith("_")
                     and name not in ("to_dict", "config_hash"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxfne as jtfne
-from jaxfne.config import _specs
+from jaxfne.config import _specs, _stimuli
 
 BASE = (jtfne.Configuration()
         .runtime(seed=1, duration_ms=20.0, dt_ms=0.1)
@@ -25,7 +25,7 @@ BASE = (jtfne.Configuration()
 SECTIONS = {"runtime_spec": _specs.RuntimeSpec, "column_specs": _specs.ColumnSpec,
             "cell_types_spec": _specs.CellTypesSpec, "connectivity_spec": _specs.ConnectivitySpec,
             "emitter_spec": _specs.EmitterSpec, "drive_spec": _specs.DriveSpec, "probes_spec": _specs.ProbesSpec,
-            "ensemble_spec": _specs.EnsembleSpec}
+            "ensemble_spec": _specs.EnsembleSpec, "stimuli_spec": _stimuli.StimulusSpec}
 
 
 def _emitter_family(cfg):
@@ -79,18 +79,26 @@ VARIANTS = {
     ("ensemble_spec", "sweep", None): lambda c: c.ensemble(sweep={"drive.current.E": [4.0, 5.0]}),
     ("ensemble_spec", "sweep", "values"): lambda c: c.ensemble(sweep={"drive.current.E": [4.0, 6.0]}),
     ("ensemble_spec", "mode", None): lambda c: c.ensemble(mode="zip"),
+    ("stimuli_spec", "*", "present"): lambda c: c.stimulus("s", kind="step", amplitude=1.0),
+    ("stimuli_spec", "name", None): lambda c: BASE.stimulus("t", kind="step", amplitude=1.0),
+    ("stimuli_spec", "kind", None): lambda c: c.stimulus("s", kind="pulses", amplitude=1.0, duration_ms=0.5,
+                                                         period_ms=1.0),
+    ("stimuli_spec", "values", None): lambda c: c.stimulus("s", amplitude=2.0),
+    ("stimuli_spec", "target", None): lambda c: c.stimulus("s", layer="L4"),
 }
 
 ONE_SEED = BASE.ensemble(seeds=[1])
+STIMULATED = BASE.stimulus("s", kind="step", amplitude=1.0)
 SWEPT = ONE_SEED.ensemble(sweep={"drive.current.E": [4.0, 5.0]})
 #: the configuration each variant changes (BASE unless given here: BASE has no ensemble section)
 BASES = {("ensemble_spec", "seeds", None): ONE_SEED, ("ensemble_spec", "sweep", None): ONE_SEED,
-         ("ensemble_spec", "sweep", "values"): SWEPT, ("ensemble_spec", "mode", None): SWEPT}
+         ("ensemble_spec", "sweep", "values"): SWEPT, ("ensemble_spec", "mode", None): SWEPT,
+         **{("stimuli_spec", f, None): STIMULATED for f in ("name", "kind", "values", "target")}}
 
 
 def _spec_values(cfg, section):
     value = getattr(cfg, section)
-    return value if section == "column_specs" else (value,)
+    return value if section in ("column_specs", "stimuli_spec") else (value,)
 
 
 def test_every_section_and_field_has_a_variant():
@@ -128,7 +136,7 @@ def test_variant_changes_its_field_and_the_hash(where):
 
 def test_distinct_configurations_have_distinct_hashes():
     """All variants (and the bases) are pairwise distinct configurations, so their hashes differ pairwise."""
-    configs = [BASE, ONE_SEED, SWEPT] + [v(BASES.get(k, BASE)) for k, v in VARIANTS.items()]
+    configs = [BASE, ONE_SEED, SWEPT, STIMULATED] + [v(BASES.get(k, BASE)) for k, v in VARIANTS.items()]
     unique = []
     for c in configs:
         if all(c != u for u in unique):

@@ -22,6 +22,7 @@ from ._presets import FAMILIES, get_preset
 from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS, PATHWAYS,
                      PROBES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
                      ProbesSpec, RuntimeSpec, parse_pathway_key)
+from ._stimuli import parse_stimulus, stimuli_from_dict
 from ._sweep import parse_ensemble
 
 _UNSET: Any = object()
@@ -44,6 +45,8 @@ class Configuration:
     drive_spec: DriveSpec = DriveSpec()
     probes_spec: ProbesSpec = ProbesSpec()
     ensemble_spec: EnsembleSpec | None = None
+    #: the stimuli (config/_stimuli.py StimulusSpec), sorted by name: their order never depends on the chain
+    stimuli_spec: tuple = ()
 
     # -- chainable methods -------------------------------------------------
     def runtime(self, seed=_UNSET, dtype=_UNSET, duration_ms=_UNSET, dt_ms=_UNSET) -> "Configuration":
@@ -306,6 +309,24 @@ class Configuration:
             every = None if every_ms is None else parse_float(w, "every_ms", every_ms, positive=True)
         return dataclasses.replace(self, probes_spec=ProbesSpec(names, contacts, spacing, sel, every))
 
+    def stimulus(self, name, kind=None, **fields) -> "Configuration":
+        """Add the stimulus ``name`` (with its ``kind``) or update it (fields left out keep their value).
+
+        Kinds: "step" (amplitude, onset_ms, duration_ms), "pulses" (amplitude, onset_ms, duration_ms of
+        each pulse, period_ms, count) and "sine" (amplitude, frequency_hz, phase in radians, offset,
+        onset_ms, duration_ms), currents added to the drive of their targets; "poisson" (rate_hz,
+        n_sources, weight, synapse "E" or "I", onset_ms, duration_ms), spike sources onto the targets'
+        synaptic currents. A duration_ms or count of None lasts to the end of the run. Targets:
+        every neuron, narrowed by ``column``, ``layer`` and
+        ``cell_type``, then a ``fraction`` of those drawn per member from its seed; or explicit
+        ``neurons`` (indices). Times must be whole numbers of steps (checked by ``construct``).
+        Numeric fields are sweepable as "stimulus.<name>.<field>". See docs/stimuli.md.
+        """
+        current = next((s for s in self.stimuli_spec if s.name == name), None)
+        spec = parse_stimulus(current, name, kind, fields)
+        others = [s for s in self.stimuli_spec if s.name != name]
+        return dataclasses.replace(self, stimuli_spec=tuple(sorted([*others, spec], key=lambda s: s.name)))
+
     def ensemble(self, seeds=_UNSET, sweep=_UNSET, mode=_UNSET) -> "Configuration":
         """Make this an ensemble: every sweep combination (grid) or tuple (zip) for every seed.
 
@@ -355,6 +376,8 @@ class Configuration:
                 "seeds": list(self.ensemble_spec.seeds),
                 "sweep": {k: list(v) for k, v in self.ensemble_spec.sweep},
                 "mode": self.ensemble_spec.mode}}),
+            # only when there are stimuli: a configuration without them keeps its hash from before stimuli
+            **({"stimuli": {s.name: s.to_dict() for s in self.stimuli_spec}} if self.stimuli_spec else {}),
         }
 
     @classmethod
@@ -364,7 +387,7 @@ class Configuration:
             raise bad_value(where, "data", data, "a mapping of sections is required")
         methods = {"runtime": "runtime", "column": "column", "cell_types": "cell_types",
                    "connectivity": "connectivity", "emitter": "set_emitter", "drive": "drive",
-                   "probes": "probes", "ensemble": "ensemble"}
+                   "probes": "probes", "stimuli": "stimulus", "ensemble": "ensemble"}
         for section in data:
             if section not in methods:
                 raise bad_value(where, "section", section, f"valid sections are {', '.join(methods)}")
@@ -373,6 +396,9 @@ class Configuration:
         # keys): the ensemble section is checked against everything else, so it is last
         for section in (s for s in methods if s in data):
             values = data[section]
+            if section == "stimuli":
+                cfg = stimuli_from_dict(cfg, values, where)
+                continue
             # the column section may be a list: one mapping per column, in order
             many = section == "column" and isinstance(values, (list, tuple)) and len(values) > 0
             for each in (values if many else [values]):

@@ -10,6 +10,8 @@ Sweep paths name a configuration value by its place in the chain::
     emitter.preset | emitter.preset.E | emitter.preset.I
     connectivity.pathways.<pre>-><post>.strength | .p   (e.g. connectivity.pathways.L4.E->L2/3.E.strength,
                                                          or between columns ...pathways.A:L4.E->B:L2/3.E.p)
+    stimulus.<name>.<field>                     (amplitude, onset_ms, duration_ms, period_ms, count,
+                                                 frequency_hz, phase, offset, fraction: config/_stimuli.py)
 
 ``grid`` takes the Cartesian product of the swept values (in the order the
 paths are given, the last varying fastest), ``zip`` pairs the i-th values of
@@ -23,6 +25,7 @@ import numpy as np
 from .._errors import ConfigurationError, bad_value
 from .._validate import parse_choice, parse_int
 from ._specs import EnsembleSpec, check_pathways
+from ._stimuli import SWEEPABLE as STIMULUS_SWEEPABLE
 
 
 def _cell_types(t):
@@ -75,6 +78,11 @@ def sweep_function(path: str):
         key, _, field = path[len(prefix):].rpartition(".")
         if field in ("strength", "p") and key:
             return lambda cfg, v: cfg.connectivity(pathways={key: {field: v}})
+    prefix = "stimulus."
+    if path.startswith(prefix):
+        name, _, field = path[len(prefix):].rpartition(".")
+        if field in STIMULUS_SWEEPABLE and name:
+            return lambda cfg, v: cfg.stimulus(name, **{field: v})
     return None
 
 def parse_ensemble(cfg, seeds, sweep, mode):
@@ -100,11 +108,24 @@ def parse_ensemble(cfg, seeds, sweep, mode):
         if path.startswith("connectivity.pathways.") and path.endswith(".delay_ms"):
             raise ConfigurationError(f"ensemble: sweep path {path!r} cannot be swept: delays set the length of "
                                      "the delay buffers, a shape shared by all members")
+        if path.startswith("stimulus.") and path.rpartition(".")[2] in ("kind", "column", "layer", "cell_type",
+                                                                          "neurons", "synapse"):
+            raise ConfigurationError(f"ensemble: sweep path {path!r} cannot be swept: only a stimulus's numeric "
+                                     f"fields are ({', '.join(STIMULUS_SWEEPABLE)}); run separate ensembles, or "
+                                     "add one stimulus per target")
         if sweep_function(path) is None:
             raise ConfigurationError(f"ensemble: sweep path {path!r} is unknown; valid paths are "
                                      f"{', '.join(sorted(SWEEP_PATHS))}, "
                                      "connectivity.pathways.<LAYER.TYPE->LAYER.TYPE>.strength and .p "
-                                     "(or <COLUMN:LAYER.TYPE->COLUMN:LAYER.TYPE> between columns)")
+                                     "(or <COLUMN:LAYER.TYPE->COLUMN:LAYER.TYPE> between columns) and "
+                                     f"stimulus.<name>.<field> with field one of {', '.join(STIMULUS_SWEEPABLE)}")
+        if path.startswith("stimulus."):
+            name = path[len("stimulus."):].rpartition(".")[0]
+            names = [st.name for st in cfg.stimuli_spec]
+            if name not in names:
+                raise ConfigurationError(f"ensemble: sweep path {path!r} names the stimulus {name!r}, which this "
+                                         "configuration does not have; its stimuli are "
+                                         f"{', '.join(map(repr, names)) or 'none'} (add it with cfg.stimulus first)")
         if cfg.connectivity_spec.shared and path.startswith(_WEIGHT_PATHS):
             raise ConfigurationError(f"ensemble: sweep path {path!r} changes the weights, but "
                                      "connectivity(shared=True) gives every member the same weights")

@@ -121,6 +121,77 @@ def deliver(pending, increments, t, delay_steps: tuple):
     return pending[now], pending.at[now].set(0.0)
 
 
+def stimulus_gate(params: NetParams, t):
+    """(whether each stimulus is on at step ``t`` (S,), the steps since its onset k (S,) uint32)."""
+    t = jnp.asarray(t).astype(jnp.uint32)
+    onset, span, period, width = (params.stim_steps[:, j] for j in range(4))
+    k = t - onset                                                   # wraps below onset: masked by t >= onset
+    return (t >= onset) & (k < span) & (k % period < width), k
+
+
+def poisson_counts(params: NetParams, t, s: int, n_draws):
+    """Spikes (N,) uint32 that stimulus ``s``'s sources send each neuron at step ``t``.
+
+    ``n_draws``: its n_sources, or 0 when it is off or not a Poisson source. The count is
+    Binomial(n_draws, threshold / 2^24), drawn from the member's ``stim_key`` stream by integer hashing
+    (model/_stimuli.py gives the construction), so both engines draw the same bits.
+    """
+    t = jnp.asarray(t).astype(jnp.uint32)
+    key = params.stim_key
+    threshold, tag = params.stim_steps[s, 4], params.stim_steps[s, 6]
+    word = _mix32(_mix32(_mix32(key[0] ^ t) + key[1]) ^ tag)
+    base = _mix32(word ^ neuron_counters(params.a.shape[0]))
+
+    def body(j, count):
+        h = _mix32(base + j.astype(jnp.uint32) * jnp.uint32(0x9E3779B9))
+        return count + ((h >> 8) < threshold).astype(jnp.uint32)
+
+    return lax.fori_loop(jnp.uint32(0), n_draws, body, jnp.zeros_like(base))
+
+
+def poisson_input(params: NetParams, t):
+    """(excitatory, inhibitory) input (N,) of the Poisson sources at step ``t``, or None without them.
+
+    ``weight * count`` of each Poisson stimulus that is on, on its targets, summed in name order.
+    """
+    n_stim = params.stim_target.shape[0]
+    if n_stim == 0:
+        return None
+    on, _ = stimulus_gate(params, t)
+    weight, code = params.stim_wave[:, 0], params.stim_wave[:, 4]
+    exc = inh = jnp.zeros_like(params.a)
+    for s in range(n_stim):
+        poisson = on[s] & (code[s] >= 2.0)
+        count = poisson_counts(params, t, s, jnp.where(poisson, params.stim_steps[s, 5], jnp.uint32(0)))
+        add = params.stim_target[s] * (weight[s] * count.astype(weight.dtype))
+        exc = exc + jnp.where(code[s] == 2.0, add, 0.0)
+        inh = inh + jnp.where(code[s] == 3.0, add, 0.0)
+    return exc, inh
+
+
+def stimulus_current(params: NetParams, t):
+    """The stimuli's current into each neuron at step ``t`` (N,), or None without stimuli.
+
+    As model/_stimuli.py says: each stimulus's gate is integer arithmetic on
+    the global step (uint32), its value ``amplitude`` or, for a sine,
+    ``amplitude * sin(omega * k + phase) + offset`` with k the steps since
+    onset; the currents are summed over the stimuli in name order. A function
+    of the step index and the member's arrays only: chunking, batching and
+    devices do not change it.
+    """
+    n_stim = params.stim_target.shape[0]
+    if n_stim == 0:
+        return None
+    on, k = stimulus_gate(params, t)
+    amp, offset, omega, phase, code = (params.stim_wave[:, j] for j in range(5))
+    wave = amp * jnp.sin(omega * k.astype(amp.dtype) + phase) + offset
+    value = jnp.where(on & (code < 2.0), jnp.where(code == 1.0, wave, amp), jnp.zeros_like(amp))
+    current = params.stim_target[0] * value[0]
+    for s in range(1, n_stim):                                      # in name order, one stimulus at a time
+        current = current + params.stim_target[s] * value[s]
+    return current
+
+
 def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), ordered_input: bool = False):
     """Advance one network by one forward-Euler step of dt.
 
@@ -136,6 +207,9 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
     v, u = state.v, state.u
     i_syn = state.s_exc - state.s_inh
     i_total = params.i_mean + i_syn + params.noise_scale * noise_sample(params, t)
+    i_stim = stimulus_current(params, t)
+    if i_stim is not None:                     # the stimuli's current enters last
+        i_total = i_total + i_stim
     v_new = v + dt * (0.04 * v * v + 5.0 * v + 140.0 - u + i_total)
     u_new = u + dt * (params.a * (params.b * v - u))
     crossed = v_new >= V_PEAK_MV
@@ -150,8 +224,10 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
             inc_exc, inc_inh = inc_exc[None], inc_inh[None]
         inc_exc, pend_exc = deliver(pend_exc, inc_exc, t, delay_steps)
         inc_inh, pend_inh = deliver(pend_inh, inc_inh, t, delay_steps)
-    new = NetState(v=v_new, u=u_new,
-                   s_exc=state.s_exc * params.decay_exc + inc_exc,
-                   s_inh=state.s_inh * params.decay_inh + inc_inh,
-                   pend_exc=pend_exc, pend_inh=pend_inh)
+    s_exc = state.s_exc * params.decay_exc + inc_exc
+    s_inh = state.s_inh * params.decay_inh + inc_inh
+    poisson = poisson_input(params, t)
+    if poisson is not None:                    # the Poisson sources' spikes join after the recurrent input
+        s_exc, s_inh = s_exc + poisson[0], s_inh + poisson[1]
+    new = NetState(v=v_new, u=u_new, s_exc=s_exc, s_inh=s_inh, pend_exc=pend_exc, pend_inh=pend_inh)
     return new, {"spikes": spiked, "v": v_obs, "u": u_new, "i_syn": i_syn}

@@ -30,6 +30,7 @@ from ._layout import Layout, precision
 from ._model import Model
 from ._network import Knobs, build_network
 from ._size import check_construct
+from ._stimuli import stimulus_knobs, stimulus_regions
 
 def pathway_tables(cfg: Configuration):
     """p, strength and delay (ms) of every [post_group, pre_group] pair.
@@ -102,7 +103,7 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
     return dict(seed=rt.seed, conn_seed=rt.seed, p=p, g=g, tau_exc_ms=con.tau_exc_ms,
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
-                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms)
+                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms, **stimulus_knobs(cfg))
 
 def cell_assignment(cfg: Configuration) -> np.ndarray:
     """is_exc (N,): within each layer the first round(f_E * n_layer) cells are E."""
@@ -155,7 +156,7 @@ def _builder(dtype: str, n_classes: int, column_sizes: tuple):
     """The jitted, member-vmapped network builder (compiled once per shape)."""
     return jax.jit(jax.vmap(functools.partial(build_network, dtype=jnp.dtype(dtype), r0_um=R0_UM,
                                               n_classes=n_classes, column_sizes=column_sizes),
-                            in_axes=(0, 0, None, None, None, None, None, None)))
+                            in_axes=(0, 0, None, None, None, None, None, None, None, None, None)))
 
 def make_layout(cfg: Configuration) -> Layout:
     """The static layout of ``cfg``: every shape, from plain numbers (no arrays of the network's size)."""
@@ -171,7 +172,7 @@ def make_layout(cfg: Configuration) -> Layout:
                   n_steps=parse_steps("construct", "duration_ms", rt.duration_ms, rt.dt_ms), dt_ms=rt.dt_ms,
                   shared_weights=cfg.connectivity_spec.shared, delay_steps=steps,
                   sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
-                  slot_column=tuple(columns.index(c) for c, _, _ in slots))
+                  slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -240,12 +241,15 @@ def _construct_members(cfg: Configuration, members, member_coords: dict, ensembl
     knobs_np, is_exc = member_tables(cfg, members)
     with precision(rt.dtype):
         dtype = jnp.dtype(rt.dtype)
-        knobs = Knobs(**{k: jnp.asarray(knobs_np[k], dtype=(jnp.uint32 if k in ("seed", "conn_seed") else dtype))
+        knobs = Knobs(**{k: jnp.asarray(knobs_np[k], dtype=(jnp.uint32 if k in ("seed", "conn_seed", "stim_steps")
+                                                           else dtype))
                          for k in Knobs._fields})
+        stim_region, stim_type, stim_tag = stimulus_regions(cfg, lidx, column_index(cfg))
         build = _builder(str(dtype), len(layout.delay_steps), tuple(c.n for c in cfg.column_specs))
         params, depth = build(knobs, jnp.asarray(is_exc), jnp.asarray(lidx), jnp.asarray(depth_lo, dtype),
                               jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
-                              jnp.asarray(contact_col), jnp.asarray(class_table))
+                              jnp.asarray(contact_col), jnp.asarray(class_table), jnp.asarray(stim_region),
+                              jnp.asarray(stim_type), jnp.asarray(stim_tag))
         if cfg.connectivity_spec.shared:  # one weight matrix for every member
             params = params._replace(w=params.w[0])
     cell_type = np.where(is_exc, "E", "I")

@@ -48,6 +48,8 @@ class Layout:
     #: column names, and the column (index) of each layer slot
     columns: tuple = ("column",)
     slot_column: tuple = (0,)
+    #: the number of stimuli (the S of model/_params.py; their values are arrays, so sweeps keep the program)
+    n_stimuli: int = 0
 
     def geometry(self, probe: str) -> dict:
         """Shape and dims of a probe's recording: time axis, its stride, last axis (from its definition)."""

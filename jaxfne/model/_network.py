@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from ._params import NetParams
+from ._stimuli import TAG_STIMULUS_SPIKES, stimulus_targets
 
 # fold_in tags: one independent stream per purpose
 TAG_HETEROGENEITY = 1
@@ -42,6 +43,14 @@ class Knobs(NamedTuple):
     current: jax.Array         # (2,) per type
     noise: jax.Array           # (2,) per type
     dt_ms: jax.Array
+    stim_steps: jax.Array      # (S, 7) uint32 timing of each stimulus in steps (model/_stimuli.py)
+    stim_wave: jax.Array       # (S, 5) waveform of each stimulus
+    stim_fraction: jax.Array   # (S,) fraction of its candidates each stimulus targets
+
+def _raw_key(key):
+    """The two uint32 words of a key (typed or raw)."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
 
 def member_key(seed):
     """The root key of a member: a function of its seed only."""
@@ -61,7 +70,8 @@ def _per_block(key, sizes: tuple, dtype):
                                           (na, nb), dtype=dtype)
                        for b, nb in enumerate(sizes)] for a, na in enumerate(sizes)])
 
-def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, contact_column, delay_class, *,
+def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, contact_column, delay_class,
+                  stim_region=None, stim_type=None, stim_tag=None, *,
                   dtype, r0_um, n_classes: int, column_sizes: tuple | None = None):
     """Arrays of one network from its knobs; ``is_exc``/``layer``/``depth_*`` are (N,).
 
@@ -69,7 +79,8 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     ``contact_column`` (C,) the column of each contact, whose LFP proxy sums
     that column's neurons only; ``column_sizes`` the neurons per column
     (static; None: one column). ``delay_class`` (G, G) gives the delay class
-    of each [post, pre] group pair.
+    of each [post, pre] group pair. ``stim_region`` (S, N), ``stim_type`` (S,) and ``stim_tag`` (S,):
+    the stimuli's target candidates (model/_stimuli.py ``stimulus_regions``; None: no stimuli).
     """
     n = is_exc.shape[0]
     sizes = (n,) if column_sizes is None else tuple(column_sizes)
@@ -119,5 +130,10 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
         decay_inh=jnp.exp(-dt / knobs.tau_inh_ms.astype(dtype)),
         dt_ms=dt, noise_key=jax.random.key_data(noise_key) if jnp.issubdtype(noise_key.dtype, jax.dtypes.prng_key) else noise_key,
         lfp_kernel=kernel.astype(dtype), active=jnp.asarray(True),
+        stim_target=(jnp.zeros((0, n), dtype) if stim_region is None else
+                     stimulus_targets(key, is_exc, stim_region, stim_type, stim_tag,
+                                      knobs.stim_fraction.astype(dtype), dtype)),
+        stim_steps=knobs.stim_steps.astype(jnp.uint32), stim_wave=knobs.stim_wave.astype(dtype),
+        stim_key=_raw_key(jax.random.fold_in(key, TAG_STIMULUS_SPIKES)),
     )
     return params, depth

@@ -36,7 +36,7 @@ class Field:
     """One array of NetParams or NetState.
 
     ``shape``: per member, in symbols: N neurons, D delay slots (0 without
-    delays), C delay classes, P field contacts; () a scalar. ``native``: the
+    delays), C delay classes, P field contacts, S stimuli; () a scalar. ``native``: the
     native kernel reads it. ``pad``: the value the native kernel gives the
     padding lanes of this per-neuron array (the neuron axis is padded to the
     kernel's vector width); None for arrays that are not padded.
@@ -67,6 +67,15 @@ PARAM_FIELDS = (
     Field("noise_key", "uint32", "(2,)", "raw key of the member's counter-based noise stream"),
     Field("lfp_kernel", "float", "(P, N)", "contact-by-neuron weights of the LFP proxy", native=False),
     Field("active", "bool", "()", "False for padding members (they never emit spikes)"),
+    # stimuli (model/_stimuli.py): S of them, sorted by name; S = 0 without stimuli
+    Field("stim_target", "float", "(S, N)", "1 on the targets of stimulus s, 0 elsewhere"),
+    Field("stim_steps", "uint32", "(S, 7)",
+          "stimulus s in steps: onset, active span, period, on-width (2^32 - 1: unbounded), Poisson draw "
+          "threshold, Poisson sources, random-stream tag"),
+    Field("stim_wave", "float", "(S, 5)",
+          "waveform of stimulus s: amplitude (Poisson: weight), offset, omega (rad per step), phase, kind code "
+          "(0 current, 1 sine, 2 Poisson E, 3 Poisson I)"),
+    Field("stim_key", "uint32", "(2,)", "raw key of the member's Poisson spike-source stream"),
 )
 
 STATE_FIELDS = (

@@ -127,9 +127,9 @@ def field_bytes(fields, symbols: dict, float_bytes: int) -> dict:
 
 def shape_symbols(layout: Layout) -> dict:
     """The symbols of the declared shapes (model/_params.py): N neurons, D delay slots, C delay classes,
-    K (or P) field contacts."""
+    K (or P) field contacts, S stimuli."""
     return {"N": layout.n, "D": layout.delay_slots, "C": len(layout.delay_steps), "K": layout.contacts,
-            "P": layout.contacts}
+            "P": layout.contacts, "S": layout.n_stimuli}
 
 
 def _float_bytes(layout: Layout) -> int:

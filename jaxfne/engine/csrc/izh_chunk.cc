@@ -3,7 +3,7 @@
 //
 // The model is the one in jaxfne/engine/_step.py (forward Euler, exponential current
 // synapses, event-driven recurrent input in ascending presynaptic index order,
-// delay classes through ring buffers, the same counter-based noise stream).
+// delay classes through ring buffers, the same counter-based noise stream, the stimuli's currents).
 // Loop order: member -> step -> neuron, so a member's state stays in L1 for
 // the whole chunk; the per-neuron loop is written to auto-vectorise.
 //
@@ -177,7 +177,7 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
 #define JAXFNE_PARAMS(X)                                                                              \
   X(a, FLOAT) X(b, FLOAT) X(c, FLOAT) X(d, FLOAT) X(is_exc, BOOL) X(w, FLOAT) X(i_mean, FLOAT)        \
   X(noise_scale, FLOAT) X(decay_exc, FLOAT) X(decay_inh, FLOAT) X(dt_ms, FLOAT) X(noise_key, UINT32) \
-  X(active, BOOL)
+  X(active, BOOL) X(stim_target, FLOAT) X(stim_steps, UINT32) X(stim_wave, FLOAT) X(stim_key, UINT32)
 #define JAXFNE_CALL_ARGS(X) X(t0, INT32)
 // Results: the new state (aliased to the state inputs), the spikes (always, every step and neuron),
 // then the optional raw observations this kernel produces (raw observations of jaxfne/_probes.py RAW,
@@ -222,15 +222,80 @@ constexpr int64_t kAbsent = 0, kFull = 1, kSampled = 2;     // values of the "<o
 #define JAXFNE_COUNT(NAME, KIND) +1
 constexpr int kObs = 0 JAXFNE_OBS(JAXFNE_COUNT);
 
+// The stimuli (jaxfne/model/_stimuli.py): stim_steps rows of kStimSteps uint32 (onset, span, period, width,
+// Poisson threshold, Poisson sources, stream tag), stim_wave rows of kStimWave (amplitude or weight,
+// offset, omega, phase, kind code: 0 current, 1 sine, 2 Poisson E, 3 Poisson I).
+constexpr int64_t kStimSteps = 7, kStimWave = 5;
+
+inline bool stimulus_on(const uint32_t* row, const uint32_t t, uint32_t* k_out) {
+  const uint32_t onset = row[0], span = row[1], period = row[2], width = row[3];
+  const uint32_t k = t - onset;   // wraps below onset: masked by t >= onset
+  *k_out = k;
+  return t >= onset && k < span && k % period < width;
+}
+
+// The stimuli's current at global step t (_step.stimulus_current): each stimulus's gate in uint32 step
+// arithmetic, its value amplitude or, for a sine, amplitude * sin(omega * k + phase) + offset (k steps
+// since onset; 0 for a Poisson source), and the currents summed over the stimuli in name order into
+// istim (NP lanes; the padding lanes have no targets, so they stay 0).
+template <typename T>
+void stimulus_current(const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps, const T* wave,
+                      const T* target, T* __restrict istim) {
+  for (int64_t s = 0; s < S; ++s) {
+    uint32_t k;
+    const bool on = stimulus_on(steps + kStimSteps * s, t, &k);
+    const T* w = wave + kStimWave * s;
+    const T amp = w[0], offset = w[1], omega = w[2], phase = w[3], code = w[4];
+    const T value = on && code < T(2) ? (code == T(1) ? amp * std::sin(omega * static_cast<T>(k) + phase) + offset
+                                                       : amp)
+                                      : T(0);
+    const T* __restrict row = target + s * NP;
+    if (s == 0) {
+      for (int64_t i = 0; i < NP; ++i) istim[i] = row[i] * value;
+    } else {
+      for (int64_t i = 0; i < NP; ++i) istim[i] = istim[i] + row[i] * value;
+    }
+  }
+}
+
+// The Poisson sources' input at global step t (_step.poisson_input): for each Poisson stimulus that is on,
+// Binomial(n_sources, threshold / 2^24) spikes per target from integer hashes of the member's stim_key
+// stream, weight * count on its targets, summed in name order into pe (excitatory) or pi (inhibitory).
+template <typename T>
+void poisson_input(const int64_t N, const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps,
+                   const T* wave, const T* target, const uint32_t* nc, const uint32_t k0, const uint32_t k1,
+                   T* __restrict pe, T* __restrict pi) {
+  std::fill(pe, pe + N, T(0));
+  std::fill(pi, pi + N, T(0));
+  const uint32_t step_word = mix32(mix32(k0 ^ t) + k1);
+  for (int64_t s = 0; s < S; ++s) {
+    uint32_t k;
+    const uint32_t* row = steps + kStimSteps * s;
+    const T* w = wave + kStimWave * s;
+    if (!(stimulus_on(row, t, &k) && w[4] >= T(2))) continue;
+    const uint32_t threshold = row[4], n_draws = row[5];
+    const uint32_t word = mix32(step_word ^ row[6]);
+    const T weight = w[0];
+    const T* __restrict trow = target + s * NP;
+    T* __restrict dst = w[4] == T(2) ? pe : pi;
+    for (int64_t i = 0; i < N; ++i) {
+      const uint32_t base = mix32(word ^ nc[i]);
+      uint32_t count = 0;
+      for (uint32_t j = 0; j < n_draws; ++j) count += (mix32(base + j * 0x9E3779B9u) >> 8) < threshold ? 1u : 0u;
+      dst[i] = dst[i] + trow[i] * (weight * static_cast<T>(count));
+    }
+  }
+}
+
 // One Euler step of every neuron of one network (the vectorised inner loop),
 // over NP lanes (N rounded up to the vector width; the padding lanes sit at a
 // fixed point and are never read back). The synaptic currents decay here; the
 // input of this step's spikes is added afterwards. Writes the step's raw
 // observations (obs_v: v at the end of the step shown at the peak when it crossed;
 // the new u is u itself; obs_i_syn: s_exc - s_inh that drove the step) and
-// returns the spike count.
-template <typename T>
-int32_t update_neurons(const int64_t NP, const T* __restrict z, T* __restrict v,
+// returns the spike count. kStim: add the stimuli's current istim last (as _step.step).
+template <typename T, bool kStim>
+int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restrict istim, T* __restrict v,
                        T* __restrict u, T* __restrict se, T* __restrict si, const T* __restrict a,
                        const T* __restrict b, const T* __restrict c, const T* __restrict d,
                        const T* __restrict imean, const T* __restrict nscale, const T dt, const T dexc,
@@ -240,7 +305,7 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, T* __restrict v,
   for (int64_t i = 0; i < NP; ++i) {
     const T vi = v[i], ui = u[i];
     const T isyn = se[i] - si[i];
-    const T itot = (imean[i] + isyn) + nscale[i] * z[i];
+    const T itot = kStim ? ((imean[i] + isyn) + nscale[i] * z[i]) + istim[i] : (imean[i] + isyn) + nscale[i] * z[i];
     const T vn = vi + dt * (((((T(0.04) * vi) * vi + T(5.0) * vi) + T(140.0)) - ui) + itot);
     const T un = ui + dt * (a[i] * (b[i] * vi - ui));
     const bool crossed = vn >= vpeak;
@@ -260,7 +325,7 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, T* __restrict v,
 template <ffi::DataType DT>
 struct Batch {
   using T = ffi::NativeType<DT>;
-  int64_t B, N, D, C, steps, K, stride, n_rows;
+  int64_t B, N, D, C, steps, K, stride, n_rows, S;
   bool shared_w;
   int64_t t0;
   T v_peak;
@@ -298,6 +363,8 @@ void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
   // the member's working copy, padded: lanes >= N rest at the declared padding values
   std::vector<T> v(NP), u(NP), se(NP), si(NP), a(NP), b(NP), c(NP), d(NP), imean(NP), nscale(NP);
   std::vector<T> obs_v(NP), obs_i_syn(NP), acc_e(C * N, T(0)), acc_i(C * N, T(0));
+  const int64_t S = q.S;
+  std::vector<T> stim_target(S * NP, T(0)), istim(NP, T(0)), poi_e(N), poi_i(N);   // padding lanes: no target
   std::vector<T>& obs_u = u;          // the raw observation u is u after the step (and its reset)
   std::vector<int32_t> spk_buf(NP);
   int32_t* spk = spk_buf.data();
@@ -333,6 +400,11 @@ void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
     const bool active = q.active[m];
     const uint32_t k0 = q.noise_key[2 * m], k1 = q.noise_key[2 * m + 1];
     const T* wm = q.shared_w ? q.w : q.w + m * C * q.n_rows * N;
+    for (int64_t s = 0; s < S; ++s)
+      std::memcpy(stim_target.data() + s * NP, q.stim_target + (m * S + s) * N, sizeof(T) * N);
+    const uint32_t* stim_steps = q.stim_steps + m * S * kStimSteps;
+    const T* stim_wave = q.stim_wave + m * S * kStimWave;
+    const uint32_t sk0 = q.stim_key[2 * m], sk1 = q.stim_key[2 * m + 1];
     for (int64_t k = 0; k < q.steps; ++k) {
       const uint64_t t = static_cast<uint64_t>(q.t0 + k);
       if (k % kBlock == 0) {
@@ -340,10 +412,18 @@ void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
         for (int64_t j = 0; j < nb; ++j) words[j] = mix32(mix32(k0 ^ static_cast<uint32_t>(t + j)) + k1);
         noise_block<T>(NP, nb, words, ncount.data(), zbuf.data());
       }
-      const int32_t n_spikes = update_neurons<T>(NP, zbuf.data() + (k % kBlock) * NP, v.data(), u.data(), se.data(),
-                                                 si.data(), a.data(), b.data(), c.data(), d.data(), imean.data(),
-                                                 nscale.data(), dt, dexc, dinh, q.v_peak, active ? 1 : 0, spk,
-                                                 obs_v.data(), obs_i_syn.data());
+      const T* zk = zbuf.data() + (k % kBlock) * NP;
+      int32_t n_spikes;
+      if (S > 0) {
+        stimulus_current<T>(NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(), istim.data());
+        n_spikes = update_neurons<T, true>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
+                                           b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc, dinh,
+                                           q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
+      } else {
+        n_spikes = update_neurons<T, false>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
+                                            b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc, dinh,
+                                            q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
+      }
       bool* __restrict spk_row = q.spikes_out + (m * q.steps + k) * N;
       for (int64_t i = 0; i < N; ++i) spk_row[i] = spk[i] != 0;
       for (int j = 0; j < kObs; ++j) {
@@ -401,6 +481,14 @@ void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
           si[i] += ni[i];
           ne[i] = T(0);
           ni[i] = T(0);
+        }
+      }
+      if (S > 0) {     // the Poisson sources' spikes join after the recurrent input
+        poisson_input<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
+                         ncount.data(), sk0, sk1, poi_e.data(), poi_i.data());
+        for (int64_t i = 0; i < N; ++i) {
+          se[i] = se[i] + poi_e[i];
+          si[i] = si[i] + poi_i[i];
         }
       }
     }
@@ -463,6 +551,9 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   auto pd = pend_exc.dimensions();
   if (pd.size() != 3) return bad("pend_exc must be (members, delay slots, neurons), got " + dims_text(pd));
   const int64_t D = pd[1], C = static_cast<int64_t>(delay_steps.size());
+  auto sd = stim_target.dimensions();
+  if (sd.size() != 3) return bad("stim_target must be (members, stimuli, neurons), got " + dims_text(sd));
+  const int64_t S = sd[1];
   if (n_steps < 0 || sample_stride < 1) return bad("n_steps must be >= 0 and sample_stride >= 1");
   const int64_t K = static_cast<int64_t>(sample_index.size());
   const int64_t n_sampled = (n_steps + sample_stride - 1) / sample_stride;
@@ -481,6 +572,9 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
       {"decay_exc", decay_exc.dimensions(), {B}}, {"decay_inh", decay_inh.dimensions(), {B}},
       {"dt_ms", dt_ms.dimensions(), {B}}, {"noise_key", noise_key.dimensions(), {B, 2}},
       {"active", active.dimensions(), {B}}, {"t0", t0.dimensions(), {}},
+      {"stim_target", stim_target.dimensions(), {B, S, N}},
+      {"stim_steps", stim_steps.dimensions(), {B, S, kStimSteps}},
+      {"stim_wave", stim_wave.dimensions(), {B, S, kStimWave}}, {"stim_key", stim_key.dimensions(), {B, 2}},
       {"the v result", v_out->dimensions(), {B, N}}, {"the u result", u_out->dimensions(), {B, N}},
       {"the s_exc result", s_exc_out->dimensions(), {B, N}}, {"the s_inh result", s_inh_out->dimensions(), {B, N}},
       {"the pend_exc result", pend_exc_out->dimensions(), {B, D, N}},
@@ -501,6 +595,7 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   q.C = C;
   q.K = K;
   q.n_rows = N + 1;
+  q.S = S;
   q.steps = n_steps;
   q.stride = sample_stride;
   q.shared_w = shared_w;
