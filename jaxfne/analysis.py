@@ -58,6 +58,7 @@ from ._stats import cv_from_isi_sums
 from ._validate import parse_steps
 from .config import CELL_TYPES
 from .results import open_signals
+from .sinks._events import EVENT_SOURCE
 
 __all__ = ["cv_isi", "fano_factor", "firing_rate", "lfp_spectrum", "population_rate", "rate_spectrum",
            "synchrony"]
@@ -87,6 +88,7 @@ class _Spikes:
         spk, self.t0_ms = _window(spk, time_window_ms, self.dt_ms, where)
         self.da = spk
         self.n_members, self.n_time, self.n = spk.shape
+        self._counts = self._stored_counts(signals, spk)
         self.cell_type = np.broadcast_to(np.asarray(spk["cell_type"].values), (self.n_members, self.n))
         self.layer = np.asarray(spk["layer"].values)
         # several columns (docs/laminar.md): a column label per neuron; stores from before have none
@@ -96,6 +98,51 @@ class _Spikes:
         self.member_coords = spk.drop_vars([k for k in spk.coords if k not in keep]).coords
         self.neuron_coords = {k: spk[k] for k in ("neuron", "column", "layer", "cell_type", "depth_um")
                               if k in spk.coords}
+
+    def _stored_counts(self, signals, spk: xr.DataArray):
+        """(spike counts of these members (member, bin, neuron) as stored, steps per bin, first step) when
+        the signals come from a store that keeps them (schema 2) and hold every neuron and a contiguous run
+        of steps; else None (the raster is read)."""
+        source = signals.dataset.encoding.get(EVENT_SOURCE)
+        if not hasattr(source, "counts") or self.n_time == 0:
+            return None
+        time_ms = np.asarray(spk["time"].values, dtype=np.float64)
+        first = int(round(time_ms[0] / self.dt_ms))
+        if not (np.array_equal(time_ms, np.arange(first, first + self.n_time) * self.dt_ms)
+                and np.array_equal(np.asarray(spk["neuron"].values), np.arange(self.n))):
+            return None
+        counts, bin_steps = source.counts()
+        if counts.shape[2] != self.n:
+            return None
+        members = np.atleast_1d(np.asarray(spk["member"].values)) if "member" in spk.coords else np.zeros(1, int)
+        return counts[members.astype(np.int64)], bin_steps, first
+
+    def counts(self, bin_steps: int, n_bins: int):
+        """Spike counts (member, bin, neuron) int32 in ``n_bins`` bins of ``bin_steps`` from the window's start,
+        summed from the store's counts when their bins tile these (integers: the raster's sums exactly);
+        None when they do not."""
+        if self._counts is None:
+            return None
+        stored, b, first = self._counts
+        if bin_steps % b or first % b or first // b + n_bins * (bin_steps // b) > stored.shape[1]:
+            return None
+        k = bin_steps // b
+        x = stored[:, first // b:first // b + n_bins * k].astype(np.int32)
+        if k > 1:
+            x = x.rechunk({1: k * max(1, x.chunks[1][0] // k)})
+            x = da.coarsen(np.sum, x, {1: k}).astype(np.int32)
+        return x
+
+    def total_counts(self):
+        """Spikes per (member, neuron) over the window, int64, from the stored counts when their bins cover it
+        exactly (its end on a bin edge, or the end of the recording); None otherwise."""
+        if self._counts is None:
+            return None
+        stored, b, first = self._counts
+        end = first + self.n_time
+        if first % b or (end % b and -(-end // b) != stored.shape[1]):
+            return None
+        return stored[:, first // b:-(-end // b)].astype(np.int64).sum(axis=1)
 
     def labels(self, by: str) -> np.ndarray:
         """The (member, neuron) labels of grouping ``by``."""
@@ -314,7 +361,8 @@ def firing_rate(signals, by="cell_type", *, time_window_ms=None) -> xr.DataArray
     where = "analysis.firing_rate"
     sp = _Spikes(signals, time_window_ms, where)
     groups = _Groups(sp, by, where)
-    counts = sp.dask().sum(axis=1, dtype=np.int64)                                 # (m, n)
+    counts = sp.total_counts()                                                     # (m, n), stored counts
+    counts = sp.dask().sum(axis=1, dtype=np.int64) if counts is None else counts   # ... or the raster
     duration_s = sp.n_time * sp.dt_ms / 1000.0
     if groups.per_neuron:
         rate = counts / duration_s
@@ -343,6 +391,9 @@ def cv_isi(signals, by="cell_type", *, time_window_ms=None) -> xr.DataArray:
 def _binned(sp: _Spikes, bin_steps: int) -> da.Array:
     """Spike counts per neuron and bin (member, bin, neuron), int32, lazily."""
     n_bins = sp.n_time // bin_steps
+    stored = sp.counts(bin_steps, n_bins)              # a store's spike counts, when their bins tile these
+    if stored is not None:
+        return stored
     spk = sp.dask(bin_steps)[:, : n_bins * bin_steps]
     return da.map_blocks(_bin_counts, spk, bin_steps, dtype=np.int32,
                          chunks=(spk.chunks[0], tuple(c // bin_steps for c in spk.chunks[1]), spk.chunks[2]))

@@ -196,6 +196,6 @@ def test_two_processes_with_jax_distributed(tmp_path):
     import xarray as xr
     got = xr.open_zarr(store)
     assert jtfne.cli.store_summary(store)["complete"]
-    np.testing.assert_array_equal(got["SPK"].values, np.asarray(ref["SPK"]))
+    np.testing.assert_array_equal(jtfne.open_signals(store)["SPK"].values, np.asarray(ref["SPK"]))  # events
     np.testing.assert_array_equal(got["Vm"].values, np.asarray(ref["Vm"]))
     np.testing.assert_array_equal(got["seed"].values, np.arange(7))

@@ -216,7 +216,7 @@ def test_unfinished_ensemble_store_refuses_another_unswept_drive(tmp_path):
     model = jtfne.construct(cfg)
     path = tmp_path / "ens.zarr"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(zarr.storage.LocalStore, "set", failing_set("SPK/c/0/1/0", OSError(errno.EIO, "I/O error")))
+        mp.setattr(zarr.storage.LocalStore, "set", failing_set("spike_events/count/c/0/1", OSError(errno.EIO, "I/O error")))
         with pytest.raises(jtfne.StoreError, match="writing chunk 1"):
             jtfne.simulate(model, store=path, chunk_ms=2.5)
     other_cfg = SMALL.drive(noise={"E": 3.0}).ensemble(seeds=[1, 2], sweep={"drive.current.E": [4.0, 6.0]})

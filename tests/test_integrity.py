@@ -48,7 +48,7 @@ def stores(tmp_path_factory):
         real = zarr.storage.LocalStore.set
 
         async def failing(self, key, value):
-            if key == "SPK/c/0/2/0":
+            if key == "spike_events/count/c/0/2":
                 raise OSError(errno.EIO, "I/O error (injected)")
             return await real(self, key, value)
         mp.setattr(zarr.storage.LocalStore, "set", failing)
@@ -90,21 +90,27 @@ def assert_reported(report, name: str, chunk: tuple, file: Path) -> None:
 def test_a_new_store_is_checksummed_and_writes_every_chunk(stores):
     root = zarr.open_group(stores["run"], mode="r")
     assert root.attrs["integrity"] == {"checksum": "crc32c", "every_chunk_written": True}
-    assert root.attrs["jaxfne_schema_version"] == 1                    # no schema change: old readers open it
-    for name in ["SPK", "Vm", "LFP-proxy", "seed", "member", "time", "layer", "cell_type", "state_finite",
+    assert root.attrs["jaxfne_schema_version"] == 2                    # spikes as events
+    for name in ["spike_events/neuron", "spike_events/step", "spike_events/count", "spike_count", "time_bin",
+                 "Vm", "LFP-proxy", "seed", "member", "time", "layer", "cell_type", "state_finite",
                  "checkpoint/state", "checkpoint/completed_steps"]:
         assert type(root[name].compressors[-1]).__name__ == "Crc32cCodec", name
-    sharded = zarr.open_group(stores["sharded"], mode="r")["SPK"]
-    assert sharded.shards == (4, 50, 20) and sharded.chunks == (2, 50, 20)
+    sharded = zarr.open_group(stores["sharded"], mode="r")["spike_count"]
+    assert sharded.shards == (4, 1, 20) and sharded.chunks == (2, 1, 20)   # one 5-ms bin per 5-ms chunk
     codec = sharded.metadata.codecs[0]                                 # inside the shard: chunks and index
     assert [type(c).__name__ for c in codec.codecs][-1] == "Crc32cCodec"
     assert [type(c).__name__ for c in codec.index_codecs][-1] == "Crc32cCodec"
     path = copy(stores["run"], stores["run"].parent / "copy.zarr")
     metadata = (path / "zarr.json").read_bytes()
     report = jtfne.verify_store(path)
-    # 3 probes x 4 time chunks, one chunk per coordinate and state_finite, 2 checkpoint slots, 2 markers
-    n_coords = report.arrays_checked - 3 - 1 - 2
-    assert report.intact and report.checksums and report.chunks_checked == 3 * 4 + n_coords + 1 + 2 + 2
+    # 2 probes, spike_count and spike_events/count x 4 time chunks; an object of events and one of steps
+    # per chunk with spikes (chunk 0 has none: no object); one chunk per coordinate and state_finite,
+    # 2 checkpoint slots, 2 markers
+    spiking = int((np.asarray(stores["memory"]["SPK"]).reshape(4, 4, 50, 20).sum(axis=(0, 2, 3)) > 0).sum())
+    assert spiking == 3
+    n_coords = report.arrays_checked - 6 - 1 - 2
+    assert report.intact and report.checksums and \
+        report.chunks_checked == 4 * 4 + 2 * spiking + n_coords + 1 + 2 + 2
     assert (path / _verify.RECORD).is_file() and (path / "zarr.json").read_bytes() == metadata
     xr.testing.assert_identical(jtfne.open_signals(path).dataset.load(), stores["memory"].dataset)
 
@@ -122,9 +128,14 @@ def test_an_all_fill_coordinate_chunk_is_written_and_read(tmp_path):
 
 # (store, array, chunk file index, how the test reads it): a probe of each kind, a coordinate, an index
 # coordinate, state_finite; and the probes of a sharded store (a file is a shard of inner chunks)
-KINDS = [("run", "SPK", (0, 1, 0), "rate"), ("run", "Vm", (0, 2, 0), "mean"), ("run", "LFP-proxy", (0, 3, 0), "mean"),
+# spikes (schema 2): the events, read through the raster rebuilt from them, and the counts, read by the
+# rates (analysis reads counts, not events, when their bins fit)
+KINDS = [("run", "spike_events/neuron", (0, 1, 0), "raster"), ("run", "spike_events/step", (0, 3, 0), "raster"),
+         ("run", "spike_events/count", (0, 2), "raster"), ("run", "spike_count", (0, 1, 0), "rate"),
+         ("run", "Vm", (0, 2, 0), "mean"), ("run", "LFP-proxy", (0, 3, 0), "mean"),
          ("run", "seed", (0,), "open"), ("run", "time", (0,), "open"), ("run", "state_finite", (0,), "open"),
-         ("sharded", "SPK", (0, 1, 0), "rate"), ("sharded", "Vm", (0, 2, 0), "mean")]
+         ("sharded", "spike_events/neuron", (0, 1, 0), "raster"), ("sharded", "spike_count", (0, 2, 0), "rate"),
+         ("sharded", "Vm", (0, 2, 0), "mean")]
 
 
 @pytest.mark.parametrize("how", DAMAGES)
@@ -139,6 +150,8 @@ def test_damaged_chunk_is_reported_and_never_read_as_data(stores, tmp_path, layo
         assert read != "open", "opening read the damaged coordinate without an error"
         if read == "rate":
             jtfne.analysis.firing_rate(signals).compute()  # Dask worker threads: the StoreError surfaces
+        elif read == "raster":
+            int(signals["SPK"].sum().compute())
         else:
             signals[name].mean().compute()
 
@@ -235,12 +248,13 @@ def test_cli_verify_exit_codes_and_info_shows_the_state(stores, tmp_path, capsys
     assert "integrity    verified intact at 20" in capsys.readouterr().out
     damage(path / "Vm" / "c" / "0" / "1" / "0", "flip")               # a file changes: the record is outdated
     assert info(path)[2].startswith("verified intact at") and "files changed since" in info(path)[2]
-    damage(path / "SPK" / "c" / "0" / "3" / "0", "delete")            # a listing shows a missing file at once
-    assert info(path)[1].startswith(f"DAMAGED: 1 of {summary['expected_chunks']} missing or empty (first: SPK chunk (0, 3, 0)")
+    damage(path / "spike_events" / "neuron" / "c" / "0" / "3" / "0", "delete")   # a listing shows it at once
+    assert info(path)[1].startswith(f"DAMAGED: 1 of {summary['expected_chunks']} missing or empty "
+                                    "(first: spike_events/neuron chunk (0, 3, 0)")
     assert cli.main(["verify", str(path), "--json"]) == cli.EXIT_DAMAGED == 3
     got = json.loads(capsys.readouterr().out)
     assert got["intact"] is False and [(d["array"], d["chunk"]) for d in got["damaged"]] == \
-        [("SPK", [0, 3, 0]), ("Vm", [0, 1, 0])]
+        [("Vm", [0, 1, 0]), ("spike_events/neuron", [0, 3, 0])]
     assert info(path)[2] == f"damaged: 2 chunks (verified at {got['verified_at']}; jaxfne verify lists them)"
     assert cli.main(["verify", str(tmp_path / "nothing.zarr")]) == cli.EXIT_USAGE == 2
     assert "does not exist" in capsys.readouterr().err

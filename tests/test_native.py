@@ -331,7 +331,7 @@ def test_unfinished_store_resumes_only_with_its_engine(tmp_path, monkeypatch):
     from test_store import failing_set
     model = jtfne.construct(base_config(duration_ms=100.0).ensemble(seeds=[1, 2]))
     path = tmp_path / "run.zarr"
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("SPK/c/0/2/0", OSError(errno.EIO, "I/O error")))
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("spike_events/count/c/0/2", OSError(errno.EIO, "I/O error")))
     with pytest.raises(jtfne.StoreError, match="writing chunk 2"):
         jtfne.simulate(model, store=path, chunk_ms=20.0, engine="native")
     monkeypatch.undo()

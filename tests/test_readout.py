@@ -284,7 +284,7 @@ def test_health_ok(net):
 def test_health_non_finite():
     # a = 1 (depolarizing_after_potential) with dt = 5 ms: the u update multiplies
     # by 1 - a dt = -4 each step, so u overflows and the voltage becomes NaN
-    with pytest.warns(RuntimeWarning, match=r"simulate: non-finite membrane state"):
+    with pytest.warns(RuntimeWarning, match=r"simulate: the membrane state became non-finite"):
         signals = uncoupled(0.0, dt=5.0, preset="depolarizing_after_potential", duration_ms=500.0)
     assert not np.isfinite(np.asarray(signals["Vm"])).all()
     h = jtfne.check_health(signals)

@@ -106,7 +106,8 @@ def test_sigkill_at_random_then_resume_is_bit_identical(reference, tmp_path):
     path = tmp_path / "run.zarr"
     first = kill_at_random(path, rng, latest=4000)
     assert first % 200 == 0 and 0 < first < 10_000, (seed, first)
-    kept = {k: v for k, v in files(path).items() if k.startswith("SPK/c/") and int(k.split("/")[3]) < first // 200}
+    kept = {k: v for k, v in files(path).items()
+            if k.startswith("spike_events/count/c/") and int(k.split("/")[4]) < first // 200}
     second = kill_at_random(path, rng, latest=8000)     # the same call again, killed again
     assert second > first, (seed, first, second)
     signals = jtfne.simulate(make_model(), store=path, chunk_ms=CHUNK_MS)   # and again: it finishes

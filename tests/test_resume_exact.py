@@ -49,7 +49,7 @@ def failing_write(what: str, k: int):
 
     The probe data has a key per chunk; the state checkpoint and the progress marker alternate between
     two slots, so chunk k writes slot k % 2 for the (k // 2 + 1)-th time."""
-    return {"data": (f"SPK/c/0/{k}/0", 1),
+    return {"data": (f"spike_events/count/c/0/{k}", 1),
             "state": (f"checkpoint/state/c/{k % 2}/0/0", k // 2 + 1),
             "marker": (f"checkpoint/completed_steps/c/0/{k % 2}", k // 2 + 1)}[what]
 
@@ -81,7 +81,7 @@ def test_resume_starts_at_the_first_incomplete_chunk(model, references, tmp_path
     partial = jtfne.open_signals(path, allow_incomplete=True)
     assert partial.dataset.sizes["time"] == k * CHUNK_STEPS             # chunks 0 .. k-1 are complete
     kept = {name: data for name, data in files(path).items()
-            if name.startswith("SPK/c/") and int(name.split("/")[3]) < k}
+            if name.startswith("spike_events/count/c/") and int(name.split("/")[4]) < k}
     assert len(kept) == k
 
     starts, computed, written = [], [], []

@@ -105,7 +105,8 @@ def test_long_in_memory_run_refused_before_driving(memory, monkeypatch):
         jtfne.simulate(model, engine="xla")
     msg = str(err.value)
     assert msg.startswith("simulate: this run (1 member of 100 neurons, 1000000000 steps of 0.1 ms, in memory) "
-                          "needs about 465.7 GiB of host memory, but 16.0 GiB is available")
+                          "needs about 469.4 GiB of host memory, but 16.0 GiB is available")
+    # the whole-run arrays, and the spikes kept as events too (100 Hz x 4 bytes per spike: 3.7 GiB)
     assert "in-memory result 465.7 GiB (whole-run arrays: SPK 93.1 GiB, Vm 372.5 GiB)" in msg
     assert "Remedy: a store instead of memory (simulate(model, store=PATH)" in msg
     assert "sampled probes via probes(names=[...], neurons=..., every_ms=...)" in msg

@@ -52,32 +52,43 @@ def test_single_network_keeps_member_axis_on_disk_only(tmp_path):
     memory = jtfne.simulate(model, chunk_ms=30.0)
     xr.testing.assert_identical(memory.dataset, stored.dataset.load())
     assert "member" not in stored.dataset.dims and int(stored.dataset["seed"]) == 7
-    spk = zarr.open_group(tmp_path / "one.zarr", mode="r")["SPK"]
-    assert spk.shape == (1, 1000, 100) and spk.metadata.dimension_names == ("member", "time", "neuron")
-    assert spk.chunks == (1, 300, 100) and spk.shards is None        # one member per block: no sharding
+    root = zarr.open_group(tmp_path / "one.zarr", mode="r")
+    assert "SPK" not in root                                           # spikes as events (schema 2)
+    counts = root["spike_count"]                                       # bins of 50 steps (5 ms), 6 per chunk
+    assert counts.shape == (1, 20, 100) and counts.metadata.dimension_names == ("member", "time_bin", "neuron")
+    assert counts.chunks == (1, 6, 100) and counts.shards is None     # one member per block: no sharding
+    assert root["spike_events/count"].shape == (1, 4) and root["spike_events/neuron"].shape == (1, 4, 300 * 100)
 
 
 def test_layout_is_the_documented_schema(ens, tmp_path):
-    model, _ = ens
+    model, memory = ens
     path = tmp_path / "run.zarr"
     jtfne.simulate(model, store=path, chunk_ms=50.0)
     root = zarr.open_group(path, mode="r")
     attrs = root.attrs
-    assert attrs["jaxfne_schema"] == "jaxfne.store/1" and attrs["jaxfne_schema_version"] == 1
+    assert attrs["jaxfne_schema"] == "jaxfne.store/2" and attrs["jaxfne_schema_version"] == 2
     assert attrs["config_hash"] == model.config.config_hash()
     assert jtfne.Configuration.from_dict(attrs["config"]) == model.config
     assert attrs["manifest"]["config_hash"] == model.config.config_hash()
     assert attrs["n_steps"] == 3000 and attrs["chunk_steps"] == 500 and attrs["member_block"] == 3
-    assert attrs["member_coords"] == ["seed", "drive.current.E"] and attrs["spk_encoding"] == "bool"
-    for name, last in (("SPK", "neuron"), ("Vm", "neuron"), ("LFP-proxy", "contact")):
+    assert attrs["member_coords"] == ["seed", "drive.current.E"] and attrs["spk_encoding"] == "events"
+    assert attrs["spike_count_bin_steps"] == 50 and attrs["n_neurons"] == 100
+    for name, last in (("Vm", "neuron"), ("LFP-proxy", "contact")):
         arr = root[name]
         assert arr.metadata.dimension_names == ("member", "time", last)
         n_last = 100 if last == "neuron" else 16
         assert arr.shape == (3, 3000, n_last)
         assert arr.shards is None and arr.chunks == (3, 500, n_last)   # 3 members fit one chunk: the write unit
         assert arr.attrs["units"]
-    assert root["SPK"].dtype == np.dtype(bool)
-    assert type(root["SPK"].compressors[0]).__name__ == "ZstdCodec"
+    assert "SPK" not in root
+    events = root["spike_events"]
+    assert events["neuron"].dtype == np.uint16 and events["step"].dtype == np.uint16
+    assert events["count"].dtype == np.int32 and events["count"].shape == (3, 6)
+    assert events["neuron"].metadata.dimension_names == ("member_block", "time_chunk", "event")
+    assert events["neuron"].shape == (1, 6, 3 * 500 * 100) and events["neuron"].chunks == (1, 1, 3 * 500 * 100)
+    assert type(events["neuron"].compressors[0]).__name__ == "BloscCodec"
+    assert root["spike_count"].dtype == np.uint8 and root["spike_count"].shape == (3, 60, 100)
+    assert int(events["count"][...].sum()) == int(np.asarray(memory["SPK"]).sum())
     assert type(root["Vm"].compressors[0]).__name__ == "BloscCodec"
     np.testing.assert_array_equal(root["seed"][:], [1, 2, 1])
     np.testing.assert_array_equal(root["drive.current.E"][:], [4.0, 4.0, 6.0])
@@ -88,8 +99,9 @@ def test_layout_is_the_documented_schema(ens, tmp_path):
     assert [f[0] for f in fields[:4]] == ["v", "u", "s_exc", "s_inh"] and fields[0][1:] == [[100], "<f4"]
     assert ckpt["state"].shape == (2, 3, sum(4 * int(np.prod(shape)) for _, shape, _ in fields))
     assert max(ckpt["completed_steps"][0]) == 3000
-    # spikes are ~1% of steps: the stored raster is far smaller than one byte per step
-    spk_bytes = sum(f.stat().st_size for f in (path / "SPK").rglob("*") if f.is_file())
+    # spikes are ~1% of steps: the stored events and counts are far smaller than one byte per step
+    spk_bytes = sum(f.stat().st_size for name in ("spike_events", "spike_count")
+                    for f in (path / name).rglob("*") if f.is_file())
     assert spk_bytes < 3 * 3000 * 100 / 20
 
 
@@ -105,16 +117,16 @@ def test_xarray_opens_the_store_without_jaxfne(ens, tmp_path):
         assert not any(m.startswith("jaxfne") for m in sys.modules)
         print(json.dumps({{"dims": {{k: list(ds[k].dims) for k in ds.variables}},
                           "coords": sorted(ds.coords), "data": sorted(ds.data_vars),
-                          "spikes": int(ds["SPK"].sum()), "seed": ds["seed"].values.tolist(),
+                          "spikes": int(ds["spike_count"].sum()), "seed": ds["seed"].values.tolist(),
                           "cell_type": ds["cell_type"].values[0, :3].tolist()}}))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout)
-    assert got["data"] == ["LFP-proxy", "SPK", "Vm"]
+    assert got["data"] == ["LFP-proxy", "Vm", "spike_count"]          # spikes: counts here, events in a group
     assert {"time", "neuron", "layer", "cell_type", "depth_um", "member", "seed", "drive.current.E", "contact",
             "contact_depth_um"} <= set(got["coords"])
-    assert got["dims"]["SPK"] == ["member", "time", "neuron"] and got["dims"]["LFP-proxy"][2] == "contact"
+    assert got["dims"]["spike_count"] == ["member", "time_bin", "neuron"] and got["dims"]["LFP-proxy"][2] == "contact"
     assert got["spikes"] == int(np.asarray(memory["SPK"]).sum())
     assert got["seed"] == [1, 2, 1] and got["cell_type"] == ["E", "E", "E"]
 
@@ -219,7 +231,7 @@ def test_failed_write_names_store_and_chunk_and_keeps_earlier_chunks(ens, tmp_pa
 def test_unfinished_store_is_not_resumed_with_other_chunking(ens, tmp_path, monkeypatch):
     model, _ = ens
     path = tmp_path / "run.zarr"
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("SPK/c/0/2/0", OSError(errno.EIO, "I/O error")))
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("spike_events/count/c/0/2", OSError(errno.EIO, "I/O error")))
     with pytest.raises(jtfne.StoreError, match="writing chunk 2"):
         jtfne.simulate(model, store=path, chunk_ms=50.0)
     monkeypatch.undo()
@@ -236,8 +248,8 @@ def test_inner_chunks_hold_several_members_of_one_block(tmp_path, monkeypatch):
                             .probes(["SPK", "Vm"], neurons=2).ensemble(seeds=list(range(20))))
     path = tmp_path / "twenty.zarr"
     stored = jtfne.simulate(model, store=path, chunk_ms=10.0)
-    spk = zarr.open_group(path, mode="r")["SPK"]
-    assert spk.chunks == (10, 100, 20) and spk.shards == (20, 100, 20)    # inner chunk: 10 members
+    counts = zarr.open_group(path, mode="r")["spike_count"]
+    assert counts.chunks == (10, 2, 20) and counts.shards == (20, 2, 20)  # inner chunk: 10 members
     assert stored["SPK"].data.chunks[0] == (10, 10)                       # one Dask block per inner chunk
     xr.testing.assert_identical(stored.dataset.load(), jtfne.simulate(model, chunk_ms=10.0).dataset)
 
@@ -249,7 +261,8 @@ def test_member_blocks_are_separate_objects(ens, tmp_path):
     xr.testing.assert_identical(memory.dataset, stored.dataset.load())
     root = zarr.open_group(path, mode="r")
     assert root.attrs["member_block"] == 1 and root["checkpoint/completed_steps"].shape == (3, 2)
-    assert sorted(p.name for p in (path / "SPK" / "c").iterdir()) == ["0", "1", "2"]   # one folder per block
+    for name in ("spike_count", "spike_events/neuron", "spike_events/step", "Vm"):          # one folder per block
+        assert sorted(p.name for p in (path / name / "c").iterdir()) == ["0", "1", "2"]
 
 
 def test_slow_disk_applies_back_pressure(ens, tmp_path, monkeypatch):
@@ -389,7 +402,7 @@ def test_sampled_probes_stream_resume_and_open(tmp_path, monkeypatch):
     model = jtfne.construct(cfg)
     memory = jtfne.simulate(model, chunk_ms=50.0)
     path = tmp_path / "sampled.zarr"
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("SPK/c/0/3/0", OSError(errno.EIO, "I/O")))
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set("spike_events/count/c/0/3", OSError(errno.EIO, "I/O")))
     with pytest.raises(jtfne.StoreError, match="writing chunk 3"):
         jtfne.simulate(model, store=path, chunk_ms=50.0)
     monkeypatch.undo()

@@ -27,7 +27,12 @@ from .._api import construct, simulate
 from .._validate import parse_steps
 from .._version import __version__
 from ..config import Configuration
+from ..engine import _driver
+from ..engine import chunk_steps as _chunk_steps
 from ..engine import default_devices as simulate_default
+from ..engine import resolve_engine, run_chunks
+from ..model import precision
+from ..sinks import _store
 from ..results import open_signals
 from ._baseline import make_dense_baseline
 
@@ -455,3 +460,91 @@ def scaling_table(members=(16, 64, 256, 1024), duration_ms=200.0, chunk_ms=50.0,
     if json_path:
         write_json(json_path, info, rows)
     return rows
+
+
+# -- spikes as events (issue 14): streamed vs in memory vs the kernel alone, and bytes per spike -------------
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+
+
+def spike_event_table(members: int = 1024, duration_ms: float = 1000.0, vm_cells: int = 10,
+                      chunk_ms: float = 50.0, rounds: int = 3, workdir=None, progress=sys.stderr) -> dict:
+    """The issue-14 case side by side in one process: the tutorial network x ``members``, ``duration_ms``,
+    SPK + Vm of ``vm_cells`` cells, in 50-ms chunks, run as
+
+    * "kernel": ``run_chunks`` alone, each chunk's outputs copied to the host and dropped;
+    * "memory": ``simulate`` in memory (spikes as events too, kept beside the raster);
+    * "zarr events": streamed to a store of schema 2 (spikes as events and counts: the default);
+    * "zarr events, device": the same with the spikes compacted on the device (XLA) instead of the host;
+    * "zarr raster": streamed with the spikes stored as the dense boolean raster (schema 1's layout).
+
+    A first (compiling) call of each, then ``rounds`` rounds in rotating order, best kept. Returns the
+    seconds, neuron-steps/s and the ratios to "memory" and "kernel", the bytes of each store, its spike
+    arrays' bytes per spike and its bytes per simulated second.
+    """
+    cfg = (tutorial(duration_ms, probes=("SPK", "Vm")).probes(["SPK", "Vm"], neurons=int(vm_cells))
+           .ensemble(seeds=list(range(members))))
+    model = construct(cfg)
+    devices = simulate_default(members)
+    engine = resolve_engine("auto", devices, model.layout)
+    steps = _chunk_steps(model.layout, chunk_ms, members)
+    work = Path(tempfile.mkdtemp(prefix="jaxfne-events-", dir=workdir))
+    stores, spikes = {}, {}
+
+    def kernel():
+        with precision(model.layout.dtype):
+            for _ in run_chunks(model, steps, devices=devices, engine=engine):
+                pass
+
+    def memory():
+        sig = simulate(model, chunk_ms=chunk_ms, devices=devices, engine=engine)
+        spikes["memory"] = int(np.asarray(sig["SPK"]).sum())
+
+    def zarr(name, encoding, where="auto"):
+        def run():
+            path = work / f"{name.replace(' ', '_').replace(',', '')}.zarr"
+            shutil.rmtree(path, ignore_errors=True)
+            before = (_store.SPK_ENCODING, _driver.SINK_EVENTS)
+            _store.SPK_ENCODING, _driver.SINK_EVENTS = encoding, where
+            try:
+                simulate(model, chunk_ms=chunk_ms, devices=devices, engine=engine, store=path)
+            finally:
+                _store.SPK_ENCODING, _driver.SINK_EVENTS = before
+            stores[name] = path
+        return run
+
+    variants = {"kernel": kernel, "memory": memory, "zarr events": zarr("zarr events", "events"),
+                "zarr events, device": zarr("zarr events, device", "events", "device"),
+                "zarr raster": zarr("zarr raster", "bool")}
+    best = {}
+    try:
+        for name, fn in variants.items():                   # compile, warm the disk cache
+            print(f"  warm-up: {name}", file=progress, flush=True)
+            fn()
+        order = list(variants)
+        for r in range(rounds):
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                t = time.perf_counter()
+                variants[name]()
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
+                print(f"  round {r + 1}: {name} {best[name]:.2f} s (best)", file=progress, flush=True)
+        neuron_steps = members * model.layout.n * model.layout.n_steps
+        rows = {name: {"seconds": s, "neuron_steps_per_s": neuron_steps / s,
+                       "vs_memory": best["memory"] / s, "vs_kernel": best["kernel"] / s}
+                for name, s in best.items()}
+        n_spikes = spikes["memory"]
+        for name, path in stores.items():
+            spike_bytes = (_tree_bytes(path / "SPK") + _tree_bytes(path / "spike_events")
+                           + _tree_bytes(path / "spike_count") + _tree_bytes(path / "time_bin"))
+            total = _tree_bytes(path)
+            rows[name].update(store_bytes=total, spike_bytes=spike_bytes,
+                              spike_bytes_per_spike=spike_bytes / max(n_spikes, 1),
+                              events_bytes_per_spike=_tree_bytes(path / "spike_events") / max(n_spikes, 1),
+                              store_bytes_per_simulated_s=total / (duration_ms / 1000.0))
+        return {"members": members, "duration_ms": duration_ms, "vm_cells": vm_cells, "chunk_ms": chunk_ms,
+                "engine": engine, "spikes": n_spikes, "rounds": rounds, "rows": rows,
+                "machine": machine_info(devices)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,10 @@ from jax.sharding import PartitionSpec as P
 from .._errors import SimulationError
 from .._validate import parse_steps
 from ..model import Layout, Model
-from ._chunk import chunk_function, unpack_spikes, xla_variant
+from ..model._size import EVENT_SLOTS
+from ..model._size import event_capacity as default_event_capacity
+from ._chunk import (EVENTS, ChunkEvents, chunk_function, events_from_buffers, events_from_raster,
+                     first_nonfinite_function, unpack_spikes, xla_variant)
 from ._mesh import _put, local_host, member_mesh, place_on_mesh
 
 @dataclasses.dataclass
@@ -32,7 +35,10 @@ class Chunk:
     array (members, samples, ...) trimmed to those steps (spikes may still be
     bit-packed on accelerators: uint8, see ``unpack_spikes``); ``state``: the
     NetState after the chunk; ``finite``: per member, whether the membrane
-    state (v, u) is finite after the chunk, computed on the device.
+    state (v, u) is finite after the chunk, computed on the device;
+    ``first_nonfinite``: per member, the global step at whose end its state
+    first became non-finite, when that happened in this chunk, else -1
+    (found by replaying the chunk on the device: ``first_nonfinite_function``).
     """
 
     t0: int
@@ -40,6 +46,9 @@ class Chunk:
     outputs: dict
     state: object
     finite: np.ndarray
+    first_nonfinite: np.ndarray | None = None
+    #: the chunk's spikes as events (its steps inside the run), when the sink asked for them (``spike_events``)
+    events: ChunkEvents | None = None
 
 
 class Sink(Protocol):
@@ -50,10 +59,17 @@ class Sink(Protocol):
     """
 
     packed_spikes: bool
+    #: (optional attribute, default False) the sink takes each chunk's spikes as events (``Chunk.events``)
+    spike_events: bool
 
     def put(self, chunk: Chunk) -> None: ...
 
     def close(self, ok: bool) -> None: ...
+
+
+#: where the spikes of a sink that takes events are compacted (``run_chunks``' ``events``): "auto" (the
+#: devices on accelerators, the host on CPUs), "device" or "host"
+SINK_EVENTS = "auto"
 
 
 def drive(model: Model, sink: Sink, chunk_steps: int, *, start_step: int = 0, state=None, devices=None,
@@ -62,7 +78,8 @@ def drive(model: Model, sink: Sink, chunk_steps: int, *, start_step: int = 0, st
     ok = False
     try:
         for chunk in run_chunks(model, chunk_steps, start_step=start_step, state=state, devices=devices,
-                                engine=engine, unpack=not sink.packed_spikes):
+                                engine=engine, unpack=not sink.packed_spikes,
+                                events=SINK_EVENTS if getattr(sink, "spike_events", False) else None):
             sink.put(chunk)
             del chunk                   # nothing here holds chunk k while chunk k+2 runs
         ok = True
@@ -102,7 +119,8 @@ def _chunk_steps_unaligned(layout: Layout, chunk_ms, n_members: int = 1) -> int:
     return min(parse_steps("simulate", "chunk_ms", chunk_ms, layout.dt_ms), layout.n_steps)
 
 def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None,
-               engine: str = "xla", unpack: bool = True):
+               engine: str = "xla", unpack: bool = True, events: str | None = None,
+               event_capacity: int | None = None):
     """Advance ``model`` chunk by chunk; a generator of :class:`Chunk` s (real members only).
 
     Chunk k+1 is dispatched before chunk k is yielded, so the devices compute
@@ -114,6 +132,15 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     ``start_step`` resume a run from a chunk boundary. ``engine`` is "xla" or
     "native" (already resolved, see ``simulate``). ``unpack=False`` leaves
     spikes that the device packed to bits (uint8, see ``unpack_spikes``) packed.
+
+    ``events``: each Chunk also carries its spikes as events (``Chunk.events``),
+    compacted on the devices ("device"), from the host raster ("host"), or
+    "auto": on the devices on accelerators, on the host on CPUs (where the
+    device compaction costs ~10x the chunk: ``compact_spikes``). None: no
+    events. ``event_capacity``: the device buffer's slots per member at first
+    (default ``default_event_capacity``); a chunk in which a member fires more
+    is computed again with a larger buffer, kept for the rest of the run, so no
+    spike is ever dropped.
     """
     layout = model.layout
     mesh = member_mesh(devices)
@@ -122,35 +149,128 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     n_pad = (-n_real) % n_dev
     params, state = place_on_mesh(model, mesh, n_pad, state)
     variant = xla_variant(layout, mesh, (n_real + n_pad) // n_dev) if engine == "xla" else {}
-    fn = chunk_function(layout, chunk_steps, mesh, engine, **variant)
+    spikes = _EventTaker(events, layout, chunk_steps, mesh, event_capacity)
+    fn = chunk_function(layout, chunk_steps, mesh, engine, **variant, **spikes.variant())
     t0 = start_step
+    pending_events = None
+
+    def rerun(start, t0, capacity):     # a chunk again, from its start state, with a larger event buffer
+        again = chunk_function(layout, chunk_steps, mesh, engine, **variant, event_capacity=capacity)
+        out = again(jax.tree_util.tree_map(jnp.copy, start), params, _put(np.int32(t0), mesh, P()))[1]
+        return {k: local_host(v, n_real) for k, v in out[EVENTS].items()}
+
     pending = None
+    # members whose non-finite state was reported (once each), and how to find the step it began
+    reported = np.zeros(0, bool)
+
+    def locate(start, t0, want):
+        if engine == "xla":
+            replay = first_nonfinite_function(layout, chunk_steps, mesh)
+            return local_host(replay(start, params, _put(np.int32(t0), mesh, P())), n_real)
+        # the native kernel is bit-identical to the XLA step on finite states (tests/test_conformance.py),
+        # but not always on the way to an overflow (one step apart, seen in tests/test_nonfinite.py):
+        # replay it one step at a time with the kernel itself, recording nothing
+        one = chunk_function(dataclasses.replace(layout, probes=("SPK",), sample_neurons=None, sample_every=1),
+                             1, mesh, engine)
+        first = np.full(n_real, -1, np.int64)
+        st = start
+        for k in range(chunk_steps):
+            st, _, ok = one(jax.tree_util.tree_map(jnp.copy, st), params, _put(np.int32(t0 + k), mesh, P()))
+            ok = local_host(ok, n_real)
+            first = np.where((first < 0) & ~ok, t0 + k, first)
+            if (first[want] >= 0).all():
+                break                    # every member that ended the chunk non-finite has its step
+        return first
+
     while t0 < layout.n_steps:
         # fn donates its state argument: pass a copy, so the state yielded with the previous
-        # chunk (still pending) stays valid after this dispatch
+        # chunk (still pending) stays valid after this dispatch; ``start`` is kept for a replay
+        # when the chunk ends non-finite
+        start = state
+        if spikes.grown:      # an earlier chunk overflowed its event buffer: the larger one from now on
+            fn = chunk_function(layout, chunk_steps, mesh, engine, **variant, **spikes.variant())
+        events_from = (t0, state)
         state, out, finite = fn(jax.tree_util.tree_map(jnp.copy, state), params, _put(np.int32(t0), mesh, P()))
-        current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad)
+        events_from += (out.pop(EVENTS, None),)
+        current = (t0, min(chunk_steps, layout.n_steps - t0), out, state, finite, n_real, n_pad, start)
+        del start
         if pending is not None:
-            done, pending = _finish(pending, layout, unpack), None   # the device buffers go as soon as copied
+            done, pending = _finish(pending, layout, unpack, locate, reported), None   # buffers go once copied
+            done.events = spikes.take(done, *pending_events, rerun, n_real)
             yield done
             del done
-        pending = current
-        del out, current
+        pending, pending_events = current, events_from
+        del out, current, events_from
         t0 += chunk_steps
     if pending is not None:
-        yield _finish(pending, layout, unpack)
+        done = _finish(pending, layout, unpack, locate, reported)
+        done.events = spikes.take(done, *pending_events, rerun, n_real)
+        yield done
 
-def _finish(pending, layout, unpack: bool = True):
-    t0, keep, out, state, finite, n_real, n_pad = pending
+def _finish(pending, layout, unpack: bool, locate, reported: np.ndarray):
+    t0, keep, out, state, finite, n_real, n_pad, start = pending
     # every probe trimmed to the steps inside the run (sampled probes: the samples taken in them)
     out = {k: local_host(v, n_real)[:, :-(-keep // layout.geometry(k)["stride"])] for k, v in out.items()}
     if unpack and out["SPK"].dtype == np.uint8:   # packed on the device (xla_variant)
         out["SPK"] = unpack_spikes(out["SPK"], layout.n)
     state = jax.tree_util.tree_map(lambda x: local_host(x, n_real), state)
     finite = local_host(finite, n_real)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        warnings.warn(f"simulate: non-finite membrane state in member(s) {bad[:10].tolist()} by step "
-                      f"{t0 + keep}; reduce dt_ms (e.g. 0.01), use dtype='float64', or check the Izhikevich "
-                      "parameters", RuntimeWarning, stacklevel=4)
-    return Chunk(t0, keep, out, state, finite)
+    first = np.full(finite.shape, -1, np.int64)
+    if reported.shape != finite.shape:
+        reported.resize(finite.shape, refcheck=False)
+    new = ~finite & ~reported
+    if new.any():
+        first = np.where(new, locate(start, t0, new), -1).astype(np.int64)
+        reported |= new
+        bad = np.flatnonzero(new)
+        where = ", ".join(f"member {m} at step {first[m]} (t = {first[m] * layout.dt_ms:g} ms)" for m in bad[:5])
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        warnings.warn(f"simulate: the membrane state became non-finite (NaN/Inf): {where}{more}; reduce dt_ms "
+                      "(e.g. 0.01), use dtype='float64', weaken the drive, or check the Izhikevich parameters",
+                      RuntimeWarning, stacklevel=4)
+    return Chunk(t0, keep, out, state, finite, first)
+
+
+class _EventTaker:
+    """Turns each finished chunk's spikes into ChunkEvents, as ``run_chunks``' ``events`` says.
+
+    "device": from the buffers ``compact_spikes`` filled on the device; a chunk
+    whose busiest member overflowed them is computed again from its start state
+    with room for twice that member's spikes, and that capacity is kept
+    (``grown`` tells the loop to rebuild its chunk function once). ``redone``
+    counts the chunks computed again. "host": from the host raster.
+    """
+
+    def __init__(self, mode: str | None, layout: Layout, chunk_steps: int, mesh, capacity: int | None):
+        if mode == "auto":
+            mode = "host" if mesh.devices.flat[0].platform == "cpu" else "device"
+        if mode not in (None, "device", "host"):
+            raise SimulationError(f"run_chunks: events={mode!r} is invalid; use 'device', 'host', 'auto' or None")
+        self.mode, self.layout, self.chunk_steps = mode, layout, chunk_steps
+        self.capacity = default_event_capacity(layout, chunk_steps) if capacity is None else int(capacity)
+        if mode == "device" and not 1 <= self.capacity:
+            raise SimulationError(f"run_chunks: event_capacity={capacity!r} is invalid; at least 1 slot is required")
+        self.grown, self.redone = False, 0
+
+    def variant(self) -> dict:
+        self.grown = False
+        return {"event_capacity": self.capacity} if self.mode == "device" else {}
+
+    def take(self, chunk: Chunk, t0: int, start, buffers, rerun, n_real: int) -> ChunkEvents | None:
+        if self.mode is None:
+            return None
+        if self.mode == "host":
+            spk = chunk.outputs["SPK"]
+            if spk.dtype == np.uint8:          # bit-packed on the device
+                spk = unpack_spikes(spk, self.layout.n)
+            return events_from_raster(spk, chunk.n_steps, self.chunk_steps)
+        host = {k: local_host(v, n_real) for k, v in buffers.items()}
+        capacity = host["neuron"].shape[1]
+        busiest = int(host["count"].max(initial=0))
+        if busiest > capacity:                 # overflow: the chunk again, with room for every spike
+            grown = min(self.layout.n * self.chunk_steps, -(-2 * busiest // EVENT_SLOTS) * EVENT_SLOTS)
+            if grown > self.capacity:
+                self.capacity, self.grown = grown, True
+            host, capacity = rerun(start, t0, self.capacity), self.capacity
+            self.redone += 1
+        return events_from_buffers(host, capacity, chunk.n_steps)

@@ -331,6 +331,25 @@ def construct_needs(layout: Layout, n_members: int, device=None) -> list:
             Need(f"memory of device {device}", tuple(built), device_available_bytes(device))]
 
 
+#: the device's spike-event buffer holds this rate per neuron (Hz) at first: ~10x the tutorial's 5-12 Hz; a
+#: chunk that needs more is computed again with a larger buffer (jaxfne/engine/_driver.py)
+EVENT_RATE_HZ = 100.0
+#: ... in multiples of this many slots, at least one multiple
+EVENT_SLOTS = 64
+
+
+def event_capacity(layout: Layout, chunk_steps: int) -> int:
+    """Event slots per member of the device's buffer: EVENT_RATE_HZ in every neuron over a chunk, rounded
+    up to EVENT_SLOTS, at most every neuron-step of the chunk."""
+    want = layout.n * chunk_steps * layout.dt_ms * 1e-3 * EVENT_RATE_HZ
+    return int(min(layout.n * chunk_steps, max(EVENT_SLOTS, -(-int(math.ceil(want)) // EVENT_SLOTS) * EVENT_SLOTS)))
+
+
+def event_bytes(layout: Layout, chunk_steps: int) -> int:
+    """Bytes of one spike event: its neuron index and its step in the chunk, each uint16 or int32."""
+    return (2 if layout.n <= 2**16 else 4) + (2 if chunk_steps <= 2**16 else 4)
+
+
 def _chunk_bytes(layout: Layout, chunk_steps: int) -> tuple:
     """(outputs, raw observations) of one member in one chunk, in bytes."""
     out = 0
@@ -357,7 +376,7 @@ def run_needs(layout: Layout, n_members: int, chunk_steps: int, devices, *, engi
     out, raw = _chunk_bytes(layout, chunk_steps)
     chunk_ms = chunk_steps * layout.dt_ms
 
-    def on_device(members: int, copies_of_shared: int = 1) -> list:
+    def on_device(members: int, copies_of_shared: int = 1, accelerator: bool = False) -> list:
         parts = _params_parts(layout, members, building=False)
         if layout.shared_weights and copies_of_shared > 1:
             w = parts[0]
@@ -371,6 +390,11 @@ def run_needs(layout: Layout, n_members: int, chunk_steps: int, devices, *, engi
             parts.append(Part("chunk raw observations", raw * members,
                               f"one chunk of {chunk_steps} steps, every neuron, {fmt_bytes(raw)} per member",
                               ("chunk", "probes", "members")))
+        if accelerator and "SPK" in layout.probes:     # spikes compacted to events on the device
+            cap, ev = event_capacity(layout, chunk_steps), event_bytes(layout, chunk_steps)
+            parts.append(Part("chunk spike events", (CHUNKS_IN_FLIGHT * cap * ev + 4 * chunk_steps * layout.n)
+                              * members, f"{CHUNKS_IN_FLIGHT} buffers of {cap} events per member, and the "
+                              "compaction's int32 scratch per neuron-step", ("chunk", "members")))
         return parts
 
     host = [Part("host copy of the parameters", sum(p.nbytes for p in _params_parts(layout, per_dev * n_dev,
@@ -385,11 +409,17 @@ def run_needs(layout: Layout, n_members: int, chunk_steps: int, devices, *, engi
         host.append(Part("in-memory result", sum(per_probe.values()),
                          "whole-run arrays: " + ", ".join(f"{p} {fmt_bytes(b)}" for p, b in per_probe.items()),
                          ("store", "probes", "duration", "members")))
+    if in_memory and "SPK" in layout.probes:       # the spikes as events too, at the buffer's rate (an upper guess)
+        events = int(n_local * layout.n * layout.n_steps * layout.dt_ms * 1e-3 * EVENT_RATE_HZ
+                     * event_bytes(layout, chunk_steps))
+        host.append(Part("in-memory spike events", events, f"about {EVENT_RATE_HZ:g} Hz per neuron, "
+                         f"{event_bytes(layout, chunk_steps)} bytes per spike", ("duration", "members")))
     if all(d.platform == "cpu" for d in here):   # CPU devices: one host memory, every local device's share
         on_host = on_device(per_dev * len(here), len(here) if layout.shared_weights else 1)
         return [Need("host memory", tuple(on_host + host), host_available_bytes())]
     needs = [Need("host memory", tuple(host), host_available_bytes())]
-    needs += [Need(f"memory of device {d}", tuple(on_device(per_dev)), device_available_bytes(d)) for d in here]
+    needs += [Need(f"memory of device {d}", tuple(on_device(per_dev, accelerator=True)), device_available_bytes(d))
+              for d in here]
     return needs
 
 

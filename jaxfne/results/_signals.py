@@ -14,6 +14,7 @@ import xarray as xr
 from .._errors import ReadoutError
 from ..config import Configuration
 from ..sinks import layer_depths, open_dataset
+from ..sinks._events import EVENT_SOURCE
 
 class MissingProbeError(ReadoutError, KeyError):
     """A probe that was not recorded: a ReadoutError, and a KeyError for the Mapping protocol
@@ -213,12 +214,27 @@ class Signals(Mapping):
     def spike_events(self, member=None) -> SpikeEvents:
         """The spikes of one network (``member`` of an ensemble) as events, sorted by time then neuron.
 
-        Read in blocks of time, so store-backed signals never load whole.
+        Read from the run's events (kept by the in-memory sink, stored in a
+        store of schema 2) for the steps and neurons these signals hold; signals
+        without them (stores of schema 1, datasets built by hand) are read from
+        the raster in blocks of time, so store-backed signals never load whole.
+        Either way the result is the same, bit for bit.
         """
         net = self.network(member, where="signals.spike_events")
         spk = net["SPK"].transpose("time", "neuron")
         time_ms = np.asarray(spk["time"].values, dtype=np.float64)
         labels = np.asarray(spk["neuron"].values, dtype=np.int64)
+        source = net._ds.encoding.get(EVENT_SOURCE)
+        if source is not None and time_ms.size:
+            first = int(round(time_ms[0] / self.dt_ms))
+            # only a contiguous run of steps labelled as the run labels them (build_dataset: k * dt_ms)
+            if np.array_equal(time_ms, np.arange(first, first + time_ms.size) * self.dt_ms):
+                which = int(net._ds["member"].values) if "member" in net._ds.coords else 0
+                step, neuron = source.member(which, first, first + time_ms.size)
+                if not np.array_equal(labels, np.arange(labels.size)):      # a selection of neurons
+                    keep = np.isin(neuron, labels)
+                    step, neuron = step[keep], neuron[keep]
+                return SpikeEvents(time_ms[step - first], neuron, step)
         steps, neurons = [], []
         for start in range(0, spk.sizes["time"], EVENT_BLOCK_STEPS):
             ti, ni = np.nonzero(np.asarray(spk.isel(time=slice(start, start + EVENT_BLOCK_STEPS)).values))

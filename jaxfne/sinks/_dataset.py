@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .._probes import REGISTRY
+from ._events import EVENT_SOURCE
 
 def layer_depths(cfg) -> dict:
     """{column: {layer: [top_um, bottom_um]}} of every layer of every column (overrides applied)."""
@@ -80,4 +81,7 @@ def build_dataset(arrays: dict, model, *, squeeze_member: bool, members=None, st
     if squeeze_member:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in model.member_coords if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
+    events = getattr(arrays, "spike_events", None)    # the sink's events (MemorySink): Signals.spike_events
+    if events is not None:
+        ds.encoding[EVENT_SOURCE] = events.with_members(members)
     return ds

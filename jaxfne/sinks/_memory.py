@@ -12,16 +12,25 @@ from .._progress import Progress
 from .._probes import REGISTRY
 from ..engine import Chunk, unpack_spikes
 from ..model import Model
+from ._events import RunEvents
+
+
+class RunArrays(dict):
+    """probe -> whole-run array, as a dict, plus ``spike_events`` (RunEvents): what ``build_dataset`` labels."""
+
+    spike_events: RunEvents | None = None
 
 
 class MemorySink:
-    """Collects a run's chunks into ``arrays`` (probe -> (members, samples, ...)) and ``finite`` (per member)."""
+    """Collects a run's chunks into ``arrays`` (probe -> (members, samples, ...)), the spikes as events
+    too (``arrays.spike_events``), and ``finite`` (per member)."""
 
     packed_spikes = True
+    spike_events = True
 
     def __init__(self, model: Model, progress: bool = False):
         self.layout = model.layout
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: RunArrays = RunArrays()
         self.finite: np.ndarray | None = None
         self.bar = Progress(self.layout.n_steps, self.layout.dt_ms, model.n_members, self.layout.n,
                             enabled=bool(progress))
@@ -40,6 +49,10 @@ class MemorySink:
                 unpack_spikes(arr, geo["n_last"], out=target)
             else:
                 target[...] = arr
+        if chunk.events is not None:
+            if self.arrays.spike_events is None:
+                self.arrays.spike_events = RunEvents(len(chunk.events.counts))
+            self.arrays.spike_events.add(chunk.t0, chunk.events)
         # the device's flag: once non-finite, a member stays reported as such
         self.finite = chunk.finite if self.finite is None else self.finite & chunk.finite
         self.bar.update(chunk.t0 + chunk.n_steps)

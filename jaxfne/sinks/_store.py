@@ -1,4 +1,4 @@
-"""The on-disk layout of a streamed run: one Zarr v3 group, schema ``jaxfne.store/1``.
+"""The on-disk layout of a streamed run: one Zarr v3 group, schema ``jaxfne.store/2`` (reads /1 too).
 
 This module knows the layout (docs/store.md is its user-facing description)
 and nothing about simulation: it creates a store for a Model, checks that an
@@ -21,6 +21,14 @@ Integrity (docs/store.md): every chunk of every array ends with a CRC-32C
 chunk file that is missing, empty, truncated or altered is an error, never
 zeros or wrong values. The chunk readers at the end of this module name the
 array, the chunk and the file of any failure; ``_verify`` checks whole stores.
+
+Spikes (schema 2): as events in compressed sparse rows per (member-block,
+simulation chunk) in the group ``spike_events`` (``neuron``, ``step``, and
+``count`` per member and chunk, the CF contiguous-ragged-array count), plus
+``spike_count`` (member, time_bin, neuron), dense counts in bins of
+``spike_count_bin_steps``; the dense SPK raster is not stored (``open_dataset``
+rebuilds it lazily from the events). Schema-1 stores hold the raster ``SPK``
+and no events; they open, and an unfinished one resumes, as schema 1.
 
 Member-blocks: the member axis is split into blocks of ``member_block``
 members; a block's data, checkpoint and marker live in their own chunks (the
@@ -55,10 +63,26 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
 
 from .._errors import StoreError
 from .._probes import REGISTRY
+from ..engine._chunk import EVENTS, ChunkEvents, events_from_raster, neuron_dtype, step_dtype
 from ._dataset import build_dataset
 
-SCHEMA = "jaxfne.store/1"
-SCHEMA_VERSION = 1
+SCHEMA = "jaxfne.store/2"
+SCHEMA_VERSION = 2
+#: the schemas this jaxfne opens; a store of an older one is read, and continued, in its own layout
+READ_VERSIONS = (1, 2)
+#: spike counts (``spike_count``) in bins of about this many ms: synchrony's default bin, a divisor of
+#: Fano's (100 ms) and of whole seconds, so rates, Fano factors and synchrony need no events
+COUNT_BIN_MS = 5.0
+#: events per stored object (file) of ``spike_events/neuron`` and ``/step``: 256 Ki events, 0.5-1 MiB
+EVENT_CHUNK = 2**18
+#: event lists: neuron indices and steps sorted per member; byte-shuffled zstd
+EVENT_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+#: how a new store keeps the spikes: "events" (events and counts), "events+bool" (and the dense raster
+#: SPK too), "bool" (the raster only, as schema 1 did; to measure what events save: bench/RESULTS.md)
+SPK_ENCODING = "events"
+#: the event arrays (group ``spike_events``) and the dense counts
+EVENT_NEURON, EVENT_STEP, EVENT_COUNT, SPIKE_COUNT = ("spike_events/neuron", "spike_events/step",
+                                                     "spike_events/count", "spike_count")
 #: suffixes of the sibling folders used for atomic creation and deletion
 CREATING, DELETING = ".jaxfne-creating", ".jaxfne-deleting"
 #: prefix and suffix of the hidden lock file beside a store (".NAME.jaxfne-lock"); kept after the run
@@ -200,6 +224,33 @@ def template(model) -> xr.Dataset:
     return build_dataset(arrays, model, squeeze_member=False)
 
 
+def count_bin_steps(dt_ms: float, chunk_steps: int) -> int:
+    """Steps per bin of ``spike_count``: the largest divisor of the chunk up to COUNT_BIN_MS (at least 1),
+    so every chunk holds whole bins."""
+    target = max(1, int(round(COUNT_BIN_MS / dt_ms)))
+    return max(d for d in range(1, min(target, chunk_steps) + 1) if chunk_steps % d == 0)
+
+
+def count_dtype(bin_steps: int) -> np.dtype:
+    """The narrowest unsigned dtype of a neuron's spikes in a bin (at most one spike per step)."""
+    return np.dtype(np.uint8 if bin_steps < 2**8 else np.uint16 if bin_steps < 2**16 else np.uint32)
+
+
+def raster_stored(attrs: dict) -> bool:
+    """Whether a store holds the dense SPK raster (schema 1 always; schema 2 only on request)."""
+    return attrs.get("spk_encoding", "bool") in ("bool", "events+bool")
+
+
+def events_stored(attrs: dict) -> bool:
+    """Whether a store holds the spikes as events and counts (schema 2)."""
+    return str(attrs.get("spk_encoding", "bool")).startswith("events")
+
+
+def stored_probes(attrs: dict) -> tuple:
+    """The probes stored as dense arrays of their own (every probe but SPK when only its events are)."""
+    return tuple(p for p in attrs["probes"] if REGISTRY[p].dtype != "bool" or raster_stored(attrs))
+
+
 def root_attrs(model, key: RunKey, signal_attrs: dict, manifest: dict) -> dict:
     """The store's root attributes (JSON)."""
     layout = model.layout
@@ -215,7 +266,9 @@ def root_attrs(model, key: RunKey, signal_attrs: dict, manifest: dict) -> dict:
         "dtype": layout.dtype,
         "probes": list(layout.probes),
         "member_coords": list(model.member_coords),
-        "spk_encoding": "bool",
+        "spk_encoding": SPK_ENCODING,
+        "spike_count_bin_steps": count_bin_steps(layout.dt_ms, key.chunk_steps),
+        "n_neurons": layout.n,
         "integrity": integrity_attrs(),
         "members_digest": key.members_digest,
         "config": model.config.to_dict(),
@@ -264,7 +317,9 @@ def build_skeleton(target: Path, model, key: RunKey, state: list, manifest: dict
     coord_list = " ".join(n for n in [*tmpl.coords, "state_finite"] if n not in tmpl.dims)
     member_chunk_bytes = max(int(layout.step_bytes(name) * key.chunk_steps) for name in layout.probes)
     inner = inner_members(key.member_block, member_chunk_bytes)   # one member chunking for every probe
-    for name in layout.probes:
+    if "SPK" in layout.probes and events_stored(dict(group.attrs)):
+        _event_arrays(group, model, key, inner, tmpl, coord_list)
+    for name in stored_probes(dict(group.attrs)):
         geo = layout.geometry(name)
         last, n_time, t_chunk = geo["n_last"], geo["n_time"], key.chunk_steps // geo["stride"]
         is_spk = REGISTRY[name].dtype == "bool"       # rasters: zstd; float traces: shuffled lz4
@@ -288,6 +343,48 @@ def build_skeleton(target: Path, model, key: RunKey, state: list, manifest: dict
     with warnings.catch_warnings():  # zarr warns that consolidated metadata is not in the v3 spec yet
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(target)
+
+
+def _event_arrays(group, model, key: RunKey, inner: int, tmpl: xr.Dataset, coord_list: str) -> None:
+    """The spikes as events (group ``spike_events``) and counts (``spike_count``, coordinate ``time_bin``)."""
+    layout = model.layout
+    n_chunks = -(-key.n_steps // key.chunk_steps)
+    events = group.create_group("spike_events", attributes={
+        "description": "spikes as events: compressed sparse rows per (member_block, time_chunk). Row "
+                       "(b, k) of `neuron` and `step` holds the events of member-block b in simulation chunk "
+                       "k: the members of the block in order, each sorted by step then neuron; `count` "
+                       "(member, time_chunk) is each member's number of events there (the CF "
+                       "contiguous-ragged-array count; offsets = cumulative sums within the block). Global "
+                       "step = time_chunk * chunk_steps + step. docs/store.md",
+        "chunk_steps": key.chunk_steps, "member_block": key.member_block, "dt_ms": layout.dt_ms,
+        # the SPK variable open_dataset rebuilds from these events, as in-memory Signals label it
+        "raster_attrs": {k: v for k, v in tmpl["SPK"].attrs.items()}, "raster_dims": list(tmpl["SPK"].dims),
+        "coordinates": coord_list})
+    capacity = key.member_block * key.chunk_steps * layout.n
+    for name, dtype, what in (("neuron", neuron_dtype(layout.n), "neuron index in the network"),
+                              ("step", step_dtype(key.chunk_steps), "step within the simulation chunk")):
+        arr = events.create_array(name, shape=(key.n_blocks, n_chunks, capacity), dtype=dtype,
+                                  chunks=(1, 1, min(EVENT_CHUNK, capacity)), fill_value=0,
+                                  compressors=compressors(EVENT_COMPRESSOR),
+                                  dimension_names=("member_block", "time_chunk", "event"))
+        arr.attrs.update({"description": what, "sample_dimension": "event"})
+    count = events.create_array("count", shape=(key.n_members, n_chunks), dtype="int32",
+                                chunks=(key.member_block, 1), fill_value=0,
+                                compressors=compressors(DEFAULT_COMPRESSOR), dimension_names=("member", "time_chunk"))
+    count.attrs.update({"description": "events of each member in each simulation chunk",
+                        "sample_dimension": "event"})
+    bin_steps = count_bin_steps(layout.dt_ms, key.chunk_steps)
+    n_bins, per_chunk = -(-key.n_steps // bin_steps), key.chunk_steps // bin_steps
+    _write_coord(group, "time_bin", ("time_bin",), np.arange(n_bins) * bin_steps * layout.dt_ms,
+                 {"units": "ms", "description": f"start of each bin of {bin_steps} steps (the last may be "
+                  "shorter when the run is not a whole number of bins)"})
+    arr = group.create_array(SPIKE_COUNT, shape=(key.n_members, n_bins, layout.n), dtype=count_dtype(bin_steps),
+                             chunks=(inner, per_chunk, layout.n),
+                             shards=None if inner == key.member_block else (key.member_block, per_chunk, layout.n),
+                             compressors=compressors(SPK_COMPRESSOR), fill_value=0,
+                             dimension_names=("member", "time_bin", "neuron"))
+    arr.attrs.update({"units": "spikes", "description": f"spikes per neuron in bins of {bin_steps} steps",
+                      "bin_steps": bin_steps, "coordinates": coord_list})
 
 
 def create(path: Path, model, key: RunKey, state: list, manifest: dict) -> None:
@@ -324,6 +421,7 @@ def remove_partials(path: Path, probes, blocks) -> int:
     removed = 0
     for b in blocks:
         roots = [path / p / "c" / str(b) for p in probes]
+        roots += [path / name / "c" / str(b) for name in (EVENT_NEURON, EVENT_STEP, EVENT_COUNT, SPIKE_COUNT)]
         roots += [path / "checkpoint" / "completed_steps" / "c" / str(b)]
         roots += [path / "checkpoint" / "state" / "c" / str(slot) / str(b) for slot in (0, 1)]
         for root in roots:
@@ -426,14 +524,15 @@ def read_attrs(path: Path) -> dict | None:
         raise StoreError(f"store {str(path)!r} holds a Zarr store that jaxfne did not write "
                          "(no 'jaxfne_schema' attribute); choose a new path")
     version = attrs.get("jaxfne_schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READ_VERSIONS:
         raise StoreError(f"store {str(path)!r}: jaxfne_schema_version={version!r} is not supported; "
-                         f"this jaxfne reads version {SCHEMA_VERSION} ({SCHEMA})")
+                         f"this jaxfne reads versions {', '.join(map(str, READ_VERSIONS))} ({SCHEMA} and before)")
     return attrs
 
 
 def mismatch(attrs: dict, key: RunKey) -> str | None:
-    """Why the store at hand cannot continue the run ``key``; None if it can."""
+    """Why the store at hand cannot continue the run ``key``; None if it can (a store of an older schema is
+    continued in its own layout)."""
     checks = (("config_hash", key.config_hash, "the configuration differs (configuration hash)"),
               ("members_digest", key.members_digest, "the ensemble members (seeds or swept values) differ"),
               ("n_members", key.n_members, "the number of members differs"),
@@ -476,6 +575,10 @@ class Store:
         self.n_members = int(self.attrs["n_members"])
         self.n_steps = int(self.attrs["n_steps"])
         self.probes = tuple(self.attrs["probes"])
+        #: the probes with a dense array of their own; the spikes' events and counts (schema 2)
+        self.stored = stored_probes(self.attrs)
+        self.events = events_stored(self.attrs)
+        self.bin_steps = int(self.attrs.get("spike_count_bin_steps", 1))
         self._arrays = {}
 
     @property
@@ -526,14 +629,46 @@ class Store:
 
     # -- writing -----------------------------------------------------------------
     def write_chunk(self, block: int, t0: int, arrays: dict) -> None:
-        """Write the probes of one simulation chunk of one member-block (time from ``t0``)."""
+        """Write the probes of one simulation chunk of one member-block (time from ``t0``), and, when the
+        store keeps them, its spikes as events and counts (``arrays[EVENTS]``: the block's ChunkEvents; a
+        chunk given as a raster ``arrays["SPK"]`` only is stored as the raster's events)."""
         sel = self.block_members(block)
-        for name in self.probes:
+        if self.events:
+            events = arrays.get(EVENTS)
+            if events is None and "SPK" in arrays:
+                events = events_from_raster(np.asarray(arrays["SPK"], bool), chunk_steps=self.chunk_steps)
+            if events is None:
+                raise StoreError(f"store {str(self.path)!r}: chunk at step {t0} came without its spikes")
+            self._write_events(block, t0, events, arrays)
+        for name in self.stored:
             data = arrays[name]
             stride = self.chunk_steps // self.array(name).chunks[1]   # sampled probes: one row per stride steps
             start = t0 // stride
             self._write(name, f"chunk {t0 // self.chunk_steps} (steps {t0}-{t0 + data.shape[1] * stride}) of "
                         f"probe {name!r}", (sel, slice(start, start + data.shape[1])), data)
+
+    def _write_events(self, block: int, t0: int, events: ChunkEvents, arrays: dict) -> None:
+        sel = self.block_members(block)
+        k = t0 // self.chunk_steps
+        where = f"chunk {k} (steps {t0}-{t0 + self.chunk_steps})"
+        total = int(events.counts.sum())
+        if total:
+            for name, data in ((EVENT_NEURON, events.neuron), (EVENT_STEP, events.step)):
+                self._write(name, f"{where}, spike events {name.split('/')[1]!r}", (block, k, slice(0, total)),
+                            data.astype(self.array(name).dtype, copy=False))
+        self._write(EVENT_COUNT, f"{where}, spike event counts", (sel, k), events.counts.astype(np.int32))
+        # dense counts per bin: one bincount over (member, bin, neuron)
+        n_members, n = len(events.counts), int(self.attrs["n_neurons"])
+        n_bins = -(-self._chunk_len(t0) // self.bin_steps)
+        member = np.repeat(np.arange(n_members), events.counts)
+        flat = (member * n_bins + events.step.astype(np.int64) // self.bin_steps) * n + events.neuron
+        counts = np.bincount(flat, minlength=n_members * n_bins * n).reshape(n_members, n_bins, n)
+        first = t0 // self.bin_steps
+        self._write(SPIKE_COUNT, f"{where}, spike counts", (sel, slice(first, first + n_bins)),
+                    counts.astype(self.array(SPIKE_COUNT).dtype))
+
+    def _chunk_len(self, t0: int) -> int:
+        return min(self.chunk_steps, self.n_steps - t0)
 
     def commit(self, block: int, t0: int, n_keep: int, state: dict, finite: np.ndarray) -> None:
         """Save the state after a chunk, then mark the chunk complete (the marker last).

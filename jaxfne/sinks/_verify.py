@@ -43,6 +43,9 @@ class Expected:
         self.st = st
         self.every = _store.every_chunk_written(st.attrs)
         self.done = [st.completed_steps(b)[0] for b in range(st.n_blocks)]
+        #: arrays whose axis 1 holds one simulation chunk per stored object
+        self.timed = set(st.stored) | ({_store.EVENT_COUNT, _store.SPIKE_COUNT} if st.events else set())
+        self._totals: dict = {}
 
     def _done(self, arr, idx: tuple, axis: int) -> int:
         """Steps completed by every member-block that the stored object ``idx`` holds members of."""
@@ -57,9 +60,12 @@ class Expected:
 
     def __call__(self, name: str, arr, idx: tuple) -> bool:
         st = self.st
-        if name in st.probes:             # time chunk k holds simulation chunk k (sampled: its samples)
-            stride = max(1, st.chunk_steps // arr.chunks[1])
-            return idx[1] * arr.chunks[1] * stride < self._done(arr, idx, 0)
+        if name in self.timed:            # time chunk k holds simulation chunk k (sampled: its samples)
+            return idx[1] * st.chunk_steps < self._done(arr, idx, 0)
+        if name in (_store.EVENT_NEURON, _store.EVENT_STEP):   # the objects that row (block, chunk) filled
+            if idx[1] * st.chunk_steps >= self.done[idx[0]]:
+                return False
+            return idx[2] * arr.chunks[2] < self.events_in(idx[0], idx[1])
         if name == "state_finite":        # written with the last chunk of each member-block
             return self.every and self._done(arr, idx, 0) >= st.n_steps
         if name == "checkpoint/state":    # slot s holds the state after chunk s, s + 2, ...
@@ -71,10 +77,24 @@ class Expected:
         # not known to be damage (the member coordinates are checked by value: member_problems)
         return self.every
 
+    def events_in(self, block: int, chunk: int) -> int:
+        """Events of member-block ``block`` in simulation chunk ``chunk`` (its ``spike_events/count``
+        object); 0 when that object cannot be read: its own damage is what is reported then."""
+        if (block, chunk) not in self._totals:
+            st, name = self.st, _store.EVENT_COUNT
+            arr = st.array(name)
+            try:
+                counts = _store.read_checked(st.path, name, arr, (st.block_members(block), slice(chunk, chunk + 1)))
+                self._totals[block, chunk] = int(counts.sum(dtype=np.int64))
+            except StoreError:
+                self._totals[block, chunk] = 0
+        return self._totals[block, chunk]
+
     def data(self, name: str) -> bool:
-        """Whether ``name`` is written chunk by chunk as the run goes (probes, checkpoint): its chunks
-        beyond the completed steps are not part of the store yet."""
-        return name in self.st.probes or name.startswith("checkpoint/")
+        """Whether ``name`` is written chunk by chunk as the run goes (probes, events, checkpoint): its
+        chunks beyond the completed steps are not part of the store yet."""
+        return (name in self.timed or name in (_store.EVENT_NEURON, _store.EVENT_STEP)
+                or name.startswith("checkpoint/"))
 
     def of(self, name: str, arr):
         """``expected`` for one array (the form ``_store.read_checked`` takes)."""

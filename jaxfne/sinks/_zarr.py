@@ -24,7 +24,10 @@ from .._errors import StoreError
 from .._progress import Progress
 from ..engine import Chunk, drive, initial_states, member_mesh, resolve_engine
 from ..model import NetState
+from ..engine._chunk import EVENTS
 from . import _store, _verify
+from ._events import EVENT_SOURCE
+from ._stored_events import EventRaster, StoredEvents
 
 #: chunks handed to the writer and not yet stored, at most (the driver waits for the writer beyond it)
 QUEUE_CHUNKS = 0
@@ -87,7 +90,7 @@ def _run_locked(model, path, key: _store.RunKey, blocks: list, overwrite: bool, 
                              f"call again with chunk_ms={st.chunk_steps * model.layout.dt_ms:g} and "
                              f"engine={_store.stored_engine(st.attrs)!r} (as the run was started), or pass "
                              "overwrite=True to start over")
-        _store.remove_partials(path, st.probes, blocks)
+        _store.remove_partials(path, st.stored, blocks)
         state = None if start == 0 else _state_at(st, blocks, start)
     sink = ZarrSink(model, path, key, st, blocks, start, progress, creator, manifest or {})
     drive(model, sink, key.chunk_steps, start_step=start, state=state, devices=devices, engine=key.engine)
@@ -170,7 +173,7 @@ class _Writer(threading.Thread):
                 _wait_for_store(self.path)
             self.st = _store.Store(self.path)
 
-    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict, finite: np.ndarray) -> None:
+    def _write(self, t0: int, n_keep: int, outputs: dict, state: dict, finite: np.ndarray, events) -> None:
         if _store.state_layout(state) != self.state_layout:
             raise StoreError(f"store {str(self.path)!r}: the driver's state {_store.state_layout(state)} does "
                              f"not match the checkpoint layout {self.state_layout}")
@@ -181,7 +184,10 @@ class _Writer(threading.Thread):
             raise StoreError(f"store {str(self.path)!r}: the driver returned {got} members per chunk, but this "
                              f"process writes member-blocks {[b for b, _ in self.rows]} ({rows} members)")
         for block, rows in self.rows:
-            self.st.write_chunk(block, t0, {k: v[rows] for k, v in host.items()})
+            block_arrays = {k: v[rows] for k, v in host.items()}
+            if events is not None:             # the block's spike events travel with its arrays
+                block_arrays[EVENTS] = events.rows(rows)
+            self.st.write_chunk(block, t0, block_arrays)
             self.st.commit(block, t0, n_keep, {k: v[rows] for k, v in state.items()}, finite[rows])
         self.progress.update(t0 + n_keep)
 
@@ -237,6 +243,7 @@ class ZarrSink:
     """The sink of a streamed run: hands each chunk to the store's writer thread (at most one chunk waits)."""
 
     packed_spikes = False
+    spike_events = True
 
     def __init__(self, model, path, key: _store.RunKey, st, blocks: list, start: int, progress: bool,
                  creator: bool = True, manifest: dict | None = None):
@@ -249,7 +256,7 @@ class ZarrSink:
     def put(self, chunk: Chunk) -> None:
         # the state is copied now: the driver may reuse (donate) its buffers for a later chunk
         host_state = {f: np.array(v) for f, v in chunk.state._asdict().items()}
-        self.writer.put((chunk.t0, chunk.n_steps, chunk.outputs, host_state, chunk.finite))
+        self.writer.put((chunk.t0, chunk.n_steps, chunk.outputs, host_state, chunk.finite, chunk.events))
 
     def close(self, ok: bool) -> None:
         self.writer.finish(abort=not ok)
@@ -298,12 +305,14 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     # a Dask block holds the members of one inner chunk (stores before 2026-11-26: one member), so a
     # task decodes each stored chunk once and its memory does not grow with member_block (xarray
     # would suggest whole shards)
-    members = int(st.group["SPK"].chunks[0])
+    members = int(st.group["SPK" if "SPK" in st.stored else _store.SPIKE_COUNT].chunks[0])
     chunks = {"member": members, "time": _time_chunk(attrs, n_last, members)}
+    # the spike counts are not a probe (read them with xarray: docs/store.md)
+    skip = [_store.SPIKE_COUNT, "time_bin"] if st.events else []
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*separate the stored chunks", category=UserWarning)
-            ds = xr.open_zarr(path, consolidated=True, chunks=chunks, decode_times=False)
+            ds = xr.open_zarr(path, consolidated=True, chunks=chunks, decode_times=False, drop_variables=skip)
     except Exception as exc:
         # xarray reads the index coordinates (time, neuron, ...) now: name a damaged chunk among them
         for name in _verify.array_names(path):
@@ -314,6 +323,9 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
                     continue
                 _store.read_checked(path, name, arr, (slice(None),) * arr.ndim, expected.of(name, arr))
         raise StoreError(f"open_signals: store {str(path)!r} cannot be opened with xarray ({exc})") from exc
+    if st.events:       # the coordinates, whichever probes carry them (the spikes' events are a group)
+        listed = st.group["spike_events"].attrs["coordinates"].split()
+        ds = ds.set_coords([c for c in listed if c in ds.data_vars])
     ds = ds.drop_vars([v for v in ds.data_vars if v not in attrs["probes"]])
     if done < n_steps:
         cut = {"time": slice(0, done)}
@@ -324,6 +336,11 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
         ds = ds.isel(cut)
     # probe data: Dask blocks (as xarray chose them) that read through the integrity checks
     ds = ds.assign({name: _checked(path, st, name, ds[name]) for name in ds.data_vars})
+    if st.events:
+        events = StoredEvents(path, st, expected, done)
+        if "SPK" in attrs["probes"] and "SPK" not in st.stored:
+            ds = ds.assign(SPK=_raster(path, st, events, ds, chunks, attrs))
+        ds.encoding[EVENT_SOURCE] = events
     # coordinates are small: read them straight from zarr (no Dask), strings as numpy fixed-width
     # strings as in-memory Signals have them; the index coordinates xarray read are checked for
     # missing or empty chunk files (fill values), xarray's read already failed on undecodable ones
@@ -355,6 +372,18 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in attrs["member_coords"] if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
     return ds
+
+
+def _raster(path, st: _store.Store, events: StoredEvents, ds: xr.Dataset, chunks: dict, attrs: dict) -> xr.Variable:
+    """The SPK raster rebuilt from the stored events, lazily: one Dask block per (inner members, time block)."""
+    group = st.group["spike_events"].attrs
+    shape = (int(attrs["n_members"]), ds.sizes["time"], int(attrs["n_neurons"]))
+    blocks = tuple(da.core.normalize_chunks((chunks["member"], chunks["time"], shape[2]), shape))
+    data = da.from_array(EventRaster(events, shape), chunks=blocks, lock=False, asarray=False, fancy=False,
+                         meta=np.empty((0, 0, 0), dtype=bool),
+                         name="jaxfne-SPK-events-" + tokenize(str(path), shape, blocks, st.attrs["config_hash"],
+                                                              st.attrs["members_digest"]))
+    return xr.Variable(tuple(group["raster_dims"]), data, attrs=dict(group["raster_attrs"]))
 
 
 def _checked(path, st: _store.Store, name: str, var: xr.DataArray) -> xr.Variable:
