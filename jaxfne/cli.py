@@ -378,7 +378,7 @@ def write_figures(signals, out, member=0) -> list:
     out.mkdir(parents=True, exist_ok=True)
     sel = {"member": member} if signals.is_ensemble else {}
     figs = {"raster": viz.raster(signals, **sel), "rates": viz.rates(signals, **sel),
-            "summary": viz.summary(signals, **sel)}
+            "spectrum": viz.spectrum(signals, **sel), "summary": viz.summary(signals, **sel)}
     for name in signals:                  # every per-neuron trace probe (Vm: "voltages", as before)
         p = PROBES[name]
         if p.dtype == "float" and not p.is_field:

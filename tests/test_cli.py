@@ -84,7 +84,8 @@ def test_run_info_analyze_plot(finished):
         assert row["rate_hz_E_mean"] == pytest.approx(direct) and row["n"] == len(sel)
     figs = jaxfne("plot", str(d / "run.zarr"), "--out", str(d / "figs")).stdout.split()
     names = {os.path.basename(f) for f in figs}
-    assert {"raster.png", "rates.png", "voltages.png", "fields.png", "summary.png", "sweep_E_rate.png"} <= names
+    assert {"raster.png", "rates.png", "spectrum.png", "voltages.png", "fields.png", "summary.png",
+            "sweep_E_rate.png"} <= names
     assert all(os.path.getsize(f) > 1000 for f in figs)
 
 
