@@ -7,11 +7,14 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import zarr
 
+import jaxfne as jtfne
 from jaxfne import cli, open_signals
+from jaxfne.engine import process_blocks
 
 # 7 members on 4 global devices (2 processes x 2 or 4 x 1): padded to 8, so the last process holds one real
 # member and one inert copy
@@ -195,3 +198,17 @@ def test_nothing_detected_and_nothing_given_is_an_error(tmp_path):
     assert "jaxfne run: error: --distributed: coordinator_address should be defined" in alone.stderr
     assert "--coordinator HOST:PORT --num-processes N --process-id I" in alone.stderr
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_process_left_with_padding_only_is_refused_before_any_work(monkeypatch):
+    """6 members on 4 one-device processes pad to 8, two per process: process 3 would hold padding only and
+    failed in its writer (IndexError) while the others waited 30 s. Every process now refuses alike, at once."""
+    model = jtfne.construct(jtfne.Configuration().runtime(duration_ms=1.0).column(n=10)
+                            .ensemble(seeds=list(range(6))))
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    with pytest.raises(jtfne.SimulationError, match=r"6 members over 4 processes .* leave process 3 no real member; "
+                                                    r".* use at least 7 members"):
+        process_blocks(model, jax.devices()[:4])
+    seven = jtfne.construct(jtfne.Configuration().runtime(duration_ms=1.0).column(n=10)
+                            .ensemble(seeds=list(range(7))))
+    assert process_blocks(seven, jax.devices()[:4])["member_block"] == 2

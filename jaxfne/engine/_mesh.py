@@ -104,7 +104,16 @@ def process_blocks(model: Model, devices=None) -> dict:
     if jax.process_count() == 1:
         return {}
     n_dev = member_mesh(devices).devices.size
-    per = (model.n_members + (-model.n_members) % n_dev) // jax.process_count()
+    n_proc = jax.process_count()
+    per = (model.n_members + (-model.n_members) % n_dev) // n_proc
+    if model.n_members <= per * (n_proc - 1):
+        # the last process would hold padding only, and write no block: refused on every process alike,
+        # before any work (seen: 6 members on 4 one-device processes failed in process 3's writer)
+        raise SimulationError(
+            f"simulate: {model.n_members} members over {n_proc} processes ({n_dev} devices, {per} members per "
+            f"process after padding) leave process {n_proc - 1} no real member; writing a store under "
+            f"jax.distributed needs every process to hold one: use at least {per * (n_proc - 1) + 1} members "
+            f"or fewer processes")
     local = local_member_indices(model, devices)
     return {"member_block": per, "blocks": sorted({int(i) // per for i in local}),
             "creator": jax.process_index() == 0}
