@@ -6,6 +6,7 @@ ensembles of 32 members), so the compiled programs are shared.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.signal import welch as scipy_welch
 
 import jaxfne as jtfne
 from jaxfne.calibration import STRATEGIES, calibrate, evaluate, loss, open_calibration
@@ -454,3 +456,22 @@ def test_the_tutorial_notebook_is_valid_and_its_code_compiles():
     assert any("jtfne.calibrate(" in c for c in code) and any("open_calibration" in c for c in code)
     for i, source in enumerate(code):
         compile(source, f"calibration.ipynb cell {i}", "exec")
+
+
+def test_lfp_band_fraction_targets_against_scipy():
+    """An LFP band target is the fraction of the proxy's Welch power in the band, averaged over contacts:
+    checked against scipy.signal.welch on the recorded proxy, with the segment length analysis reports."""
+    cfg = (jtfne.Configuration().runtime(duration_ms=400.0).column(n=60).probes(["SPK", "LFP-proxy"], contacts=4)
+           .ensemble(seeds=[1, 2]))
+    signals = jtfne.simulate(jtfne.construct(cfg))
+    names = ["lfp_band_fraction_alpha", "lfp_band_fraction_beta", "lfp_band_fraction_gamma"]
+    ours = calibration_statistics(signals, names)
+    nperseg = int(re.search(r"nperseg=(\d+)", jtfne.analysis.lfp_spectrum(signals).attrs["description"]).group(1))
+    lfp = np.asarray(signals["LFP-proxy"], dtype=float)          # (member, time, contact)
+    freq, psd = scipy_welch(lfp, fs=1000.0 / 0.1, nperseg=nperseg, axis=1)   # (member, freq, contact)
+    for j, (low, high) in enumerate([(8.0, 13.0), (13.0, 30.0), (30.0, 80.0)]):
+        band = psd[:, (freq >= low) & (freq < high)].sum(1) / psd[:, freq > 0].sum(1)
+        np.testing.assert_allclose(ours[:, j], band.mean(-1), rtol=1e-6)
+    assert ((ours > 0) & (ours.sum(1, keepdims=True) < 1)).all()
+    with pytest.raises(jtfne.ConfigurationError, match="takes no layer and no cell type"):
+        calibration_statistics(signals, ["lfp_band_fraction_gamma.E"])

@@ -22,8 +22,16 @@ from .. import analysis
 from ..config import CELL_TYPES, LAYER_DEPTHS_UM
 from ..results import METRICS, ReadoutSpec, compute_readout, readout_spec
 
+#: frequency bands of the LFP-proxy targets, Hz, [low, high)
+LFP_BANDS_HZ = {"alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 80.0)}
+
+#: LFP-proxy band targets: the fraction of the proxy's power (Welch PSD, every frequency above 0 Hz) in the
+#: band, averaged over contacts; a ratio, so the proxy's arbitrary units cancel (docs/calibration.md)
+LFP_BAND_STATISTICS = {f"lfp_band_fraction_{band}": band for band in LFP_BANDS_HZ}
+
 #: statistics of jaxfne.analysis usable as targets, with the probe they read
-ANALYSIS_STATISTICS = {"fano_factor": "SPK", "synchrony": "SPK"}
+ANALYSIS_STATISTICS = {"fano_factor": "SPK", "synchrony": "SPK",
+                       **{name: "LFP-proxy" for name in LFP_BAND_STATISTICS}}
 
 #: statistics a string target computes with jaxfne.analysis (spike rate and ISI CV: the readouts' definitions)
 SPIKE_STATISTICS = ("spike_rate_hz", "cv_isi", "fano_factor", "synchrony")
@@ -82,6 +90,9 @@ def parse_name(where: str, key) -> tuple:
         else:
             raise ConfigurationError(f"{where}: target {key!r} is not a readout: selector {part!r} is not a layer "
                                      f"or a cell type in that order; {_grammar()}")
+    if stat in LFP_BAND_STATISTICS and (layer is not None or cell_type is not None):
+        raise ConfigurationError(f"{where}: target {key!r} is not a readout: an LFP band fraction is taken over "
+                                 "every contact, so it takes no layer and no cell type")
     if stat in ("lfp_abs_mean", "csd_abs_mean") and cell_type is not None:
         raise ConfigurationError(f"{where}: target {key!r} is not a readout: field proxies sum every cell, "
                                  "so they take a layer but no cell type")
@@ -151,7 +162,7 @@ def evaluate(signals, targets, window_ms=None) -> np.ndarray:
     window = None if window_ms is None else (float(window_ms[0]), float(window_ms[1]))
     lazy, specs = {}, []
     for j, t in enumerate(targets):
-        if t.spec is None and t.statistic in SPIKE_STATISTICS:
+        if t.spec is None and (t.statistic in SPIKE_STATISTICS or t.statistic in LFP_BAND_STATISTICS):
             lazy[j] = _statistic(signals, t, window)
         else:
             spec = t.spec if t.spec is not None else readout_spec(t.name, t.statistic, cell_type=t.cell_type,
@@ -173,6 +184,8 @@ def evaluate(signals, targets, window_ms=None) -> np.ndarray:
 
 def _statistic(signals, t: Target, window):
     """The lazy jaxfne.analysis statistic of target ``t``, selected to its layer and cell type (member,)."""
+    if t.statistic in LFP_BAND_STATISTICS:
+        return lfp_band_fraction(signals, LFP_BAND_STATISTICS[t.statistic], window)
     sel = {b: v for b, v in (("layer", t.layer), ("cell_type", t.cell_type)) if v is not None}
     by = tuple(sel) or None
     if t.statistic == "spike_rate_hz":
@@ -190,6 +203,21 @@ def _statistic(signals, t: Target, window):
             raise ReadoutError(f"target {t.name!r}: {dim}={label!r} selects no neuron of these signals; "
                                f"they have {', '.join(map(str, da[dim].values))}")
     return da.sel(sel).drop_vars(list(sel))
+
+
+def lfp_band_fraction(signals, band: str, window=None) -> xr.DataArray:
+    """The fraction of the LFP proxy's power in ``band`` (LFP_BANDS_HZ), per member, averaged over contacts.
+
+    From ``analysis.lfp_spectrum`` (Welch, its default segment length): the
+    PSD summed over the band's frequencies divided by its sum over every
+    frequency above 0 Hz (the constant detrend leaves 0 Hz near zero).
+    """
+    low, high = LFP_BANDS_HZ[band]
+    psd = analysis.lfp_spectrum(signals, time_window_ms=window)
+    freq = psd["frequency"]
+    in_band = psd.where((freq >= low) & (freq < high), 0.0).sum("frequency")
+    total = psd.where(freq > 0, 0.0).sum("frequency")
+    return (in_band / total).mean("contact")
 
 
 def statistics(signals, names, window_ms=None) -> np.ndarray:
