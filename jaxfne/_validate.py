@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import pathlib
+import tomllib
 
-from ._errors import StepsError, bad_value
+from ._errors import ConfigurationError, StepsError, bad_value
 
 #: relative tolerance of parse_steps: value_ms / dt_ms may miss a whole number by 1e-6 * max(1, steps)
 STEPS_RTOL = 1e-6
@@ -106,3 +108,22 @@ def parse_steps(where, field, value_ms, dt_ms, *, minimum=1):
     if whole < minimum:
         raise refuse(f"it is {steps:.6g} steps; at least {minimum} ({minimum * dt_ms:g} ms) required")
     return int(whole)
+
+
+def read_toml(path) -> dict:
+    """The tables of a TOML spec file; every way it cannot be read is a ConfigurationError naming the file."""
+    path = pathlib.Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{path}: is a folder; give the path of a TOML spec file") from None
+    except PermissionError:
+        raise ConfigurationError(f"{path}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{path}: is not UTF-8 text (byte {exc.start}); a TOML spec is UTF-8") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None

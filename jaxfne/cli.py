@@ -10,13 +10,12 @@ import pathlib
 import sys
 import warnings
 
-import tomllib
-
 import numpy as np
 
 from . import analysis, viz
 from ._api import construct, simulate
 from ._errors import ConfigurationError, JaxfneError, SimulationError, StoreError
+from ._validate import read_toml
 from ._probes import REGISTRY as PROBES
 from .bench import scaling_table
 from .calibration import calibrate, load_calibration_spec
@@ -36,20 +35,7 @@ EXIT_INTERRUPTED = 130
 def load_spec(path) -> Configuration:
     """A Configuration from a TOML file whose tables mirror the chainable API."""
     path = pathlib.Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigurationError(f"{path}: is a folder; give the path of a TOML spec file") from None
-    except PermissionError:
-        raise ConfigurationError(f"{path}: cannot be read (permission denied)") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"{path}: is not UTF-8 text (byte {exc.start}); a TOML spec is UTF-8") from None
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path)
     try:
         return Configuration.from_dict(data, where=str(path))
     except ConfigurationError as exc:

@@ -50,18 +50,8 @@ _COORD_UNITS = (
 
 # -- helpers ---------------------------------------------------------------
 def _network(signals, member, where: str):
-    """The Signals of one network: select ``member`` of an ensemble."""
-    if signals.is_ensemble:
-        n = signals.dataset.sizes["member"]
-        if member is None:
-            raise ReadoutError(f"{where}: these signals hold an ensemble of {n} members; pick one network "
-                               f"with member=<index 0..{n - 1}>")
-        if isinstance(member, bool) or not isinstance(member, (int, np.integer)) or not 0 <= member < n:
-            raise ReadoutError(f"{where}: member={member!r} is invalid; an index 0..{n - 1} is required")
-        return signals.isel(member=int(member))
-    if member is not None:
-        raise ReadoutError(f"{where}: member={member!r} is invalid; these signals hold one network (member=None)")
-    return signals
+    """The Signals of one network: select ``member`` of an ensemble (``Signals.network``)."""
+    return signals.network(member, where=where)
 
 
 def _recorded(signals, probe: str) -> bool:

@@ -20,9 +20,9 @@
 from __future__ import annotations
 
 import pathlib
-import tomllib
 
 from .._errors import ConfigurationError
+from .._validate import read_toml
 from ..config import Configuration
 
 #: keys of the [calibrate] table, as keyword arguments of calibrate()
@@ -32,14 +32,7 @@ KEYS = ("params", "targets", "method", "rounds", "max_networks", "candidates", "
 def load_calibration_spec(path) -> tuple:
     """(configuration, calibrate keyword arguments) of a TOML spec; errors name the file."""
     path = pathlib.Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"{path}: is not UTF-8 text (byte {exc.start}); a TOML spec is UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path)
     section = data.pop("calibrate", None)
     if not isinstance(section, dict):
         raise ConfigurationError(f"{path}: a [calibrate] table with params and targets is required "
