@@ -14,7 +14,7 @@ from ._probes import REGISTRY as PROBES_REGISTRY
 from ._version import __version__
 from .config import Configuration
 from .config import REGISTRY as PRESETS
-from .config import preset_names
+from .config import preset_names, register_preset
 from .engine import available as native_engine_available
 from .results import (METRICS, SCOPE, HealthReport, Readout, ReadoutSpec, Signals, SpikeEvents, check_health, compute_readout,
                       manifest, open_signals, readout_spec, write_manifest)
@@ -26,7 +26,7 @@ from .export import to_neo, to_nwb, to_sonata
 __all__ = [
     "analysis", "calibrate", "calibration", "Calibration", "Configuration", "ConfigurationError", "HealthReport", "JaxfneError", "METRICS", "Model", "PRESETS",
     "PROBES_REGISTRY", "Readout", "ReadoutError", "ReadoutSpec", "SCOPE", "Signals", "SimulationError", "SpikeEvents", "StepsError", "StoreError",
-    "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names",
+    "__version__", "check_health", "compute_readout", "construct", "manifest", "native_engine_available", "preset_names", "register_preset",
     "open_calibration", "open_signals", "readout_spec", "simulate", "simulate_for_inference", "to_neo", "to_nwb", "to_sonata", "verify_store", "VerifyReport", "viz",
     "write_manifest",
 ]

@@ -46,6 +46,8 @@ partial bin dropped):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import dask.array as da
@@ -56,12 +58,12 @@ from ._errors import ConfigurationError, ReadoutError
 from ._probes import REGISTRY
 from ._stats import cv_from_isi_sums
 from ._validate import parse_steps
-from .config import CELL_TYPES
+from .config import CELL_TYPES, Configuration
 from .results import open_signals
 from .sinks._events import EVENT_SOURCE
 
-__all__ = ["cv_isi", "fano_factor", "firing_rate", "lfp_spectrum", "population_rate", "rate_spectrum",
-           "synchrony"]
+__all__ = ["cv_isi", "evoked_field", "fano_factor", "firing_rate", "lfp_spectrum", "population_rate", "psth",
+           "rate_spectrum", "stimulus_onsets", "synchrony"]
 
 #: target size of one block of spikes read by one task
 BLOCK_BYTES = 16 * 2**20
@@ -596,4 +598,212 @@ def lfp_spectrum(signals, *, probe="LFP-proxy", nperseg=None, time_window_ms=Non
                                              f"nperseg={nperseg}, 50% overlap, constant detrend, one-sided "
                                              "density)"})
     out = out.assign_coords(frequency=("frequency", freq, {"units": "Hz"}))
+    return out.isel(member=0) if squeeze else out
+
+
+# -- evoked responses ------------------------------------------------------------------------------
+
+
+def _as_signals(signals):
+    return open_signals(signals) if isinstance(signals, (str, bytes)) or hasattr(signals, "__fspath__") else signals
+
+
+def stimulus_onsets(signals, stimulus: str, *, where: str = "analysis.stimulus_onsets") -> list:
+    """Onsets (ms) of the stimulus named ``stimulus`` in each member of ``signals`` (a list, one tuple per
+    member; one tuple when the signals hold one network), read from the stored configuration
+    (``attrs["config_json"]``) and, where the ensemble sweeps a timing field (``stimulus.<name>.onset_ms``,
+    ``period_ms``, ``count``), from that member's swept value."""
+    signals = _as_signals(signals)
+    if "config_json" not in signals.attrs:
+        raise ReadoutError(f"{where}: stimulus={stimulus!r} cannot be found: these signals carry no 'config_json' "
+                           "attribute (their configuration); pass onsets_ms=[...] instead")
+    cfg = Configuration.from_dict(json.loads(signals.attrs["config_json"]))
+    specs = {s.name: s for s in cfg.stimuli_spec}
+    if stimulus not in specs:
+        raise ConfigurationError(f"{where}: stimulus={stimulus!r} is not a stimulus of this run; its stimuli are "
+                                 f"{', '.join(map(repr, sorted(specs))) or 'none'}")
+    spec = specs[stimulus]
+    duration_ms = cfg.runtime_spec.duration_ms
+    ds = signals.dataset
+    members = ds.sizes.get("member")
+    out = []
+    for i in range(1 if members is None else members):
+        values = dict(spec.values)
+        for field in values:
+            key = f"stimulus.{stimulus}.{field}"
+            if key in ds.coords:
+                v = ds.coords[key].values
+                v = v.item() if v.ndim == 0 else v[i].item()
+                values[field] = int(v) if field == "count" else v
+        out.append(tuple(float(t) for t in
+                         dataclasses.replace(spec, values=tuple(sorted(values.items()))).onsets_ms(duration_ms)))
+    return out[0] if members is None else out
+
+
+def _trial_onsets(signals, stimulus, onsets_ms, n_members: int, squeeze: bool, where: str) -> list:
+    """Onsets per member (a list of n_members lists) from ``stimulus`` xor ``onsets_ms``."""
+    if (stimulus is None) == (onsets_ms is None):
+        raise ConfigurationError(f"{where}: stimulus={stimulus!r}, onsets_ms={onsets_ms!r} is invalid; give one of "
+                                 "stimulus=<name> (onsets read from the run's configuration) or onsets_ms=[...]")
+    if stimulus is not None:
+        per = stimulus_onsets(signals, stimulus, where=where)
+        return [list(per)] if squeeze else [list(p) for p in per]
+    ok = (hasattr(onsets_ms, "__iter__") and not isinstance(onsets_ms, (str, bytes))
+          and all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+                  and math.isfinite(x) for x in onsets_ms))
+    if not ok:
+        raise ConfigurationError(f"{where}: onsets_ms={onsets_ms!r} is invalid; a list of finite times in ms "
+                                 "is required")
+    return [[float(x) for x in onsets_ms]] * n_members
+
+
+def _parse_window(window_ms, where: str) -> tuple:
+    ok = (hasattr(window_ms, "__len__") and len(window_ms) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in window_ms)
+          and window_ms[0] <= 0 < window_ms[1])
+    if not ok:
+        raise ConfigurationError(f"{where}: window_ms={window_ms!r} is invalid; a pair (-pre, post) in ms around "
+                                 "each onset with -pre <= 0 < post is required")
+    return float(window_ms[0]), float(window_ms[1])
+
+
+def _step_index(t_ms: float, step_ms: float, field: str, value, where: str) -> int:
+    k = round(t_ms / step_ms)
+    if abs(k * step_ms - t_ms) > 1e-6 * max(step_ms, abs(t_ms)):
+        raise ConfigurationError(f"{where}: {field}={value!r} is invalid; it must be a whole number of "
+                                 f"samples of {step_ms:g} ms")
+    return int(k)
+
+
+def _trials(onsets: list, start: int, length: int, first: int, n_time: int, step_ms: float, where: str):
+    """Per member, the sample index of each kept trial's window start, and the number dropped."""
+    kept, dropped = [], []
+    for member_onsets in onsets:
+        starts = [_step_index(t, step_ms, "onsets_ms", t, where) - first + start for t in member_onsets]
+        ok = [s for s in starts if 0 <= s and s + length <= n_time]
+        kept.append(ok)
+        dropped.append(len(starts) - len(ok))
+    return kept, dropped
+
+
+def _trial_sum(x: da.Array, starts: list, length: int) -> da.Array:
+    """Sum over trials of x[s:s+length] along axis 0 (one member's data, time first)."""
+    if not starts:
+        return da.zeros((length, *x.shape[1:]), dtype=x.dtype)
+    return da.stack([x[s:s + length] for s in starts]).sum(axis=0)
+
+
+def psth(signals, stimulus=None, *, onsets_ms=None, window_ms=(-20.0, 50.0), bin_ms=1.0,
+         by="cell_type") -> xr.DataArray:
+    """Trial-aligned peri-stimulus time histogram in Hz per member, group and bin.
+
+    Trials are the windows ``window_ms`` = (-pre, post) around each onset of the
+    stimulus named ``stimulus`` (from the run's stored configuration, per
+    member where the ensemble sweeps its timing) or of ``onsets_ms``. A bin's
+    value is the group's spikes in that bin summed over the kept trials /
+    (trials x neurons x bin) -- exact integer sums until that one division.
+    ``time`` is the bin start in ms from onset. Trials whose window leaves the
+    recording are dropped: coordinates ``n_trials`` and ``n_trials_dropped``
+    (per member) count them; a member without a kept trial is NaN.
+    """
+    where = "analysis.psth"
+    signals = _as_signals(signals)
+    sp = _Spikes(signals, None, where)
+    groups = _Groups(sp, by, where)
+    if groups.per_neuron:
+        raise ConfigurationError(f"{where}: by='neuron' is invalid; use by=None for all neurons together")
+    pre, post = _parse_window(window_ms, where)
+    onsets = _trial_onsets(signals, stimulus, onsets_ms, sp.n_members, sp.squeeze, where)
+    bin_steps = parse_steps(where, "bin_ms", bin_ms, sp.dt_ms)
+    start = _step_index(pre, sp.dt_ms, "window_ms", window_ms, where)
+    length = _step_index(post - pre, sp.dt_ms, "window_ms", window_ms, where)
+    if length % bin_steps:
+        raise ConfigurationError(f"{where}: window_ms={window_ms!r} is invalid with bin_ms={bin_ms!r}; the window "
+                                 "must be a whole number of bins")
+    first = int(round(float(sp.da["time"].values[0]) / sp.dt_ms))
+    kept, dropped = _trials(onsets, start, length, first, sp.n_time, sp.dt_ms, where)
+    # group counts on the coarsest grid holding every trial start and bin edge: the store's counts when
+    # their bins tile it, else the raster
+    grid = math.gcd(bin_steps, *[s for member in kept for s in member]) if any(kept) else bin_steps
+    x = _binned(sp, grid)                                                          # (m, B, n)
+    mask = da.from_array(groups.mask, chunks=(x.chunks[0], sp.n, -1))
+    c = da.map_blocks(_group_sum, x, mask, dtype=np.int64,
+                      chunks=(x.chunks[0], x.chunks[1], (groups.mask.shape[2],)))      # (m, B, G)
+    n_bins, per_bin = length // bin_steps, bin_steps // grid
+    sums = da.stack([_trial_sum(c[i], [s // grid for s in kept[i]], length // grid)
+                     for i in range(sp.n_members)])                                # (m, L, G)
+    sums = sums.reshape(sp.n_members, n_bins, per_bin, -1).sum(axis=2)             # (m, b, G)
+    n_trials = np.array([len(k) for k in kept])
+    denom = (n_trials[:, None, None] * groups.sizes[:, None, :] * (bin_steps * sp.dt_ms / 1000.0)).astype(float)
+    rate = da.where(denom > 0, sums / np.where(denom > 0, denom, 1.0), np.nan)
+    time = pre + np.arange(n_bins) * bin_steps * sp.dt_ms
+    label = f"stimulus {stimulus!r}" if stimulus is not None else "onsets_ms"
+    out = _wrap(sp, groups, da.moveaxis(rate, 1, -1), "psth", "Hz",
+                f"trial-aligned PSTH around the onsets of {label}: spikes per bin of {bin_steps * sp.dt_ms:g} ms "
+                "summed over kept trials / (trials x neurons x bin); trials whose window leaves the recording "
+                "are dropped (coordinates n_trials, n_trials_dropped)",
+                extra_dims=("time",),
+                extra_coords={"time": ("time", time, {"units": "ms", "description": "bin start from onset"})})
+    counts = {"n_trials": n_trials, "n_trials_dropped": np.array(dropped)}
+    if sp.squeeze:
+        out = out.assign_coords({k: int(v[0]) for k, v in counts.items()})
+    else:
+        out = out.assign_coords({k: ("member", v) for k, v in counts.items()})
+    out.attrs.update(window_ms=[pre, post], bin_ms=bin_steps * sp.dt_ms,
+                     trials_kept=int(n_trials.sum()), trials_dropped=int(sum(dropped)))
+    return out
+
+
+def evoked_field(signals, probe="CSD-proxy", stimulus=None, *, onsets_ms=None,
+                 window_ms=(-20.0, 50.0)) -> xr.DataArray:
+    """Trial average of a field proxy (``probe``: "CSD-proxy" or "LFP-proxy") per member, contact and sample.
+
+    The samples of ``window_ms`` = (-pre, post) around each onset (of
+    ``stimulus`` from the stored configuration, or ``onsets_ms``), averaged
+    over the trials whose window lies inside the recording (the others are
+    dropped and counted, as in :func:`psth`); ``time`` is ms from onset.
+    Sampled probes (``every_ms``) need onsets and window on their samples.
+    """
+    where = "analysis.evoked_field"
+    signals = _as_signals(signals)
+    fields = [name for name, p in REGISTRY.items() if p.is_field]
+    if probe not in fields:
+        raise ConfigurationError(f"{where}: probe={probe!r} is invalid; use one of {', '.join(map(repr, fields))}")
+    if probe not in signals.dataset.data_vars:
+        raise ReadoutError(f"{where}: probe {probe!r} was not recorded; add it with "
+                           f"Configuration.probes([..., {probe!r}])")
+    sig = signals[probe]
+    squeeze = "member" not in sig.dims
+    if squeeze:
+        sig = sig.expand_dims("member")
+    time_dim = next(d for d in sig.dims if d.startswith("time"))
+    if time_dim != "time":
+        sig = sig.rename({time_dim: "time"})
+    sig = sig.transpose("member", "time", "contact")
+    t = np.asarray(sig["time"].values, dtype=np.float64)
+    step_ms = float(t[1] - t[0]) if t.size > 1 else float(signals.dt_ms)
+    pre, post = _parse_window(window_ms, where)
+    onsets = _trial_onsets(signals, stimulus, onsets_ms, sig.sizes["member"], squeeze, where)
+    start = _step_index(pre, step_ms, "window_ms", window_ms, where)
+    length = _step_index(post - pre, step_ms, "window_ms", window_ms, where)
+    first = _step_index(t[0], step_ms, "time", t[0], where)
+    kept, dropped = _trials(onsets, start, length, first, t.size, step_ms, where)
+    data = sig.data if isinstance(sig.data, da.Array) else da.from_array(np.asarray(sig.data))
+    data = data.astype(np.float64)
+    n_trials = np.array([len(k) for k in kept])
+    mean = da.stack([_trial_sum(data[i], kept[i], length) / max(n_trials[i], 1) for i in range(len(kept))])
+    mean = da.where((n_trials > 0)[:, None, None], mean, np.nan)
+    keep = [k for k, c in sig.coords.items() if set(c.dims) <= {"member", "contact"}]
+    coords = sig.drop_vars([k for k in sig.coords if k not in keep]).coords
+    out = xr.DataArray(da.moveaxis(mean, 1, 2), dims=("member", "contact", "time"), coords=coords,
+                       name=f"evoked {probe}",
+                       attrs={"units": sig.attrs.get("units", "a.u."), "probe": probe,
+                              "description": f"{probe} averaged over the kept trials around each onset "
+                                             "(trials whose window leaves the recording are dropped: coordinates "
+                                             "n_trials, n_trials_dropped)",
+                              "window_ms": [pre, post], "trials_kept": int(n_trials.sum()),
+                              "trials_dropped": int(sum(dropped))})
+    out = out.assign_coords(time=("time", pre + np.arange(length) * step_ms, {"units": "ms",
+                                                                            "description": "time from onset"}),
+                            n_trials=("member", n_trials), n_trials_dropped=("member", np.array(dropped)))
     return out.isel(member=0) if squeeze else out

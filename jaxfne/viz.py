@@ -8,8 +8,9 @@ work too: only reduced data -- binned counts, a few traces, spike coordinates,
 time blocks of bounded size -- is pulled into memory.
 
 One network: :func:`raster`, :func:`rates`, :func:`voltages`, :func:`fields`,
-:func:`summary` (the five figures of the tutorial). Signals of an ensemble
-need ``member=`` to pick one network.
+:func:`summary` (the five figures of the tutorial), :func:`evoked` (the evoked
+CSD proxy next to the layer PSTHs). Signals of an ensemble need ``member=``
+to pick one network.
 
 Ensembles: :func:`sweep_heatmap` (a readout averaged over seeds on a grid of
 two swept coordinates), :func:`phase_diagram` (several such quantities side by
@@ -19,17 +20,20 @@ side, shared axes, with their seed-to-seed spread) and :func:`distribution`
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import numpy as np
 import xarray as xr
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from ._errors import ReadoutError
 from ._probes import REGISTRY
 from ._stats import cv_from_isi_sums, isi_sums
 from ._validate import parse_steps
-from .analysis import rate_spectrum
+from .analysis import evoked_field, psth, rate_spectrum, stimulus_onsets
+from .config import Configuration
 from .results import check_health, signal_layer_depths
 from .results._health import RUNAWAY_HZ, SILENT_HZ
 
@@ -48,10 +52,34 @@ _COORD_UNITS = (
 )
 
 
+#: colours of stimulus onset markers, one per stimulus in name order (cycled)
+STIMULUS_COLORS = ("#1e8449", "#7d3c98", "#d68910", "#5d6d7e")
+
 # -- helpers ---------------------------------------------------------------
 def _network(signals, member, where: str):
     """The Signals of one network: select ``member`` of an ensemble (``Signals.network``)."""
     return signals.network(member, where=where)
+
+
+def mark_onsets(ax, signals) -> None:
+    """Thin dotted vertical lines at every onset of every stimulus of one network's stored configuration.
+
+    One ``LineCollection`` per stimulus (gid ``stimulus-<name>``, legend label ``stimulus <name>``), spanning
+    the axes' height; onsets come from :func:`jaxfne.analysis.stimulus_onsets` (the member's swept timing
+    included). Signals without a configuration or without stimuli are left unmarked.
+    """
+    if "config_json" not in signals.attrs:
+        return
+    specs = Configuration.from_dict(json.loads(signals.attrs["config_json"])).stimuli_spec
+    for i, spec in enumerate(specs):
+        onsets = stimulus_onsets(signals, spec.name, where="viz.mark_onsets")
+        if not onsets:
+            continue
+        lines = LineCollection([[(t, 0.0), (t, 1.0)] for t in onsets], transform=ax.get_xaxis_transform(),
+                               colors=STIMULUS_COLORS[i % len(STIMULUS_COLORS)], linewidths=0.8,
+                               linestyles=":", label=f"stimulus {spec.name}", zorder=0.5)
+        lines.set_gid(f"stimulus-{spec.name}")
+        ax.add_collection(lines, autolim=False)
 
 
 def _recorded(signals, probe: str) -> bool:
@@ -233,6 +261,7 @@ def raster(signals, *, member=None, t_range_ms=None, markersize: float = 4.0, la
         coll.set_gid(f"raster-{ctype}")
     ax.set_xlabel("time (ms)")
     ax.set_xlim(*(t_range_ms or (0.0, sig.duration_ms)))
+    mark_onsets(ax, sig)
     if laminar:
         several = len({c for c, *_ in bands}) > 1
         for (c, _, _, stop), nxt in zip(bands[:-1], bands[1:]):
@@ -277,6 +306,7 @@ def rates(signals, bin_ms: float = 5.0, *, member=None) -> Figure:
     ax.set_title(f"Population rate per cell type ({bin_ms:g} ms bins)")
     ax.set_xlim(0.0, max(e[-1] for e, _, _ in curves.values()) if curves else 1.0)
     ax.set_ylim(bottom=0.0)
+    mark_onsets(ax, _network(signals, member, "viz.rates"))
     ax.legend(loc="upper right", framealpha=0.9)
     return fig
 
@@ -540,6 +570,18 @@ def _draw_layers(ax, layers: dict, z_edges: np.ndarray) -> None:
     ax.set_ylim(hi, lo)         # depth increases downward; the lines do not widen the map
 
 
+def _field_scale(probe: str, values: np.ndarray) -> tuple:
+    """(the rows the colours are scaled to, their largest |value|) of a depth map (contact, time)."""
+    scaled = values
+    if REGISTRY[probe].is_field and values.shape[0] >= 5:
+        inner, edge = np.abs(values[1:-1]), np.abs(values[[0, -1]])
+        if np.isfinite(inner).any() and np.nanmax(edge) > 2 * np.nanmax(inner):
+            scaled = values[1:-1]
+    finite = scaled[np.isfinite(scaled)]
+    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+    return scaled, (vmax if vmax > 0 else 1.0)
+
+
 def fields(signals, bin_ms=None, *, member=None, column=None, probes=None) -> Figure:
     """Source, LFP-proxy and CSD-proxy as depth-by-time heat maps.
 
@@ -561,14 +603,7 @@ def fields(signals, bin_ms=None, *, member=None, column=None, probes=None) -> Fi
         # a second spatial difference's edge contacts (Vaknin convention: a first difference) dwarf the
         # interior; when the edges are over twice the interior's extreme, scale the colours to the interior
         # and saturate the edges
-        scaled = values
-        if REGISTRY[probe].is_field and values.shape[0] >= 5:
-            inner, edge = np.abs(values[1:-1]), np.abs(values[[0, -1]])
-            if np.isfinite(inner).any() and np.nanmax(edge) > 2 * np.nanmax(inner):
-                scaled = values[1:-1]
-        finite = scaled[np.isfinite(scaled)]
-        vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
-        vmax = vmax if vmax > 0 else 1.0
+        scaled, vmax = _field_scale(probe, values)
         mesh = ax.pcolormesh(t_edges, z_edges, values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="flat")
         mesh.set_gid(f"field-{probe}")
         _draw_layers(ax, layers, z_edges)
@@ -581,6 +616,88 @@ def fields(signals, bin_ms=None, *, member=None, column=None, probes=None) -> Fi
         fig.colorbar(mesh, ax=ax, label=units if p.is_field else f"summed {probe}, {units}",
                      extend="both" if scaled is not values else "neither")
     axes[-1].set_xlabel("time (ms)")
+    return fig
+
+
+def evoked(signals, stimulus=None, *, onsets_ms=None, member=None, column=None, window_ms=(-20.0, 50.0),
+           bin_ms: float = 2.0, conventional_sign: bool = False) -> Figure:
+    """The evoked CSD proxy over depth and time next to the layer PSTHs.
+
+    Left: the trial-averaged CSD proxy (:func:`jaxfne.analysis.evoked_field`)
+    as a depth-by-time map (gid ``evoked-CSD-proxy``), time in ms from onset,
+    depth below the pia increasing downward, a diverging colour map symmetric
+    about zero (scaled to the interior contacts when the edge contacts dwarf
+    them, as in :func:`fields`), the layer boundaries dashed and labelled, the
+    onset a vertical line. jaxfne's sign: net excitatory current positive
+    (red); ``conventional_sign=True`` draws minus the proxy, so an excitatory
+    sink is negative (blue), as recorded CSD is usually read. The title says
+    which. Right: one panel per layer, superficial on top, the PSTH
+    (:func:`jaxfne.analysis.psth`, bins of ``bin_ms``) of its E and I cells
+    (``StepPatch``, gid ``psth-<layer>-<type>``). Onsets come from the
+    stimulus ``stimulus`` of the stored configuration or from ``onsets_ms``.
+    """
+    where = "viz.evoked"
+    if not isinstance(conventional_sign, (bool, np.bool_)):
+        raise ReadoutError(f"{where}: conventional_sign={conventional_sign!r} is invalid; True or False is required")
+    sig = _network(signals, member, where)
+    sig, column = _one_column(sig, column, where)
+    field = evoked_field(sig, "CSD-proxy", stimulus, onsets_ms=onsets_ms, window_ms=window_ms).compute()
+    rate = psth(sig, stimulus, onsets_ms=onsets_ms, window_ms=window_ms, bin_ms=bin_ms,
+                by=("layer", "cell_type")).compute()
+    layers = layer_boundaries(sig, column)
+    present = [lay for lay in sorted(layers, key=lambda lay: layers[lay][0]) if lay in rate["layer"].values]
+    values = np.asarray(field.transpose("contact", "time").values, dtype=float)
+    values = -values if conventional_sign else values
+    t = np.asarray(field["time"].values, dtype=float)
+    step = float(t[1] - t[0]) if t.size > 1 else float(sig.dt_ms)
+    t_edges = np.append(t, t[-1] + step)
+    z_edges = _depth_edges(np.asarray(field["contact_depth_um"].values, dtype=float))
+    fig = _new_figure((11, max(4.5, 1.6 * len(present))))
+    grid = fig.add_gridspec(len(present), 2, width_ratios=(1.5, 1.0))
+    ax = fig.add_subplot(grid[:, 0])
+    scaled, vmax = _field_scale("CSD-proxy", values)
+    mesh = ax.pcolormesh(t_edges, z_edges, values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="flat")
+    mesh.set_gid("evoked-CSD-proxy")
+    _draw_layers(ax, layers, z_edges)
+    ax.axvline(0.0, color="k", lw=1.0, gid="onset")
+    ax.set_xlabel("time from onset (ms)")
+    ax.set_ylabel("depth below pia (um)")
+    trials = int(field.attrs["trials_kept"])
+    dropped = int(field.attrs["trials_dropped"])
+    what = f"stimulus {stimulus!r}" if stimulus is not None else "onsets_ms"
+    sign = ("sign flipped: sink (inward excitatory current) negative" if conventional_sign
+            else "jaxfne sign: net excitatory current positive")
+    note = "; colours scaled to interior contacts" if scaled is not values else ""
+    ax.set_title(f"Evoked CSD proxy, {what}: mean of {trials} trials"
+                 + (f" ({dropped} dropped: window outside the run)" if dropped else "")
+                 + f"\n{sign}{note}", fontsize=10, loc="left")
+    units = _units(field)
+    fig.colorbar(mesh, ax=ax, label=f"{'-' if conventional_sign else ''}CSD proxy ({units})",
+                 extend="both" if scaled is not values else "neither")
+    first = None
+    for i, lay in enumerate(present):
+        pax = fig.add_subplot(grid[i, 1], sharex=first)
+        first = first or pax
+        r_t = np.asarray(rate["time"].values, dtype=float)
+        edges = np.append(r_t, r_t[-1] + float(rate.attrs["bin_ms"]))
+        for ctype in [c for c in COLORS if c in rate["cell_type"].values]:
+            curve = np.asarray(rate.sel(layer=lay, cell_type=ctype).values, dtype=float)
+            if np.all(np.isnan(curve)):
+                continue
+            patch = pax.stairs(curve, edges, color=COLORS[ctype], linewidth=1.2, label=ctype)
+            patch.set_gid(f"psth-{lay}-{ctype}")
+        pax.axvline(0.0, color="k", lw=1.0)
+        pax.set_ylim(bottom=0.0)
+        pax.set_ylabel("rate (Hz)")
+        pax.text(0.99, 0.92, lay, transform=pax.transAxes, ha="right", va="top", fontsize=9, weight="bold",
+                 gid=f"psth-label-{lay}")
+        if i == 0:
+            pax.set_title(f"PSTH per layer ({float(rate.attrs['bin_ms']):g} ms bins)", fontsize=10, loc="left")
+            pax.legend(loc="upper left", fontsize=8, frameon=False)
+        if i < len(present) - 1:
+            pax.tick_params(labelbottom=False)
+        else:
+            pax.set_xlabel("time from onset (ms)")
     return fig
 
 

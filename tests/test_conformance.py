@@ -39,6 +39,7 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     preset:regular_spiking/fast_spiking               reference  agrees
     preset:intrinsically_bursting/chattering          reference  agrees
     preset:tonic_bursting/resonator (uncoupled)       reference  agrees
+    neurons:user params + r-heterogeneity (2003)      reference  agrees
     synapses:exponential current (tau 3/12 ms)        reference  agrees
     delays:two classes (one layer)                    reference  agrees
     delays:one class beyond one step                  reference  agrees
@@ -150,6 +151,12 @@ FEATURES = [
             lambda: base().set_emitter(preset={"E": "tonic_bursting", "I": "resonator"})
             .connectivity(strength={"E->E": 0.0, "E->I": 0.0, "I->E": 0.0, "I->I": 0.0})
             .drive(current={"E": 10.0, "I": 0.3}, noise=0.0)),
+    Feature("neurons:user params + r-heterogeneity (2003)",   # the 2003 population, written out by the user
+            lambda: base().set_emitter(
+                params={"E": {"a": 0.02, "b": 0.2, "c": -65.0, "d": 8.0}, "I": {"a": 0.02, "b": 0.25, "c": -65.0,
+                                                                                "d": 2.0}},
+                heterogeneity={"E": {"c": (-65.0, 0.0, 15.0), "d": (8.0, 0.0, -6.0)},
+                               "I": {"a": (0.02, 0.08), "b": (0.25, -0.05), "d": (2.5, -1.0, 0.5)}})),
     Feature("synapses:exponential current (tau 3/12 ms)",
             lambda: base().connectivity(tau_exc_ms=3.0, tau_inh_ms=12.0)),
     Feature("delays:two classes (one layer)",

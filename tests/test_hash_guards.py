@@ -33,6 +33,12 @@ def _emitter_family(cfg):
     return dataclasses.replace(cfg, emitter_spec=dataclasses.replace(cfg.emitter_spec, family="other_family"))
 
 
+def _user_preset():
+    # registering the same values again is accepted, so every variant call may do it
+    jtfne.register_preset("hash_guard_user", a=0.02, b=0.2, c=-65.0, d=8.0)
+    return "hash_guard_user"
+
+
 #: (section field, section dataclass field, key inside a mapping field or None) -> a changed configuration
 VARIANTS = {
     ("runtime_spec", "seed", None): lambda c: c.runtime(seed=2),
@@ -62,6 +68,15 @@ VARIANTS = {
     ("emitter_spec", "family", None): _emitter_family,
     ("emitter_spec", "preset", "E"): lambda c: c.set_emitter(preset={"E": "regular_spiking"}),
     ("emitter_spec", "preset", "I"): lambda c: c.set_emitter(preset={"I": "fast_spiking"}),
+    **{("emitter_spec", "params", t): (lambda t: lambda c: c.set_emitter(
+        params={t: {"a": 0.02, "b": 0.2, "c": -65.0, "d": 8.0}}))(t) for t in _specs.CELL_TYPES},
+    ("emitter_spec", "params", "E ulp"): lambda c: c.set_emitter(
+        params={"E": {"a": 0.02, "b": 0.2, "c": -65.0, "d": float(np.nextafter(8.0, 9.0))}}),
+    **{("emitter_spec", "heterogeneity", t): (lambda t: lambda c: c.set_emitter(
+        heterogeneity={t: {"a": (0.02, 0.08)}}))(t) for t in _specs.CELL_TYPES},
+    # the same coefficients on r**2 instead of r
+    ("emitter_spec", "heterogeneity", "power"): lambda c: c.set_emitter(heterogeneity={"E": {"a": (0.02, 0.0, 0.08)}}),
+    ("emitter_spec", "user_presets", None): lambda c: c.set_emitter(preset={"E": _user_preset()}),
     ("drive_spec", "current", "E"): lambda c: c.drive(current={"E": 5.0}),
     ("drive_spec", "current", "I"): lambda c: c.drive(current={"I": 1.0}),
     # the smallest change a float can make must still change the hash
@@ -116,6 +131,7 @@ def test_every_section_and_field_has_a_variant():
         for field in ("current", "noise"):
             assert ("drive_spec", field, t) in keyed
         assert ("emitter_spec", "preset", t) in keyed
+        assert ("emitter_spec", "params", t) in keyed and ("emitter_spec", "heterogeneity", t) in keyed
 
 
 @pytest.mark.parametrize("where", list(VARIANTS), ids=lambda w: ".".join(x for x in w if x))

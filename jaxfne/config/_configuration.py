@@ -18,7 +18,8 @@ from typing import Any
 
 from .._errors import ConfigurationError, bad_value
 from .._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping, parse_steps
-from ._presets import FAMILIES, get_preset
+from ._presets import (FAMILIES, PARAMS, REGISTRY, check_name, check_reset, parse_constants, parse_polynomial,
+                       user_definition)
 from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS, PATHWAYS,
                      PROBES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
                      ProbesSpec, RuntimeSpec, parse_pathway_key)
@@ -217,23 +218,92 @@ class Configuration:
                                 tuple((k, _pairs(v)) for k, v in sorted(paths.items())))
         return dataclasses.replace(self, connectivity_spec=spec)
 
-    def set_emitter(self, family=_UNSET, preset=_UNSET) -> "Configuration":
-        """Neuron family ("izhikevich") and preset: one name, or a dict per cell type."""
+    def set_emitter(self, family=_UNSET, preset=_UNSET, params=_UNSET, heterogeneity=_UNSET,
+                    user_presets=_UNSET) -> "Configuration":
+        """Neuron family ("izhikevich") and the Izhikevich (a, b, c, d) of each cell type.
+
+        ``preset``: one name, or a dict per cell type (built-in presets, or ones added with
+        ``jaxfne.register_preset``). ``params``: explicit values per cell type,
+        ``{"E": {"a": .., "b": .., "c": .., "d": ..}}`` (all four; a type given here leaves its preset).
+        A type must not get both in one call. ``heterogeneity``: per cell type, parameters that vary per
+        neuron as p0 + p1 r + p2 r**2 with r ~ U(0, 1) drawn per neuron from the member's seed, given as
+        (p0, p1) or (p0, p1, p2); it replaces that parameter of the type's preset or params (a dict per type
+        replaces that type's entry, {} or None clears). ``user_presets``: recorded values of user presets
+        (name -> {a, b, c, d}), what ``to_dict`` writes so a configuration rebuilds without the
+        registration. Every value is finite and every reset c(r) stays below the 30 mV spike peak.
+        """
         w, cur = "set_emitter", self.emitter_spec
         family = cur.family if family is _UNSET else parse_choice(w, "family", family, FAMILIES)
         presets = dict(cur.preset)
+        explicit = dict(cur.params)
+        het = dict(cur.heterogeneity)
+        recorded = dict(cur.user_presets)
+        if user_presets is not _UNSET:
+            for name, vals in parse_mapping(w, "user_presets", user_presets).items():
+                if name in REGISTRY:
+                    raise bad_value(w, "user_presets", {name: vals}, f"{name!r} is a built-in preset")
+                parsed = parse_constants(w, f"user_presets[{name!r}]", vals)
+                registered = user_definition(name)
+                if registered is not None and registered != parsed:
+                    raise bad_value(w, "user_presets", {name: vals},
+                                    f"preset {name!r} is registered in this process with other values "
+                                    f"{dict(registered)}")
+                recorded[name] = parsed
+        named = {}
         if preset is not _UNSET:
             if isinstance(preset, str) or not hasattr(preset, "items"):
-                get_preset(preset, w, "preset")   # a name, or an error listing the valid names
-                presets = {t: preset for t in CELL_TYPES}
+                check_name(preset, w, "preset", recorded)   # a name, or an error listing the valid names
+                named = {t: preset for t in CELL_TYPES}
             else:
                 for key, val in parse_mapping(w, "preset", preset).items():
                     if key not in CELL_TYPES:
                         raise bad_value(w, "preset", {key: val},
                                         f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
-                    get_preset(val, w, f"preset[{key!r}]")
-                    presets[key] = val
-        return dataclasses.replace(self, emitter_spec=EmitterSpec(family, _pairs(presets)))
+                    check_name(val, w, f"preset[{key!r}]", recorded)
+                    named[key] = val
+        if params is not _UNSET:
+            for key, vals in parse_mapping(w, "params", params).items():
+                if key not in CELL_TYPES:
+                    raise bad_value(w, "params", {key: vals},
+                                    f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
+                if key in named:
+                    raise bad_value(w, "params", {key: vals},
+                                    f"cell type {key!r} is also given preset={named[key]!r} in this call; "
+                                    "give a type either a preset or params, not both")
+                explicit[key] = parse_constants(w, f"params[{key!r}]", vals)
+                presets.pop(key, None)
+        for key, name in named.items():
+            presets[key] = name
+            explicit.pop(key, None)
+            if name not in REGISTRY and user_definition(name) is not None:
+                recorded[name] = user_definition(name)
+        if heterogeneity is not _UNSET:
+            if heterogeneity is None:
+                het = {}
+            else:
+                for key, polys in parse_mapping(w, "heterogeneity", heterogeneity).items():
+                    if key not in CELL_TYPES:
+                        raise bad_value(w, "heterogeneity", {key: polys},
+                                        f"cell type {key!r} is unknown; valid types are {', '.join(CELL_TYPES)}")
+                    polys = {} if polys is None else parse_mapping(w, f"heterogeneity[{key!r}]", polys)
+                    for pname in polys:
+                        if pname not in PARAMS:
+                            raise bad_value(w, f"heterogeneity[{key!r}]", {pname: polys[pname]},
+                                            f"parameter {pname!r} is unknown; valid parameters are "
+                                            f"{', '.join(PARAMS)}")
+                    het[key] = tuple((p, parse_polynomial(w, f"heterogeneity[{key!r}][{p!r}]", polys[p]))
+                                     for p in PARAMS if p in polys)
+                    if "c" in polys:
+                        check_reset(w, f"heterogeneity[{key!r}]['c']", dict(het[key])["c"])
+                    if not het[key]:
+                        del het[key]
+        # keep the values of the user presets this configuration names (by type or in its sweep)
+        # (and those given here: from_dict gives the swept ones before the ensemble section)
+        used = set(presets.values()) | _swept_presets(self.ensemble_spec) | (
+            set() if user_presets is _UNSET else set(user_presets))
+        spec = EmitterSpec(family, _pairs(presets), _pairs(explicit), _pairs(het),
+                           _pairs({k: v for k, v in recorded.items() if k in used}))
+        return dataclasses.replace(self, emitter_spec=spec)
 
     def drive(self, current=_UNSET, noise=_UNSET) -> "Configuration":
         """External drive: a constant current plus Gaussian white noise, per cell type.
@@ -338,7 +408,15 @@ class Configuration:
         spec = parse_ensemble(self, cur.seeds if seeds is _UNSET else seeds,
                               dict(cur.sweep) if sweep is _UNSET else sweep,
                               cur.mode if mode is _UNSET else mode)
-        return dataclasses.replace(self, ensemble_spec=spec)
+        # record the values of the user presets it sweeps over, and only of those it names
+        em = self.emitter_spec
+        used = set(dict(em.preset).values()) | _swept_presets(spec)
+        recorded = {k: v for k, v in em.user_presets if k in used}
+        for name in sorted(used - set(recorded)):
+            if name not in REGISTRY and user_definition(name) is not None:
+                recorded[name] = user_definition(name)
+        return dataclasses.replace(self, ensemble_spec=spec,
+                                   emitter_spec=dataclasses.replace(em, user_presets=_pairs(recorded)))
 
     # -- derived views -------------------------------------------------------
     @property
@@ -365,7 +443,12 @@ class Configuration:
             "connectivity": {"p": con.p, "strength": dict(con.strength), "tau_exc_ms": con.tau_exc_ms,
                              "tau_inh_ms": con.tau_inh_ms, "shared": con.shared, "delay_ms": con.delay_ms,
                              **({"pathways": {k: dict(v) for k, v in con.pathways}} if con.pathways else {})},
-            "emitter": {"family": em.family, "preset": dict(em.preset)},
+            # the user-neuron keys only when used: a configuration without them keeps its hash from before
+            "emitter": {"family": em.family, "preset": dict(em.preset),
+                        **({"params": {t: dict(v) for t, v in em.params}} if em.params else {}),
+                        **({"heterogeneity": {t: {p: list(c) for p, c in v} for t, v in em.heterogeneity}}
+                           if em.heterogeneity else {}),
+                        **({"user_presets": {k: dict(v) for k, v in em.user_presets}} if em.user_presets else {})},
             "drive": {"current": dict(dr.current), "noise": dict(dr.noise)},
             "probes": {"names": list(pr.names), "contacts": pr.contacts,
                        **({"contact_spacing_um": pr.contact_spacing_um} if pr.contact_spacing_um else {}),
@@ -421,6 +504,13 @@ class Configuration:
         """SHA-256 of the canonical JSON form: equal configurations, equal hashes."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+def _swept_presets(ensemble_spec) -> set:
+    """The preset names an ensemble sweeps over (paths emitter.preset, emitter.preset.E, ...)."""
+    if ensemble_spec is None:
+        return set()
+    return {v for path, values in ensemble_spec.sweep if path.startswith("emitter.preset")
+            for v in values if isinstance(v, str)}
 
 def _split_total(total: int, layers: tuple) -> tuple:
     """Split ``total`` neurons over ``layers`` by LAYER_FRACTIONS (largest remainder)."""

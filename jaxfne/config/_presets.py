@@ -24,6 +24,8 @@ Sources
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from types import MappingProxyType
 
 from .._errors import ConfigurationError
@@ -119,3 +121,131 @@ def get_preset(name: str, where: str = "set_emitter", field: str = "preset") -> 
             f"{', '.join(preset_names())}"
         )
     return REGISTRY[name]
+
+
+# -- user-defined neurons ---------------------------------------------------------------------------------
+
+#: The spike peak (mV): a step whose new v reaches it is a spike (model/_params.py reads it from here). A
+#: reset c at or above it would make the cell spike again at every step, so every c must stay below it.
+V_PEAK_MV = 30.0
+
+#: presets added by ``register_preset`` in this process: name -> Preset (never a built-in name)
+_USER: dict = {}
+
+
+def _finite(where: str, field: str, value) -> float:
+    """``value`` as a finite float (bools refused); ConfigurationError naming the field otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ConfigurationError(f"{where}: {field}={value!r} is invalid; a finite number is required")
+    return float(value)
+
+
+def check_reset(where: str, field: str, coeffs: tuple) -> None:
+    """The reset c(r) = p0 + p1 r + p2 r**2 stays below V_PEAK_MV for every r in [0, 1]."""
+    p0, p1, p2 = coeffs
+    points = [0.0, 1.0] + ([-p1 / (2.0 * p2)] if p2 != 0.0 and 0.0 < -p1 / (2.0 * p2) < 1.0 else [])
+    worst = max(p0 + p1 * r + p2 * r * r for r in points)
+    if not worst < V_PEAK_MV:
+        raise ConfigurationError(
+            f"{where}: {field}={coeffs if any(coeffs[1:]) else p0!r} is invalid; the reset c must stay below the "
+            f"{V_PEAK_MV} mV spike peak (it reaches {worst!r} mV), else the cell spikes again at every step")
+
+
+def parse_constants(where: str, field: str, values) -> tuple:
+    """{"a": .., "b": .., "c": .., "d": ..} -> ((name, value), ...) in PARAMS order: all four, finite, c < peak."""
+    if not hasattr(values, "items"):
+        raise ConfigurationError(f"{where}: {field}={values!r} is invalid; a dict of the four Izhikevich "
+                                 f"parameters {', '.join(PARAMS)} is required")
+    unknown = [k for k in values if k not in PARAMS]
+    if unknown:
+        raise ConfigurationError(f"{where}: {field} has unknown parameter {unknown[0]!r}; valid parameters are "
+                                 f"{', '.join(PARAMS)}")
+    missing = [p for p in PARAMS if p not in values]
+    if missing:
+        raise ConfigurationError(f"{where}: {field}={dict(values)!r} lacks {', '.join(missing)}; give all of "
+                                 f"{', '.join(PARAMS)}")
+    out = tuple((p, _finite(where, f"{field}[{p!r}]", values[p])) for p in PARAMS)
+    check_reset(where, f"{field}['c']", (dict(out)["c"], 0.0, 0.0))
+    return out
+
+
+def parse_polynomial(where: str, field: str, value) -> tuple:
+    """(p0, p1) or (p0, p1, p2) -> (p0, p1, p2): the value p0 + p1 r + p2 r**2 of a per-neuron r ~ U(0, 1)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) not in (2, 3):
+        raise ConfigurationError(f"{where}: {field}={value!r} is invalid; a pair (p0, p1) for p0 + p1 r or a "
+                                 "triple (p0, p1, p2) for p0 + p1 r + p2 r**2 (r ~ U(0, 1) per neuron) is required")
+    coeffs = tuple(_finite(where, f"{field}[{i}]", v) for i, v in enumerate(value))
+    return coeffs + (0.0,) * (3 - len(coeffs))
+
+
+def _user_preset(name: str, values: tuple) -> Preset:
+    row = MappingProxyType({p: (v, 0.0, 0.0) for p, v in values})
+    return Preset(name, "user (register_preset)", "user-defined", MappingProxyType({"*": row}))
+
+
+def register_preset(name, *, a, b, c, d, family="izhikevich") -> Preset:
+    """Add the named constant preset (a, b, c, d) for this process; return it.
+
+    Validated like the built-in presets' values (finite; c below the spike peak). A built-in name is
+    refused, and so is a name already registered with other values (the same values again are accepted).
+    Configurations that use it record its values (``to_dict``'s ``emitter.user_presets``), so a store or
+    a saved configuration reopens in a process that never registered it.
+    """
+    w = "register_preset"
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ConfigurationError(f"{w}: name={name!r} is invalid; a non-empty string without surrounding "
+                                 "spaces is required")
+    if name in REGISTRY:
+        raise ConfigurationError(f"{w}: name={name!r} is invalid; it is a built-in preset (choose another name)")
+    if family not in FAMILIES:
+        raise ConfigurationError(f"{w}: family={family!r} is invalid; valid families are {', '.join(FAMILIES)}")
+    values = parse_constants(w, "params", {"a": a, "b": b, "c": c, "d": d})
+    return _define(w, name, values)
+
+
+def _define(where: str, name: str, values: tuple) -> Preset:
+    old = _USER.get(name)
+    if old is not None and tuple((p, old.row("*")[p][0]) for p in PARAMS) != values:
+        raise ConfigurationError(
+            f"{where}: preset {name!r} is already registered with other values "
+            f"({ {p: old.row('*')[p][0] for p in PARAMS} }, now {dict(values)}); choose another name")
+    if old is None:
+        _USER[name] = _user_preset(name, values)
+    return _USER[name]
+
+
+def user_preset_names() -> list[str]:
+    """The names registered by ``register_preset`` in this process, sorted."""
+    return sorted(_USER)
+
+
+def user_definition(name) -> tuple | None:
+    """((param, value), ...) of the registered user preset ``name``, or None."""
+    preset = _USER.get(name) if isinstance(name, str) else None
+    return None if preset is None else tuple((p, preset.row("*")[p][0]) for p in PARAMS)
+
+
+def check_name(name, where: str, field: str, recorded: dict) -> None:
+    """``name`` is a built-in preset, a registered one or one of ``recorded`` (name -> values); else an error."""
+    if isinstance(name, str) and (name in REGISTRY or name in _USER or name in recorded):
+        return
+    known = sorted(set(REGISTRY) | set(_USER) | set(recorded))
+    raise ConfigurationError(f"{where}: {field}={name!r} is not a known preset; valid presets are {', '.join(known)} "
+                             "(or register your own with jaxfne.register_preset)")
+
+
+def emitter_rows(spec) -> dict:
+    """{cell type: {param: (p0, p1, p2)}} of an EmitterSpec: presets by name (user ones from the values the
+    spec records), explicit params, then the heterogeneity polynomials replacing those parameters."""
+    recorded = {name: dict(vals) for name, vals in spec.user_presets}
+    rows = {}
+    for ctype, name in spec.preset:
+        if name in REGISTRY:
+            rows[ctype] = dict(REGISTRY[name].row(ctype))
+        else:
+            rows[ctype] = {p: (recorded[name][p], 0.0, 0.0) for p in PARAMS}
+    for ctype, vals in spec.params:
+        rows[ctype] = {p: (v, 0.0, 0.0) for p, v in vals}
+    for ctype, polys in spec.heterogeneity:
+        rows[ctype].update(dict(polys))
+    return rows

@@ -82,8 +82,15 @@ class ConnectivitySpec:
 @dataclasses.dataclass(frozen=True)
 class EmitterSpec:
     family: str = "izhikevich"
-    #: preset name per cell type
+    #: preset name per cell type given by name (every type is here or in ``params``)
     preset: tuple = (("E", "cortical_eig"), ("I", "cortical_eig"))
+    #: ((type, (("a", v), ("b", v), ("c", v), ("d", v))), ...) types given by explicit values
+    params: tuple = ()
+    #: ((type, ((param, (p0, p1, p2)), ...)), ...) per-neuron p0 + p1 r + p2 r**2 replacing those parameters
+    heterogeneity: tuple = ()
+    #: ((name, (("a", v), ...)), ...) the values of the user presets (register_preset) this configuration
+    #: names, so it rebuilds in a process that never registered them
+    user_presets: tuple = ()
 
 @dataclasses.dataclass(frozen=True)
 class DriveSpec:

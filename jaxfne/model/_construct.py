@@ -24,7 +24,8 @@ import numpy as np
 from .._errors import ConfigurationError, SimulationError
 from .._fields import R0_UM, contact_depths_um
 from .._validate import parse_steps
-from ..config import CELL_TYPES, DEFAULT_PATHWAYS, PARAMS, Configuration, check_pathways, get_preset, layer_slots
+from ..config import (CELL_TYPES, DEFAULT_PATHWAYS, PARAMS, Configuration, check_pathways, emitter_rows,
+                      layer_slots)
 from ..config import sweep_function
 from ._layout import Layout, precision
 from ._model import Model
@@ -93,10 +94,10 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
     """Numbers of one member as plain numpy values (host side)."""
     rt, con, em, dr = cfg.runtime_spec, cfg.connectivity_spec, cfg.emitter_spec, cfg.drive_spec
     p, g, _ = pathway_tables(cfg)
-    presets = dict(em.preset)
+    rows = emitter_rows(em)
     coeffs = np.zeros((2, 4, 3))
     for ti, ctype in enumerate(CELL_TYPES):
-        row = get_preset(presets[ctype]).row(ctype)
+        row = rows[ctype]
         for pi, name in enumerate(PARAMS):
             coeffs[ti, pi] = row[name]
     cur, noi = dict(dr.current), dict(dr.noise)
@@ -246,7 +247,7 @@ def _construct_members(cfg: Configuration, members, member_coords: dict, ensembl
                          for k in Knobs._fields})
         stim_region, stim_type, stim_tag = stimulus_regions(cfg, lidx, column_index(cfg))
         build = _builder(str(dtype), len(layout.delay_steps), tuple(c.n for c in cfg.column_specs))
-        params, depth = build(knobs, jnp.asarray(is_exc), jnp.asarray(lidx), jnp.asarray(depth_lo, dtype),
+        params, depth, r = build(knobs, jnp.asarray(is_exc), jnp.asarray(lidx), jnp.asarray(depth_lo, dtype),
                               jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
                               jnp.asarray(contact_col), jnp.asarray(class_table), jnp.asarray(stim_region),
                               jnp.asarray(stim_type), jnp.asarray(stim_tag))
@@ -256,7 +257,7 @@ def _construct_members(cfg: Configuration, members, member_coords: dict, ensembl
     neuron_coords = {"cell_type": cell_type, "layer": np.asarray(layout.layers)[lidx],
                      "column": np.asarray(columns)[column_index(cfg)], "depth_um": np.asarray(depth)}
     return Model(config=cfg, layout=layout, params=params, neuron_coords=neuron_coords,
-                 member_coords=member_coords, ensemble=ensemble)
+                 member_coords=member_coords, ensemble=ensemble, r=np.asarray(r))
 
 
 def expand_members(cfg):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ..config import Configuration
 from ._layout import Layout
 from ._params import NetParams
@@ -15,6 +17,9 @@ class Model:
     ``params`` holds every per-member array with a leading member axis;
     ``neuron_coords`` the per-neuron labels (cell type, layer, depth) and
     ``member_coords`` the per-member labels (seed and swept values).
+    ``r`` (members, N): each neuron's heterogeneity draw r ~ U(0, 1), from
+    which the parameters given as polynomials in r (the ``cortical_eig``
+    preset, ``set_emitter(heterogeneity=...)``) were computed.
     """
 
     config: Configuration
@@ -23,6 +28,7 @@ class Model:
     neuron_coords: dict
     member_coords: dict
     ensemble: bool = False
+    r: np.ndarray | None = None
 
     @property
     def n_members(self) -> int:

@@ -81,6 +81,8 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     (static; None: one column). ``delay_class`` (G, G) gives the delay class
     of each [post, pre] group pair. ``stim_region`` (S, N), ``stim_type`` (S,) and ``stim_tag`` (S,):
     the stimuli's target candidates (model/_stimuli.py ``stimulus_regions``; None: no stimuli).
+    Returns (params, depth (N,), r (N,)): r ~ U(0, 1) is each neuron's heterogeneity draw, from the
+    member's own stream (TAG_HETEROGENEITY), so it does not depend on the member's place in a batch.
     """
     n = is_exc.shape[0]
     sizes = (n,) if column_sizes is None else tuple(column_sizes)
@@ -136,4 +138,4 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
         stim_steps=knobs.stim_steps.astype(jnp.uint32), stim_wave=knobs.stim_wave.astype(dtype),
         stim_key=_raw_key(jax.random.fold_in(key, TAG_STIMULUS_SPIKES)),
     )
-    return params, depth
+    return params, depth, r

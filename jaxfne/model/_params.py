@@ -22,8 +22,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-#: the spike threshold: a step whose new v reaches it is a spike, shown at this value in Vm
-V_PEAK_MV = 30.0
+#: the spike threshold: a step whose new v reaches it is a spike, shown at this value in Vm (declared in
+#: config/_presets.py, which keeps every reset c below it)
+from ..config import V_PEAK_MV
+
 #: the membrane potential of every neuron at t = 0 (u starts at b * v)
 V_INIT_MV = -65.0
 
