@@ -288,7 +288,7 @@ def profile(args) -> int:
     from jaxfne.engine._step import noise_sample, recurrent_input, step
     b, t_steps, warm = args.profile_members, args.profile_steps, int(round(args.profile_warm_ms / 0.1))
     model = jtfne.construct(tutorial(10.0).ensemble(seeds=list(range(b))))
-    params, axes = model.params, param_axes(False)
+    params, axes = model.params, param_axes(model.layout)
     import contextlib
 
     import jaxfne.engine._step as step_module

@@ -11,7 +11,7 @@ from jaxfne.engine._step import noise_sample
 
 def draws(seed=0, steps=2000, n=500, start=0):
     model = jtfne.construct(jtfne.Configuration().column(n=n).runtime(seed=seed))
-    params = jax.tree_util.tree_map(lambda x: x[0], model.params)
+    params = model.member_params(0)
     f = jax.jit(jax.vmap(lambda t: noise_sample(params, t)))
     return np.asarray(f(jnp.arange(start, start + steps, dtype=jnp.uint32)), dtype=np.float64)
 
@@ -64,7 +64,7 @@ def test_stream_depends_only_on_step_index():
 def test_never_infinite_over_many_draws():
     """2^26 draws (several times the 2^24 levels): all finite, bounded by the top level (5.42)."""
     model = jtfne.construct(jtfne.Configuration().column(n=4096).runtime(seed=3))
-    params = jax.tree_util.tree_map(lambda x: x[0], model.params)
+    params = model.member_params(0)
 
     @jax.jit
     def extremes(steps):

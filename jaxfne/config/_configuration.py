@@ -16,12 +16,15 @@ import json
 import numbers
 from typing import Any
 
+import numpy as np
+
 from .._errors import ConfigurationError, bad_value
 from .._validate import parse_bool, parse_choice, parse_choices, parse_float, parse_int, parse_mapping, parse_steps
-from ._presets import (FAMILIES, PARAMS, REGISTRY, check_name, check_reset, parse_constants, parse_polynomial,
+from ._arrays import ArrayValue, parse_array
+from ._presets import (FAMILIES, PARAMS, REGISTRY, V_PEAK_MV, check_name, check_reset, parse_constants, parse_polynomial,
                        user_definition)
-from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS, PATHWAYS,
-                     PROBES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
+from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, INTEGRATORS, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS,
+                     PATHWAYS, PROBES, RULES, SYNAPSES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
                      ProbesSpec, RuntimeSpec, parse_pathway_key)
 from ._stimuli import parse_stimulus, stimuli_from_dict
 from ._sweep import parse_ensemble
@@ -50,8 +53,14 @@ class Configuration:
     stimuli_spec: tuple = ()
 
     # -- chainable methods -------------------------------------------------
-    def runtime(self, seed=_UNSET, dtype=_UNSET, duration_ms=_UNSET, dt_ms=_UNSET) -> "Configuration":
-        """Seed, float dtype ("float32" or "float64"), duration and time step in ms."""
+    def runtime(self, seed=_UNSET, dtype=_UNSET, duration_ms=_UNSET, dt_ms=_UNSET,
+                integrator=_UNSET) -> "Configuration":
+        """Seed, float dtype ("float32" or "float64"), duration and time step in ms, integration scheme.
+
+        ``integrator``: "euler" (forward Euler of dt, the default) or "izhikevich2003", the scheme of
+        Izhikevich (2003): v advanced in two half steps of dt / 2, then u by dt from the new v (the
+        paper's numerical-stability trick at dt = 1 ms). See docs/models.md.
+        """
         w, cur = "runtime", self.runtime_spec
         seed = cur.seed if seed is _UNSET else parse_int(w, "seed", seed, minimum=0)
         if seed >= 2**32:
@@ -67,7 +76,8 @@ class Configuration:
             raise bad_value(w, "duration_ms", duration_ms,
                             f"it is too many time steps of dt_ms={dt_ms}; at most {MAX_STEPS - 1} steps are allowed")
         parse_steps(w, "duration_ms", duration_ms, dt_ms)
-        return dataclasses.replace(self, runtime_spec=RuntimeSpec(seed, dtype, duration_ms, dt_ms))
+        integrator = cur.integrator if integrator is _UNSET else parse_choice(w, "integrator", integrator, INTEGRATORS)
+        return dataclasses.replace(self, runtime_spec=RuntimeSpec(seed, dtype, duration_ms, dt_ms, integrator))
 
     def column(self, name=_UNSET, layers=_UNSET, n=_UNSET, depths_um=_UNSET) -> "Configuration":
         """A named column with its layers and neuron count (a total, or a dict per layer).
@@ -164,8 +174,9 @@ class Configuration:
         return dataclasses.replace(self, cell_types_spec=CellTypesSpec(full, _pairs(per_layer)))
 
     def connectivity(self, p=_UNSET, strength=_UNSET, tau_exc_ms=_UNSET, tau_inh_ms=_UNSET,
-                     shared=_UNSET, delay_ms=_UNSET, pathways=_UNSET) -> "Configuration":
-        """Random connectivity without self-connections.
+                     shared=_UNSET, delay_ms=_UNSET, pathways=_UNSET, rule=_UNSET, autapses=_UNSET,
+                     synapse=_UNSET, weights=_UNSET) -> "Configuration":
+        """Random connectivity without self-connections, or the user's own weights; the synapse kinds.
 
         ``p`` is the connection probability (1.0 = all-to-all). ``strength`` maps
         pathways ("E->E", "E->I", "I->E", "I->I") to the summed mean weight a
@@ -182,6 +193,16 @@ class Configuration:
         L4.E->L2/3.E and L2/3.E->L5.E is on by default (DEFAULT_PATHWAYS).
         ``delay_ms`` is the synaptic delay of pathways that do not set their
         own; a delay of d ms acts after max(1, round(d / dt_ms)) steps.
+
+        ``rule``: "probability" (each pair independently with probability p) or "fixed_indegree" (each
+        neuron receives exactly round(p * candidates) inputs from every presynaptic group, chosen
+        uniformly). ``autapses=True`` allows self-connections. ``synapse``: "exponential" (a spike adds w
+        to a current that decays with tau) or "delta" (a spike adds a current w / dt_ms for the next step
+        only, so the target's v moves by about w), one kind or a dict per presynaptic type.
+        ``weights``: the user's own matrix W[post, pre] (a numpy array or scipy.sparse matrix, N x N,
+        shared by every member), replacing p, strength and rule; a column of an E cell must be >= 0,
+        of an I cell <= 0 (checked by ``construct``), and its diagonal must be 0 unless autapses=True;
+        None goes back to the random rule. See docs/models.md.
         """
         w, cur = "connectivity", self.connectivity_spec
         p = cur.p if p is _UNSET else parse_float(w, "p", p, minimum=0.0, maximum=1.0)
@@ -214,12 +235,34 @@ class Configuration:
                         raise bad_value(w, f"pathways[{key!r}]", {fname: fval},
                                         f"field {fname!r} is unknown; valid fields are delay_ms, p, strength")
                 paths[key] = entry
+        rule = cur.rule if rule is _UNSET else parse_choice(w, "rule", rule, RULES)
+        autapses = cur.autapses if autapses is _UNSET else parse_bool(w, "autapses", autapses)
+        kinds = dict(cur.synapse)
+        if synapse is not _UNSET:
+            if isinstance(synapse, str):
+                kinds = {t: parse_choice(w, "synapse", synapse, SYNAPSES) for t in CELL_TYPES}
+            else:
+                for key, val in parse_mapping(w, "synapse", synapse).items():
+                    if key not in CELL_TYPES:
+                        raise bad_value(w, "synapse", {key: val}, f"the key is the presynaptic cell type: one "
+                                        f"of {', '.join(CELL_TYPES)}")
+                    kinds[key] = parse_choice(w, f"synapse[{key!r}]", val, SYNAPSES)
+        matrix = cur.weights
+        if weights is not _UNSET:
+            matrix = None if weights is None else parse_array(w, "weights", weights, ndims=(2,))
+            if matrix is not None and matrix.shape[0] != matrix.shape[1]:
+                raise bad_value(w, "weights", matrix, "a square N x N matrix W[post, pre] is required")
+        if matrix is not None and not autapses and np.any(np.diagonal(matrix.data) != 0.0):
+            i = int(np.flatnonzero(np.diagonal(matrix.data) != 0.0)[0])
+            raise bad_value(w, f"weights[{i}, {i}]", float(matrix.data[i, i]),
+                            "self-connections need autapses=True; otherwise the diagonal must be 0")
         spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared, delay,
-                                tuple((k, _pairs(v)) for k, v in sorted(paths.items())))
+                                tuple((k, _pairs(v)) for k, v in sorted(paths.items())), rule, autapses,
+                                _pairs(kinds), matrix)
         return dataclasses.replace(self, connectivity_spec=spec)
 
     def set_emitter(self, family=_UNSET, preset=_UNSET, params=_UNSET, heterogeneity=_UNSET,
-                    user_presets=_UNSET) -> "Configuration":
+                    user_presets=_UNSET, per_neuron=_UNSET) -> "Configuration":
         """Neuron family ("izhikevich") and the Izhikevich (a, b, c, d) of each cell type.
 
         ``preset``: one name, or a dict per cell type (built-in presets, or ones added with
@@ -230,7 +273,10 @@ class Configuration:
         (p0, p1) or (p0, p1, p2); it replaces that parameter of the type's preset or params (a dict per type
         replaces that type's entry, {} or None clears). ``user_presets``: recorded values of user presets
         (name -> {a, b, c, d}), what ``to_dict`` writes so a configuration rebuilds without the
-        registration. Every value is finite and every reset c(r) stays below the 30 mV spike peak.
+        registration. ``per_neuron``: {parameter: array of N values}, one value per neuron (in neuron order)
+        replacing that parameter for every neuron, whatever its type's preset, params or heterogeneity say
+        ({} or None clears; N is checked by ``construct``). Every value is finite and every reset c(r)
+        stays below the 30 mV spike peak.
         """
         w, cur = "set_emitter", self.emitter_spec
         family = cur.family if family is _UNSET else parse_choice(w, "family", family, FAMILIES)
@@ -297,21 +343,37 @@ class Configuration:
                         check_reset(w, f"heterogeneity[{key!r}]['c']", dict(het[key])["c"])
                     if not het[key]:
                         del het[key]
+        arrays = dict(cur.per_neuron)
+        if per_neuron is not _UNSET:
+            arrays = {}
+            for pname, values in ({} if per_neuron is None else parse_mapping(w, "per_neuron", per_neuron)).items():
+                if pname not in PARAMS:
+                    raise bad_value(w, "per_neuron", {pname: values},
+                                    f"parameter {pname!r} is unknown; valid parameters are {', '.join(PARAMS)}")
+                arrays[pname] = parse_array(w, f"per_neuron[{pname!r}]", values, ndims=(1,))
+                if pname == "c" and not np.all(arrays[pname].data < V_PEAK_MV):
+                    i = int(np.flatnonzero(arrays[pname].data >= V_PEAK_MV)[0])
+                    raise bad_value(w, f"per_neuron['c'][{i}]", float(arrays[pname].data[i]),
+                                    f"every reset c must be below the spike peak {V_PEAK_MV} mV")
         # keep the values of the user presets this configuration names (by type or in its sweep)
         # (and those given here: from_dict gives the swept ones before the ensemble section)
         used = set(presets.values()) | _swept_presets(self.ensemble_spec) | (
             set() if user_presets is _UNSET else set(user_presets))
         spec = EmitterSpec(family, _pairs(presets), _pairs(explicit), _pairs(het),
-                           _pairs({k: v for k, v in recorded.items() if k in used}))
+                           _pairs({k: v for k, v in recorded.items() if k in used}), _pairs(arrays))
         return dataclasses.replace(self, emitter_spec=spec)
 
-    def drive(self, current=_UNSET, noise=_UNSET) -> "Configuration":
+    def drive(self, current=_UNSET, noise=_UNSET, noise_hold_ms=_UNSET) -> "Configuration":
         """External drive: a constant current plus Gaussian white noise, per cell type.
 
         Each is a float (every type) or a dict per cell type (types left out keep
         their value). ``noise`` is the noise intensity sigma: the current noise has
         standard deviation sigma / sqrt(dt_ms) at each step, so statistics do not
-        depend on dt.
+        depend on dt. ``noise_hold_ms``: draw the noise once per that many ms (a whole
+        number of steps, checked by ``construct``) and hold it, with standard
+        deviation sigma / sqrt(noise_hold_ms) (the same integrated variance); None
+        (default) draws it every step. Izhikevich (2003)'s thalamic input is
+        sigma = 5 (E) and 2 (I) held for 1 ms.
         """
         w, cur = "drive", self.drive_spec
         out = {}
@@ -329,6 +391,10 @@ class Configuration:
                     val = parse_float(w, field, value, minimum=minimum)
                     vals = {t: val for t in CELL_TYPES}
             out[field] = _pairs(vals)
+        out["noise_hold_ms"] = cur.noise_hold_ms
+        if noise_hold_ms is not _UNSET:
+            out["noise_hold_ms"] = None if noise_hold_ms is None else parse_float(w, "noise_hold_ms", noise_hold_ms,
+                                                                                  positive=True)
         return dataclasses.replace(self, drive_spec=DriveSpec(**out))
 
     def probes(self, names=_UNSET, contacts=_UNSET, contact_spacing_um=_UNSET, neurons=_UNSET,
@@ -436,20 +502,27 @@ class Configuration:
                     **({"depths_um": {k: list(v) for k, v in col.depths_um}} if col.depths_um else {})}
                    for col in self.column_specs]
         return {
-            "runtime": dataclasses.asdict(rt),
+            # the integrator only when not Euler: a configuration without it keeps its hash from before
+            "runtime": {k: v for k, v in dataclasses.asdict(rt).items() if k != "integrator" or v != "euler"},
             # one column: its dict (as before columns could be several); several: a list of them
             "column": columns[0] if len(columns) == 1 else columns,
             "cell_types": {"fractions": {**dict(ct.fractions), **{k: dict(v) for k, v in ct.per_layer}}},
             "connectivity": {"p": con.p, "strength": dict(con.strength), "tau_exc_ms": con.tau_exc_ms,
                              "tau_inh_ms": con.tau_inh_ms, "shared": con.shared, "delay_ms": con.delay_ms,
-                             **({"pathways": {k: dict(v) for k, v in con.pathways}} if con.pathways else {})},
+                             **({"pathways": {k: dict(v) for k, v in con.pathways}} if con.pathways else {}),
+                             **({"rule": con.rule} if con.rule != "probability" else {}),
+                             **({"autapses": True} if con.autapses else {}),
+                             **({"synapse": dict(con.synapse)} if con.synapse != ConnectivitySpec().synapse else {}),
+                             **({"weights": con.weights.to_dict()} if con.weights is not None else {})},
             # the user-neuron keys only when used: a configuration without them keeps its hash from before
             "emitter": {"family": em.family, "preset": dict(em.preset),
                         **({"params": {t: dict(v) for t, v in em.params}} if em.params else {}),
                         **({"heterogeneity": {t: {p: list(c) for p, c in v} for t, v in em.heterogeneity}}
                            if em.heterogeneity else {}),
-                        **({"user_presets": {k: dict(v) for k, v in em.user_presets}} if em.user_presets else {})},
-            "drive": {"current": dict(dr.current), "noise": dict(dr.noise)},
+                        **({"user_presets": {k: dict(v) for k, v in em.user_presets}} if em.user_presets else {}),
+                        **({"per_neuron": {p: a.to_dict() for p, a in em.per_neuron}} if em.per_neuron else {})},
+            "drive": {"current": dict(dr.current), "noise": dict(dr.noise),
+                      **({"noise_hold_ms": dr.noise_hold_ms} if dr.noise_hold_ms is not None else {})},
             "probes": {"names": list(pr.names), "contacts": pr.contacts,
                        **({"contact_spacing_um": pr.contact_spacing_um} if pr.contact_spacing_um else {}),
                        **({"neurons": pr.neurons[1] if pr.neurons[0] == "per_type" else list(pr.neurons[1])}

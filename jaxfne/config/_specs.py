@@ -18,6 +18,18 @@ PATHWAYS = ("E->E", "E->I", "I->E", "I->I")
 
 DTYPES = ("float32", "float64")
 
+#: integration schemes (``runtime(integrator=...)``): forward Euler of dt, or Izhikevich (2003)'s two half
+#: steps of dt / 2 for v, then u from the new v
+INTEGRATORS = ("euler", "izhikevich2003")
+
+#: synapse kinds, per presynaptic cell type (``connectivity(synapse=...)``): "exponential", a current that
+#: jumps by w and decays with tau; "delta", a current w / dt held for one step (v moves by about w)
+SYNAPSES = ("exponential", "delta")
+
+#: connection rules (``connectivity(rule=...)``): each pair independently with probability p, or each
+#: neuron receives exactly round(p * candidates) inputs from every presynaptic group
+RULES = ("probability", "fixed_indegree")
+
 #: Default depth range (um below the pia) of each layer: approximate rodent
 #: sensory cortex, used to place neurons and to span the field-proxy contacts.
 LAYER_DEPTHS_UM = {"L1": (0.0, 100.0), "L2/3": (100.0, 400.0), "L4": (400.0, 600.0),
@@ -39,6 +51,7 @@ class RuntimeSpec:
     dtype: str = "float32"
     duration_ms: float = 1000.0
     dt_ms: float = 0.1
+    integrator: str = "euler"
 
 @dataclasses.dataclass(frozen=True)
 class ColumnSpec:
@@ -78,6 +91,14 @@ class ConnectivitySpec:
     delay_ms: float = 0.0
     #: (("L4.E->L2/3.E", (("delay_ms", d), ("p", p), ("strength", g))), ...) user pathways
     pathways: tuple = ()
+    #: connection rule of the random connectivity (RULES)
+    rule: str = "probability"
+    #: self-connections allowed (random rules), or the diagonal of ``weights`` used
+    autapses: bool = False
+    #: synapse kind per presynaptic type (SYNAPSES)
+    synapse: tuple = (("E", "exponential"), ("I", "exponential"))
+    #: a user weight matrix [post, pre] (config/_arrays.ArrayValue, signed) replacing p and strength; None
+    weights: object = None
 
 @dataclasses.dataclass(frozen=True)
 class EmitterSpec:
@@ -91,6 +112,8 @@ class EmitterSpec:
     #: ((name, (("a", v), ...)), ...) the values of the user presets (register_preset) this configuration
     #: names, so it rebuilds in a process that never registered them
     user_presets: tuple = ()
+    #: ((param, ArrayValue (N,)), ...) per-neuron values replacing that parameter for every neuron
+    per_neuron: tuple = ()
 
 @dataclasses.dataclass(frozen=True)
 class DriveSpec:
@@ -98,6 +121,8 @@ class DriveSpec:
     current: tuple = (("E", 4.0), ("I", 0.0))
     #: noise per cell type: standard deviation of the current times sqrt(ms)
     noise: tuple = (("E", 2.0), ("I", 2.0))
+    #: the noise is drawn once per this many ms and held (None: every step); its std is sigma / sqrt(hold)
+    noise_hold_ms: float | None = None
 
 @dataclasses.dataclass(frozen=True)
 class ProbesSpec:

@@ -14,6 +14,11 @@ Kinds (currents, added to the drive of every targeted neuron):
 * ``sine``: ``amplitude * sin(2 pi frequency_hz (t - onset_ms) + phase) + offset`` from ``onset_ms`` for
   ``duration_ms`` (None: to the end).
 
+* ``array``: a current given as an array, like Brian2's ``TimedArray``: ``values`` (T,) one time course
+  for every target, or (T, K) one column per target (K targets, in ascending neuron index), row k applied
+  from ``onset_ms + k * sample_ms`` for ``sample_ms`` (None: one row per step of dt), times ``amplitude``;
+  zero before the onset and after the last row.
+
 Spike sources:
 
 * ``poisson``: every target receives ``n_sources`` independent Poisson trains of ``rate_hz`` from
@@ -32,6 +37,7 @@ import numbers
 
 from .._errors import ConfigurationError, bad_value
 from .._validate import parse_float, parse_int
+from ._arrays import ArrayValue, parse_array
 from ._specs import CELL_TYPES, LAYER_DEPTHS_UM
 
 #: the numeric fields of each kind and their defaults (REQUIRED: must be given when the stimulus is made)
@@ -43,6 +49,7 @@ STIMULUS_KINDS = {
                "count": UNTIL_END},
     "sine": {"amplitude": REQUIRED, "frequency_hz": REQUIRED, "phase": 0.0, "offset": 0.0, "onset_ms": 0.0,
              "duration_ms": UNTIL_END},
+    "array": {"values": REQUIRED, "sample_ms": None, "amplitude": 1.0, "onset_ms": 0.0},
     "poisson": {"rate_hz": REQUIRED, "n_sources": REQUIRED, "weight": REQUIRED, "synapse": "E", "onset_ms": 0.0,
                 "duration_ms": UNTIL_END},
 }
@@ -87,7 +94,8 @@ class StimulusSpec:
     def to_dict(self) -> dict:
         """The stimulus as keyword arguments of ``Configuration.stimulus`` (targets left at default omitted)."""
         target = {k: (list(v) if k == "neurons" else v) for k, v in self.target if v != TARGET_FIELDS[k]}
-        return {"kind": self.kind, **dict(self.values), **target}
+        values = {k: (v.to_dict() if isinstance(v, ArrayValue) else v) for k, v in self.values}
+        return {"kind": self.kind, **values, **target}
 
 
 def _where(name: str) -> str:
@@ -96,13 +104,15 @@ def _where(name: str) -> str:
 
 def _number(w: str, field: str, value):
     """A stimulus's numeric field, validated (None allowed where it means 'until the end')."""
-    if field in ("duration_ms", "count") and value is None:
+    if field in ("duration_ms", "count", "sample_ms") and value is None:
         return None
+    if field == "values":
+        return parse_array(w, field, value, ndims=(1, 2))
     if field == "count":
         return parse_int(w, field, value, minimum=1)
     if field in ("onset_ms",):
         return parse_float(w, field, value, minimum=0.0)
-    if field in ("duration_ms", "period_ms"):
+    if field in ("duration_ms", "period_ms", "sample_ms"):
         return parse_float(w, field, value, positive=True)
     if field in ("frequency_hz", "rate_hz", "weight"):
         return parse_float(w, field, value, minimum=0.0)
@@ -184,6 +194,9 @@ def parse_stimulus(current: StimulusSpec | None, name, kind, fields: dict) -> St
     if kind == "pulses" and values["duration_ms"] > values["period_ms"]:
         raise bad_value(w, "duration_ms", values["duration_ms"],
                         f"a pulse must not be longer than the period_ms ({values['period_ms']})")
+    if kind == "array" and values["values"].data.ndim == 2 and target["fraction"] != 1.0:
+        raise bad_value(w, "fraction", target["fraction"], "an array stimulus with one column per target (2-D "
+                        "values) needs its targets fixed: fraction 1 (or explicit neurons)")
     if target["neurons"] is not None:
         narrowed = [f for f in ("column", "layer", "cell_type", "fraction") if target[f] != TARGET_FIELDS[f]]
         if narrowed:

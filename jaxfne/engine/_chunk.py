@@ -33,6 +33,12 @@ from ._step import ORDERED_INPUT_MAX_N, step
 #: 1024 x 100, but 266 against 162 us at 16384 x 100 (it reads N rows per step, the loop one per spike)
 ORDERED_INPUT_MAX_SLOTS = 4096 * 128
 
+
+def step_options(layout) -> dict:
+    """The static options of ``step`` a layout fixes: delays, integration scheme, noise hold."""
+    return {"delay_steps": layout.delay_steps, "integrator": layout.integrator,
+            "noise_hold": layout.noise_hold_steps}
+
 def xla_variant(layout: Layout, mesh: Mesh, members_per_device: int = 1) -> dict:
     """How the XLA step is compiled for ``mesh``'s platform (same results either way).
 
@@ -111,8 +117,8 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
     device into ``event_capacity`` slots per member (``compact_spikes``).
     """
     modes = raw_modes(layout)
-    axes = param_axes(layout.shared_weights)
-    batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps, ordered_input=ordered_input),
+    axes = param_axes(layout)
+    batched_step = jax.vmap(functools.partial(step, ordered_input=ordered_input, **step_options(layout)),
                             in_axes=(0, axes, None))
     threads = 1
     if engine == "native":
@@ -194,8 +200,8 @@ def first_nonfinite_function(layout: Layout, n_steps: int, mesh: Mesh):
     overflow to inf in v fires and is reset within the step, so a state non-finite at a chunk's end
     was non-finite from the step found here on.
     """
-    axes = param_axes(layout.shared_weights)
-    batched_step = jax.vmap(functools.partial(step, delay_steps=layout.delay_steps), in_axes=(0, axes, None))
+    axes = param_axes(layout)
+    batched_step = jax.vmap(functools.partial(step, **step_options(layout)), in_axes=(0, axes, None))
 
     def local(state, params, t0):
         def body(carry, k):

@@ -16,11 +16,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .._errors import SimulationError
-from ..model import Model, NetParams, initial_state
-
-def param_axes(shared_weights: bool) -> NetParams:
-    """vmap axes of NetParams: every leaf has a member axis except shared weights."""
-    return NetParams(*[0] * len(NetParams._fields))._replace(w=None if shared_weights else 0)
+from ..model import Model, NetParams, initial_state, param_axes
 
 def default_devices(n_members: int) -> list:
     """Every device, or on a single process no more devices than members (no idle padding)."""
@@ -39,7 +35,7 @@ def member_mesh(devices=None) -> Mesh:
 def initial_states(layout):
     """The batched ``initial_state``: NetParams with a member axis -> NetState with a member axis."""
     return jax.vmap(functools.partial(initial_state, delay_slots=layout.delay_slots),
-                    in_axes=(param_axes(layout.shared_weights),))
+                    in_axes=(param_axes(layout),))
 
 def pad_members(x, n_pad: int):
     """Append ``n_pad`` copies of the last member (made inert by active=False)."""
@@ -53,7 +49,7 @@ def place_on_mesh(model: Model, mesh: Mesh, n_pad: int = 0, state=None) -> tuple
     ``n_pad`` inert members (copies of the last, ``active`` False) are appended;
     shared weights are replicated.
     """
-    axes = param_axes(model.layout.shared_weights)
+    axes = param_axes(model.layout)
     host_params = jax.tree_util.tree_map(np.asarray, model.params)
     if n_pad:
         host_params = NetParams(*[x if ax is None else pad_members(x, n_pad)

@@ -370,6 +370,12 @@ def unsupported(layout) -> str | None:
     lacking = [name for name in layout.probes if "native" not in REGISTRY[name].engines]
     if lacking:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
+    if layout.integrator != "euler":
+        return f"the native engine integrates with forward Euler only, not integrator={layout.integrator!r}"
+    if layout.noise_hold_steps != 1:
+        return "the native engine draws the noise every step (drive(noise_hold_ms=...) is not supported)"
+    if layout.stim_table_rows:
+        return "the native engine does not run array stimuli (kind='array')"
     return None
 
 

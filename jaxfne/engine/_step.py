@@ -186,14 +186,27 @@ def stimulus_current(params: NetParams, t):
     amp, offset, omega, phase, code = (params.stim_wave[:, j] for j in range(5))
     wave = amp * jnp.sin(omega * k.astype(amp.dtype) + phase) + offset
     value = jnp.where(on & (code < 2.0), jnp.where(code == 1.0, wave, amp), jnp.zeros_like(amp))
-    current = params.stim_target[0] * value[0]
+    table = params.stim_table
+    rows = table.shape[0]
+
+    def term(s):
+        """Stimulus s's current (N,): its targets times its value (an array stimulus: its table row)."""
+        if rows == 0:                    # no array stimulus (static): scalar values only
+            return params.stim_target[s] * value[s]
+        row = params.stim_steps[s, 5] + k[s] // jnp.maximum(params.stim_steps[s, 4], jnp.uint32(1))
+        from_table = amp[s] * table[jnp.minimum(row, jnp.uint32(rows - 1))]
+        array_on = on[s] & (code[s] == 4.0)
+        return params.stim_target[s] * jnp.where(array_on, from_table, value[s])
+
+    current = term(0)
     for s in range(1, n_stim):                                      # in name order, one stimulus at a time
-        current = current + params.stim_target[s] * value[s]
+        current = current + term(s)
     return current
 
 
-def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), ordered_input: bool = False):
-    """Advance one network by one forward-Euler step of dt.
+def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), ordered_input: bool = False,
+         integrator: str = "euler", noise_hold: int = 1):
+    """Advance one network by one step of dt (forward Euler, or the Izhikevich (2003) scheme).
 
     Returns the new state and the raw observations of the step (jaxfne/_probes.py
     ``RAW``): ``spikes`` (bool), ``v`` the membrane potential with spikes
@@ -202,16 +215,27 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
     on their own drive but never emit spikes, so they stay finite and cheap. ``delay_steps`` gives the delay of each class
     of a (C, N + 1, N) weight array. ``ordered_input`` selects
     ``recurrent_input_ordered`` (same bits, no data-dependent loop).
+    ``integrator``: "euler", or "izhikevich2003": v advanced by two half steps of dt / 2 with the same
+    input, then u by dt from the new v, each written as the paper's code writes it
+    (``0.04 * v**2 + 5 * v + 140 - u + I``). ``noise_hold``: the noise sample of step t is that of step
+    ``t // noise_hold`` (drawn once, held for noise_hold steps).
     """
     dt = params.dt_ms
     v, u = state.v, state.u
     i_syn = state.s_exc - state.s_inh
-    i_total = params.i_mean + i_syn + params.noise_scale * noise_sample(params, t)
+    noise_step = t if noise_hold == 1 else t // noise_hold
+    i_total = params.i_mean + i_syn + params.noise_scale * noise_sample(params, noise_step)
     i_stim = stimulus_current(params, t)
     if i_stim is not None:                     # the stimuli's current enters last
         i_total = i_total + i_stim
-    v_new = v + dt * (0.04 * v * v + 5.0 * v + 140.0 - u + i_total)
-    u_new = u + dt * (params.a * (params.b * v - u))
+    if integrator == "izhikevich2003":
+        half = 0.5 * dt
+        v_half = v + half * (0.04 * (v * v) + 5.0 * v + 140.0 - u + i_total)
+        v_new = v_half + half * (0.04 * (v_half * v_half) + 5.0 * v_half + 140.0 - u + i_total)
+        u_new = u + dt * (params.a * (params.b * v_new - u))
+    else:
+        v_new = v + dt * (0.04 * v * v + 5.0 * v + 140.0 - u + i_total)
+        u_new = u + dt * (params.a * (params.b * v - u))
     crossed = v_new >= V_PEAK_MV
     spiked = crossed & params.active           # padding members reset but never emit spikes
     v_obs = jnp.where(crossed, V_PEAK_MV, v_new)

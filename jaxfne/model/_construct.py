@@ -29,9 +29,9 @@ from ..config import (CELL_TYPES, DEFAULT_PATHWAYS, PARAMS, Configuration, check
 from ..config import sweep_function
 from ._layout import Layout, precision
 from ._model import Model
-from ._network import Knobs, build_network
+from ._network import Knobs, build_network, weight_rows
 from ._size import check_construct
-from ._stimuli import stimulus_knobs, stimulus_regions
+from ._stimuli import KIND_CODES, stimulus_knobs, stimulus_regions, stimulus_table, table_rows
 
 def pathway_tables(cfg: Configuration):
     """p, strength and delay (ms) of every [post_group, pre_group] pair.
@@ -101,10 +101,16 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
         for pi, name in enumerate(PARAMS):
             coeffs[ti, pi] = row[name]
     cur, noi = dict(dr.current), dict(dr.noise)
+    stim = stimulus_knobs(cfg)
+    kinds = dict(con.synapse)
+    for code, ctype in ((KIND_CODES["poisson_E"], "E"), (KIND_CODES["poisson_I"], "I")):
+        if kinds[ctype] == "delta":   # a source's spike onto a delta synapse moves v by about its weight
+            rows = stim["stim_wave"][:, 4] == code
+            stim["stim_wave"][rows, 0] = stim["stim_wave"][rows, 0] / rt.dt_ms
     return dict(seed=rt.seed, conn_seed=rt.seed, p=p, g=g, tau_exc_ms=con.tau_exc_ms,
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
-                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms, **stimulus_knobs(cfg))
+                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms, **stim)
 
 def cell_assignment(cfg: Configuration) -> np.ndarray:
     """is_exc (N,): within each layer the first round(f_E * n_layer) cells are E."""
@@ -153,11 +159,52 @@ def construct(cfg: Configuration) -> Model:
                               ensemble=False)
 
 @functools.lru_cache(maxsize=32)
-def _builder(dtype: str, n_classes: int, column_sizes: tuple):
-    """The jitted, member-vmapped network builder (compiled once per shape)."""
+def _builder(dtype: str, n_classes: int, column_sizes: tuple, options: tuple = ()):
+    """The jitted, member-vmapped network builder (compiled once per shape and ``build_options``)."""
     return jax.jit(jax.vmap(functools.partial(build_network, dtype=jnp.dtype(dtype), r0_um=R0_UM,
-                                              n_classes=n_classes, column_sizes=column_sizes),
-                            in_axes=(0, 0, None, None, None, None, None, None, None, None, None)))
+                                              n_classes=n_classes, column_sizes=column_sizes, **dict(options)),
+                            in_axes=(0, 0, None, None, None, None, None, None, None, None, None, None, None)))
+
+
+def build_options(cfg: Configuration, layout: Layout) -> tuple:
+    """The static options of ``build_network`` for ``cfg`` (sorted pairs: a cache key)."""
+    con = cfg.connectivity_spec
+    kinds = dict(con.synapse)
+    return tuple(sorted({"rule": con.rule, "autapses": con.autapses,
+                         "delta": (kinds["E"] == "delta", kinds["I"] == "delta"),
+                         "noise_hold": layout.noise_hold_steps, "random_weights": con.weights is None}.items()))
+
+
+def user_weights(cfg: Configuration, is_exc: np.ndarray, class_table: np.ndarray, n_classes: int, dtype):
+    """The user's W[post, pre] as the step's weight rows (one copy for every member), its signs checked.
+
+    ``is_exc`` (members, N): a column of an E cell must be >= 0, of an I cell <= 0 in every member; the
+    magnitudes are stored (the sign comes from the presynaptic type), divided by dt_ms for a delta synapse.
+    Raises ConfigurationError naming the weight, its value and its presynaptic type.
+    """
+    con, n = cfg.connectivity_spec, cfg.n
+    matrix = con.weights.data
+    if matrix.shape != (n, n):
+        raise ConfigurationError(f"connectivity: weights of shape {matrix.shape} is invalid; the network has "
+                                 f"{n} neurons, so an ({n}, {n}) matrix W[post, pre] is required")
+    for exc in np.unique(is_exc, axis=0):
+        wrong = np.where(exc[None, :], matrix < 0.0, matrix > 0.0)
+        if wrong.any():
+            post, pre = (int(i) for i in np.argwhere(wrong)[0])
+            kind = "E" if exc[pre] else "I"
+            raise ConfigurationError(
+                f"connectivity: weights[{post}, {pre}]={matrix[post, pre]!r} is invalid; neuron {pre} is an "
+                f"{kind} cell, so its outgoing weights (column {pre}) must be "
+                f"{'>= 0' if kind == 'E' else '<= 0'} (the sign of a weight is its presynaptic type's)")
+    exc = is_exc[0]
+    w = np.abs(matrix)
+    kinds = dict(con.synapse)
+    delta = np.where(exc, kinds["E"] == "delta", kinds["I"] == "delta")
+    w = np.where(delta[None, :], w / cfg.runtime_spec.dt_ms, w)
+    layer = layer_index(cfg)
+    group = 2 * layer + np.where(exc, 0, 1)
+    return weight_rows(jnp.asarray(w, dtype), jnp.asarray(class_table)[group[:, None], group[None, :]],
+                       n_classes, dtype)
 
 def make_layout(cfg: Configuration) -> Layout:
     """The static layout of ``cfg``: every shape, from plain numbers (no arrays of the network's size)."""
@@ -167,13 +214,17 @@ def make_layout(cfg: Configuration) -> Layout:
     contact_z = contact_depths(cfg).reshape(-1)                   # (columns * contacts,)
     steps, _ = delay_classes(cfg)
     sample_neurons, sample_every = probe_sampling(cfg)
+    hold = 1 if cfg.drive_spec.noise_hold_ms is None else parse_steps(
+        "drive", "noise_hold_ms", cfg.drive_spec.noise_hold_ms, rt.dt_ms)
     return Layout(n=cfg.n, layers=tuple(lay for _, lay, _ in slots), n_per_layer=tuple(n for _, _, n in slots),
                   contacts=int(contact_z.size),
                   contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
                   n_steps=parse_steps("construct", "duration_ms", rt.duration_ms, rt.dt_ms), dt_ms=rt.dt_ms,
-                  shared_weights=cfg.connectivity_spec.shared, delay_steps=steps,
+                  shared_weights=cfg.connectivity_spec.shared or cfg.connectivity_spec.weights is not None,
+                  user_weights=cfg.connectivity_spec.weights is not None, delay_steps=steps,
                   sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
-                  slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec))
+                  slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec),
+                  stim_table_rows=table_rows(cfg), integrator=rt.integrator, noise_hold_steps=hold)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -246,12 +297,22 @@ def _construct_members(cfg: Configuration, members, member_coords: dict, ensembl
                                                            else dtype))
                          for k in Knobs._fields})
         stim_region, stim_type, stim_tag = stimulus_regions(cfg, lidx, column_index(cfg))
-        build = _builder(str(dtype), len(layout.delay_steps), tuple(c.n for c in cfg.column_specs))
+        table = stimulus_table(cfg, stim_region, stim_type, is_exc)
+        neuron_values, neuron_mask = per_neuron_values(cfg)
+        w_user = (None if cfg.connectivity_spec.weights is None else
+                  user_weights(cfg, is_exc, class_table, len(layout.delay_steps), dtype))
+        build = _builder(str(dtype), len(layout.delay_steps), tuple(c.n for c in cfg.column_specs),
+                         build_options(cfg, layout))
         params, depth, r = build(knobs, jnp.asarray(is_exc), jnp.asarray(lidx), jnp.asarray(depth_lo, dtype),
                               jnp.asarray(depth_hi, dtype), jnp.asarray(contact_z, dtype),
                               jnp.asarray(contact_col), jnp.asarray(class_table), jnp.asarray(stim_region),
-                              jnp.asarray(stim_type), jnp.asarray(stim_tag))
-        if cfg.connectivity_spec.shared:  # one weight matrix for every member
+                              jnp.asarray(stim_type), jnp.asarray(stim_tag),
+                              None if neuron_values is None else jnp.asarray(neuron_values, dtype),
+                              None if neuron_mask is None else jnp.asarray(neuron_mask))
+        params = params._replace(stim_table=jnp.asarray(table, dtype))
+        if w_user is not None:            # the user's matrix, one copy for every member
+            params = params._replace(w=w_user)
+        elif cfg.connectivity_spec.shared:  # one weight matrix for every member
             params = params._replace(w=params.w[0])
     cell_type = np.where(is_exc, "E", "I")
     neuron_coords = {"cell_type": cell_type, "layer": np.asarray(layout.layers)[lidx],
@@ -303,3 +364,23 @@ def with_runtime(model: Model, duration_ms=None, dt_ms=None, seed=None) -> Model
         raise SimulationError("simulate: seed= cannot override the seeds of an ensemble; set them in ensemble(seeds=...)")
     cfg = model.config.runtime(**changes)
     return construct(cfg)
+
+
+def per_neuron_values(cfg: Configuration):
+    """((4, N) values, (4,) mask) of ``set_emitter(per_neuron=...)`` in PARAMS order, or (None, None).
+
+    Raises ConfigurationError when an array's length is not the network's N.
+    """
+    arrays = dict(cfg.emitter_spec.per_neuron)
+    if not arrays:
+        return None, None
+    n = cfg.n
+    values, mask = np.zeros((len(PARAMS), n)), np.zeros(len(PARAMS), bool)
+    for i, name in enumerate(PARAMS):
+        if name in arrays:
+            data = arrays[name].data
+            if data.shape != (n,):
+                raise ConfigurationError(f"set_emitter: per_neuron[{name!r}] of shape {data.shape} is invalid; "
+                                         f"one value per neuron, shape ({n},), is required")
+            values[i], mask[i] = data, True
+    return values, mask

@@ -38,6 +38,8 @@ class Layout:
     n_steps: int
     dt_ms: float
     shared_weights: bool = False
+    #: the weights are the user's own matrix (connectivity(weights=...)): made once, shared by every member
+    user_weights: bool = False
     #: delay of each delay class in steps (ascending); (1,) when every pathway acts next step
     delay_steps: tuple = (1,)
 
@@ -50,6 +52,12 @@ class Layout:
     slot_column: tuple = (0,)
     #: the number of stimuli (the S of model/_params.py; their values are arrays, so sweeps keep the program)
     n_stimuli: int = 0
+    #: rows of the array-driven stimuli's table (the R of model/_params.py ``stim_table``; 0 without them)
+    stim_table_rows: int = 0
+    #: the integration scheme (config INTEGRATORS): "euler" or "izhikevich2003"
+    integrator: str = "euler"
+    #: the noise is drawn once per this many steps and held (1: every step)
+    noise_hold_steps: int = 1
 
     def geometry(self, probe: str) -> dict:
         """Shape and dims of a probe's recording: time axis, its stride, last axis (from its definition)."""

@@ -33,3 +33,14 @@ class Model:
     @property
     def n_members(self) -> int:
         return int(self.params.a.shape[0])
+
+    def member_params(self, member: int) -> NetParams:
+        """The arrays of one member (what ``step`` is written for): shared arrays as they are."""
+        return NetParams(*[x if ax is None else x[member] for x, ax in zip(self.params, param_axes(self.layout))])
+
+
+def param_axes(layout: Layout) -> NetParams:
+    """The member axis of each array of NetParams (for vmap): 0, or None for the arrays every member shares
+    (the weights when shared, the array stimuli's table)."""
+    return NetParams(*[0] * len(NetParams._fields))._replace(w=None if layout.shared_weights else 0,
+                                                              stim_table=None)

@@ -70,9 +70,39 @@ def _per_block(key, sizes: tuple, dtype):
                                           (na, nb), dtype=dtype)
                        for b, nb in enumerate(sizes)] for a, na in enumerate(sizes)])
 
+def fixed_indegree_mask(u, group, k, self_pair, n_groups: int):
+    """(N, N) [post, pre] mask giving each neuron exactly ``k[post, pre]`` inputs from each presynaptic group.
+
+    ``u`` (N, N) uniforms, ``group`` (N,) the group of each cell, ``k`` (N, N) the inputs a post cell takes
+    from the group of each pre cell (at most its candidates), ``self_pair`` (N, N) the pairs that are not
+    candidates (the diagonal without autapses). In each row the cells are sorted by (group, u), the
+    non-candidates last within their group, and the first k of every group are chosen: those with the
+    smallest uniforms, so the choice is a function of the member's connectivity stream only.
+    """
+    n = u.shape[0]
+    key = group[None, :].astype(u.dtype) * 4.0 + jnp.where(self_pair, 2.0, u)    # u < 1 < 2 < 4
+    order = jnp.argsort(key, axis=1, stable=True)
+    counts = jnp.sum(group[None, :] == jnp.arange(n_groups)[:, None], axis=1)
+    start = jnp.cumsum(counts) - counts                                            # first position of each group
+    rank_sorted = jnp.arange(n)[None, :] - start[group[order]]
+    rank = jnp.zeros_like(order).at[jnp.arange(n)[:, None], order].set(rank_sorted)
+    return (rank < k) & ~self_pair
+
+
+def weight_rows(w_post_pre, delay_class_of_pair, n_classes: int, dtype):
+    """W[post, pre] >= 0 as the step reads it: pre-major rows plus a zero row, one matrix per delay class."""
+    n = w_post_pre.shape[0]
+    if n_classes == 1:
+        return jnp.concatenate([w_post_pre.T, jnp.zeros((1, n), dtype)], axis=0)
+    return jnp.stack([jnp.concatenate([jnp.where(delay_class_of_pair == c, w_post_pre, 0.0).T,
+                                       jnp.zeros((1, n), dtype)], axis=0) for c in range(n_classes)])
+
+
 def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, contact_column, delay_class,
-                  stim_region=None, stim_type=None, stim_tag=None, *,
-                  dtype, r0_um, n_classes: int, column_sizes: tuple | None = None):
+                  stim_region=None, stim_type=None, stim_tag=None, neuron_values=None, neuron_mask=None, *,
+                  dtype, r0_um, n_classes: int, column_sizes: tuple | None = None, rule: str = "probability",
+                  autapses: bool = False, delta: tuple = (False, False), noise_hold: int = 1,
+                  random_weights: bool = True):
     """Arrays of one network from its knobs; ``is_exc``/``layer``/``depth_*`` are (N,).
 
     ``layer`` is each neuron's layer slot (one per layer of each column);
@@ -81,6 +111,12 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     (static; None: one column). ``delay_class`` (G, G) gives the delay class
     of each [post, pre] group pair. ``stim_region`` (S, N), ``stim_type`` (S,) and ``stim_tag`` (S,):
     the stimuli's target candidates (model/_stimuli.py ``stimulus_regions``; None: no stimuli).
+    ``neuron_values`` (4, N) and ``neuron_mask`` (4,): per-neuron (a, b, c, d) replacing the parameters
+    whose mask is True (``set_emitter(per_neuron=...)``; None: none). Static options: ``rule``
+    ("probability" or "fixed_indegree"), ``autapses`` (self-connections allowed), ``delta`` (the E and I
+    synapses are delta synapses: the weights are divided by dt and the current decays to 0 in one step),
+    ``noise_hold`` (steps the noise is held: its std is sigma / sqrt(noise_hold * dt)),
+    ``random_weights`` (False: w is left empty, the caller sets the user's matrix, ``weight_rows``).
     Returns (params, depth (N,), r (N,)): r ~ U(0, 1) is each neuron's heterogeneity draw, from the
     member's own stream (TAG_HETEROGENEITY), so it does not depend on the member's place in a batch.
     """
@@ -93,6 +129,8 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     # elementwise, in a fixed order (a reduction here could be reordered by XLA
     # differently for different batch sizes and break bit-identity across layouts)
     abcd = coeffs[..., 0] + coeffs[..., 1] * r[:, None] + coeffs[..., 2] * (r * r)[:, None]  # (N, 4)
+    if neuron_values is not None:
+        abcd = jnp.where(neuron_mask[None, :], neuron_values.T.astype(dtype), abcd)
 
     # connectivity: W[post, pre] = mask * 2 u * g[post, pre] / expected inputs
     ckey = jax.random.fold_in(member_key(knobs.conn_seed), TAG_CONNECTIVITY)
@@ -104,16 +142,21 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     same = group[:, None] == group[None, :]
     pair = (group[:, None], group[None, :])                        # [post, pre]
     p = knobs.p.astype(dtype)[pair]
-    mask = (_per_block(kmask, sizes, dtype) < p) & ~jnp.eye(n, dtype=bool)
-    expected = p * (group_size[group][None, :] - same.astype(dtype))
+    self_pair = jnp.zeros((n, n), bool) if autapses else jnp.eye(n, dtype=bool)
+    candidates = group_size[group][None, :] - (0.0 if autapses else same.astype(dtype))  # a cell is not its own input
+    if rule == "fixed_indegree":
+        expected = jnp.floor(p * candidates + 0.5)
+        mask = fixed_indegree_mask(_per_block(kmask, sizes, dtype), group, expected, self_pair, n_groups)
+    else:
+        mask = (_per_block(kmask, sizes, dtype) < p) & ~self_pair
+        expected = p * candidates
     g = knobs.g.astype(dtype)[pair]
     w = jnp.where(mask & (expected > 0), 2.0 * u * g / jnp.maximum(expected, 1e-30), 0.0).astype(dtype)
-    if n_classes == 1:
-        w = jnp.concatenate([w.T, jnp.zeros((1, n), dtype)], axis=0)   # pre-major rows + a zero row
-    else:
-        cls = delay_class[pair]
-        w = jnp.stack([jnp.concatenate([jnp.where(cls == c, w, 0.0).T, jnp.zeros((1, n), dtype)], axis=0)
-                       for c in range(n_classes)])
+    dt = knobs.dt_ms.astype(dtype)
+    if delta[0] or delta[1]:      # a delta synapse: the current w / dt for one step moves v by about w
+        pre_delta = jnp.where(is_exc, delta[0], delta[1])
+        w = jnp.where(pre_delta[None, :], w / dt, w)
+    w = weight_rows(w, delay_class[pair], n_classes, dtype) if random_weights else jnp.zeros((0, 0), dtype)
 
     depth = depth_lo + (depth_hi - depth_lo) * _per_column(jax.random.fold_in(key, TAG_DEPTH), sizes, dtype)
     dz = contact_z.astype(dtype)[:, None] - depth[None, :]
@@ -122,14 +165,13 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
         column = jnp.repeat(jnp.arange(len(sizes)), jnp.asarray(sizes), total_repeat_length=n)
         kernel = jnp.where(contact_column[:, None] == column[None, :], kernel, 0.0)
 
-    dt = knobs.dt_ms.astype(dtype)
     noise_key = jax.random.fold_in(key, TAG_NOISE)
     params = NetParams(
         a=abcd[:, 0], b=abcd[:, 1], c=abcd[:, 2], d=abcd[:, 3], is_exc=is_exc,
         w=w, i_mean=knobs.current.astype(dtype)[t],
-        noise_scale=knobs.noise.astype(dtype)[t] / jnp.sqrt(dt),
-        decay_exc=jnp.exp(-dt / knobs.tau_exc_ms.astype(dtype)),
-        decay_inh=jnp.exp(-dt / knobs.tau_inh_ms.astype(dtype)),
+        noise_scale=knobs.noise.astype(dtype)[t] / jnp.sqrt(dt if noise_hold == 1 else dt * noise_hold),
+        decay_exc=jnp.zeros((), dtype) if delta[0] else jnp.exp(-dt / knobs.tau_exc_ms.astype(dtype)),
+        decay_inh=jnp.zeros((), dtype) if delta[1] else jnp.exp(-dt / knobs.tau_inh_ms.astype(dtype)),
         dt_ms=dt, noise_key=jax.random.key_data(noise_key) if jnp.issubdtype(noise_key.dtype, jax.dtypes.prng_key) else noise_key,
         lfp_kernel=kernel.astype(dtype), active=jnp.asarray(True),
         stim_target=(jnp.zeros((0, n), dtype) if stim_region is None else
@@ -137,5 +179,6 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
                                       knobs.stim_fraction.astype(dtype), dtype)),
         stim_steps=knobs.stim_steps.astype(jnp.uint32), stim_wave=knobs.stim_wave.astype(dtype),
         stim_key=_raw_key(jax.random.fold_in(key, TAG_STIMULUS_SPIKES)),
+        stim_table=jnp.zeros((0, n), dtype),     # shared by every member: construct sets it
     )
     return params, depth, r

@@ -73,11 +73,15 @@ PARAM_FIELDS = (
     Field("stim_target", "float", "(S, N)", "1 on the targets of stimulus s, 0 elsewhere"),
     Field("stim_steps", "uint32", "(S, 7)",
           "stimulus s in steps: onset, active span, period, on-width (2^32 - 1: unbounded), Poisson draw "
-          "threshold, Poisson sources, random-stream tag"),
+          "threshold (array: steps per row), Poisson sources (array: its first row of stim_table), "
+          "random-stream tag"),
     Field("stim_wave", "float", "(S, 5)",
           "waveform of stimulus s: amplitude (Poisson: weight), offset, omega (rad per step), phase, kind code "
-          "(0 current, 1 sine, 2 Poisson E, 3 Poisson I)"),
+          "(0 current, 1 sine, 2 Poisson E, 3 Poisson I, 4 array)"),
     Field("stim_key", "uint32", "(2,)", "raw key of the member's Poisson spike-source stream"),
+    Field("stim_table", "float", "(R, N)",
+          "rows of the array-driven stimuli, each stimulus's rows in turn (one value per neuron); no member "
+          "axis: shared by every member", native=False),
 )
 
 STATE_FIELDS = (

@@ -129,7 +129,8 @@ def shape_symbols(layout: Layout) -> dict:
     """The symbols of the declared shapes (model/_params.py): N neurons, D delay slots, C delay classes,
     K (or P) field contacts, S stimuli."""
     return {"N": layout.n, "D": layout.delay_slots, "C": len(layout.delay_steps), "K": layout.contacts,
-            "P": layout.contacts, "S": layout.n_stimuli}
+            "P": layout.contacts, "S": layout.n_stimuli,
+            "R": layout.stim_table_rows}
 
 
 def _float_bytes(layout: Layout) -> int:
@@ -302,14 +303,20 @@ def _params_parts(layout: Layout, n_members: int, *, building: bool) -> list:
     f = _float_bytes(layout)
     per = field_bytes(PARAM_FIELDS, shape_symbols(layout), f)
     n, c = layout.n, len(layout.delay_steps)
-    w_copies = n_members if (building or not layout.shared_weights) else 1
+    # the user's own weights are made once, outside the per-member build
+    w_copies = 1 if layout.user_weights else n_members if (building or not layout.shared_weights) else 1
     shape = f"{'' if c == 1 else f'{c} x '}({n + 1} x {n}) {layout.dtype}"
     how = "shared by every member" if w_copies == 1 and layout.shared_weights else \
         f"per member x {w_copies} member{'s' * (w_copies != 1)}"
-    rest = sum(v for k, v in per.items() if k != "w")
+    rest = sum(v for k, v in per.items() if k not in ("w", "stim_table"))
     remedies = ("members", "neurons") if building or layout.shared_weights else ("members", "shared", "neurons")
-    return [Part("weights", per["w"] * w_copies, f"{shape} {how}", remedies),
-            Part("other parameters", rest * n_members, f"{fmt_bytes(rest)} per member", ("members", "neurons"))]
+    parts = [Part("weights", per["w"] * w_copies, f"{shape} {how}", remedies),
+             Part("other parameters", rest * n_members, f"{fmt_bytes(rest)} per member", ("members", "neurons"))]
+    if layout.stim_table_rows:     # one copy, shared by every member
+        parts.append(Part("array stimuli", per["stim_table"],
+                          f"({layout.stim_table_rows} x {n}) {layout.dtype} shared by every member",
+                          ("duration", "neurons")))
+    return parts
 
 
 def construct_needs(layout: Layout, n_members: int, device=None) -> list:

@@ -16,7 +16,11 @@ k = t - onset (uint32)::
     value = on * (sine ? amplitude * sin(omega * k + phase) + offset : amplitude)   (0 for Poisson)
     I_stim[i] = sum over s, in name order, of stim_target[s, i] * value[s]
 
-and add ``I_stim`` to the rest of the step's input current last. A Poisson
+and add ``I_stim`` to the rest of the step's input current last. An array stimulus
+(kind code 4) has its rows in the shared table ``stim_table`` (R, N), starting at
+row ``first`` (stim_steps's n_sources column) and held ``hold`` steps each
+(its threshold column); its value at step t is ``amplitude * stim_table[first + k // hold]``
+while ``k < span = rows * hold``. A Poisson
 source draws, for each target i and source j < n_sources, the 32-bit hash
 
     w = mix(mix(key0 ^ t) + key1); h = mix(mix(mix(w ^ tag) ^ c_i) + j * 0x9E3779B9)
@@ -48,7 +52,7 @@ UNBOUNDED = 2**32 - 1
 TAG_STIMULUS = 5
 TAG_STIMULUS_SPIKES = 6
 #: the code of each kind in stim_wave[:, 4]
-KIND_CODES = {"step": 0.0, "pulses": 0.0, "sine": 1.0, "poisson_E": 2.0, "poisson_I": 3.0}
+KIND_CODES = {"step": 0.0, "pulses": 0.0, "sine": 1.0, "poisson_E": 2.0, "poisson_I": 3.0, "array": 4.0}
 #: columns of stim_steps
 STEP_COLUMNS = ("onset", "span", "period", "width", "threshold", "n_sources", "tag")
 
@@ -67,9 +71,19 @@ def stimulus_knobs(cfg) -> dict:
     check_stimuli(cfg)
     dt = cfg.runtime_spec.dt_ms
     steps, wave, fraction = [], [], []
+    first_row = 0
     for spec in cfg.stimuli_spec:
         w, v = f"stimulus[{spec.name!r}]", dict(spec.values)
         onset = _steps(w, "onset_ms", v["onset_ms"], dt, minimum=0)
+        if spec.kind == "array":
+            hold = 1 if v["sample_ms"] is None else _steps(w, "sample_ms", v["sample_ms"], dt)
+            rows = v["values"].shape[0]
+            steps.append((onset, min(rows * hold, UNBOUNDED), UNBOUNDED, UNBOUNDED, hold, first_row,
+                          zlib.crc32(spec.name.encode())))
+            wave.append((v["amplitude"], 0.0, 0.0, 0.0, KIND_CODES["array"]))
+            fraction.append(spec.targets()["fraction"])
+            first_row += rows
+            continue
         if spec.kind == "pulses":
             width = _steps(w, "duration_ms", v["duration_ms"], dt)
             period = _steps(w, "period_ms", v["period_ms"], dt)
@@ -143,3 +157,44 @@ def stimulus_targets(key, is_exc, region, cell_type, tags, fraction, dtype):
         rows.append((cand & (rank < k)).astype(dtype))
     return jnp.stack(rows)
 
+
+
+def table_rows(cfg) -> int:
+    """R: the rows of the array stimuli's shared table (every array stimulus's rows, in name order)."""
+    return sum(s.value("values").shape[0] for s in cfg.stimuli_spec if s.kind == "array")
+
+
+def stimulus_table(cfg, region: np.ndarray, cell_type: np.ndarray, is_exc: np.ndarray) -> np.ndarray:
+    """The shared (R, N) table of the array stimuli (float64): stimulus by stimulus in name order.
+
+    Values (T,) give every neuron the same row value (the targets' mask selects them in the step);
+    values (T, K) put column j on the j-th target in ascending neuron index, which must be the same
+    neurons in every member (``is_exc`` (members, N)): K must equal the number of targets.
+    Raises ConfigurationError naming the stimulus and the shape otherwise.
+    """
+    n = cfg.n
+    parts = []
+    for s, spec in enumerate(cfg.stimuli_spec):
+        if spec.kind != "array":
+            continue
+        values = spec.value("values").data
+        if values.ndim == 1:
+            parts.append(np.repeat(values[:, None], n, axis=1))
+            continue
+        kind = cell_type[s]
+        cand = region[s][None, :] & ((kind == 0) | ((kind == 1) & is_exc) | ((kind == 2) & ~is_exc))
+        if not (cand == cand[:1]).all():
+            raise ConfigurationError(
+                f"stimulus[{spec.name!r}]: values of shape {values.shape} give one column per target, but the "
+                "members have different targets (a cell_types sweep changes which cells are E or I); choose "
+                "the targets with neurons=[...] or give one time course (values of shape (T,))")
+        idx = np.flatnonzero(cand[0])
+        if values.shape[1] != idx.size:
+            raise ConfigurationError(
+                f"stimulus[{spec.name!r}]: values of shape {values.shape} is invalid; it has {values.shape[1]} "
+                f"columns but the stimulus has {idx.size} targets (one column per target, in ascending neuron "
+                "index, or values of shape (T,) for all)")
+        table = np.zeros((values.shape[0], n))
+        table[:, idx] = values
+        parts.append(table)
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, n))
