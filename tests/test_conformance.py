@@ -49,6 +49,13 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     weights:shared                                    reference  agrees
     stimuli:step, pulses, sine, poisson (float64)     reference  agrees
     stimuli:step, pulses, sine, poisson (float32)     reference  agrees
+    synapses:delta (E and I; Poisson onto delta)      reference  agrees
+    weights:user matrix with autapses                 reference  agrees
+    connectivity:fixed in-degree with autapses        reference  agrees
+    neurons:per-neuron arrays                         reference  agrees
+    integrator:izhikevich2003                         reference  declared unsupported
+    noise:held for 1 ms                               reference  declared unsupported
+    stimuli:array-driven current (1-D and 2-D)        reference  declared unsupported
     probe:SPK                                         reference  agrees
     probe:Vm                                          reference  agrees
     probe:u                                           reference  agrees
@@ -136,6 +143,10 @@ class Feature:
 
 
 BASE = "dtype:float64 (one layer, cortical_eig)"
+#: a user weight matrix for ``base()`` (30 E cells, then 10 I cells): sparse, signed by the presynaptic type,
+#: with some self-connections
+USER_WEIGHTS = (np.random.default_rng(7).random((40, 40)) < 0.3) * np.random.default_rng(8).random((40, 40)) \
+    * np.where(np.arange(40) < 30, 1.0, -2.5)[None, :]
 # Shapes chosen so that features share compilations (construct compiles one builder per dtype, number of
 # delay classes and column sizes; simulate one program per layout): the kit runs in well under a minute.
 FEATURES = [
@@ -172,6 +183,22 @@ FEATURES = [
     Feature("weights:shared", lambda: base().connectivity(shared=True)),
     Feature("stimuli:step, pulses, sine, poisson (float64)", lambda: stimulated(base())),
     Feature("stimuli:step, pulses, sine, poisson (float32)", lambda: stimulated(base("float32"))),
+    Feature("synapses:delta (E and I; Poisson onto delta)",
+            lambda: base().connectivity(synapse="delta", strength={"E->E": 2.0, "E->I": 4.0, "I->E": 2.0,
+                                                                    "I->I": 3.0})
+            .stimulus("poisson_e", kind="poisson", rate_hz=40.0, n_sources=25, weight=0.5, onset_ms=8.0)),
+    Feature("weights:user matrix with autapses", lambda: base().connectivity(weights=USER_WEIGHTS, autapses=True)),
+    Feature("connectivity:fixed in-degree with autapses",
+            lambda: base().connectivity(rule="fixed_indegree", p=0.4, autapses=True)),
+    Feature("neurons:per-neuron arrays",
+            lambda: base().set_emitter(per_neuron={"a": np.linspace(0.02, 0.1, 40), "d": np.linspace(8.0, 2.0, 40)})),
+    Feature("integrator:izhikevich2003", lambda: base().runtime(integrator="izhikevich2003")),
+    Feature("noise:held for 1 ms", lambda: base().drive(noise_hold_ms=1.0)),
+    Feature("stimuli:array-driven current (1-D and 2-D)",
+            lambda: base().stimulus("course", kind="array", values=np.linspace(0.0, 8.0, 30), sample_ms=1.0,
+                                    cell_type="E", fraction=0.5)
+            .stimulus("table", kind="array", values=np.outer(np.sin(np.arange(100) / 7.0), np.arange(1.0, 4.0)) * 5,
+                      onset_ms=5.0, neurons=[1, 20, 33])),
 ] + [Feature(f"probe:{name}", (lambda name=name: base().probes([name])),
              alone_of=BASE) for name in REGISTRY]
 

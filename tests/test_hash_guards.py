@@ -39,12 +39,18 @@ def _user_preset():
     return "hash_guard_user"
 
 
+#: a user weight matrix of BASE (16 E cells, then 4 I cells) and one with a weight one ulp larger
+_WEIGHTS = np.where(np.arange(20) < 16, 0.5, -1.0)[None, :] * (1.0 - np.eye(20))
+_WEIGHTS_ULP = _WEIGHTS.copy()
+_WEIGHTS_ULP[3, 5] = np.nextafter(_WEIGHTS_ULP[3, 5], 1.0)
+
 #: (section field, section dataclass field, key inside a mapping field or None) -> a changed configuration
 VARIANTS = {
     ("runtime_spec", "seed", None): lambda c: c.runtime(seed=2),
     ("runtime_spec", "dtype", None): lambda c: c.runtime(dtype="float64"),
     ("runtime_spec", "duration_ms", None): lambda c: c.runtime(duration_ms=30.0),
     ("runtime_spec", "dt_ms", None): lambda c: c.runtime(dt_ms=0.05),
+    ("runtime_spec", "integrator", None): lambda c: c.runtime(integrator="izhikevich2003"),
     ("column_specs", "name", None): lambda c: c.column(name="V1"),
     ("column_specs", "layers", None): lambda c: c.column(layers=["L2/3", "L5"], n=20),
     ("column_specs", "n_per_layer", None): lambda c: c.column(n=21),
@@ -65,6 +71,13 @@ VARIANTS = {
     **{("connectivity_spec", "pathways", field): (lambda field, val: lambda c: c.connectivity(
         pathways={"L4.E->L2/3.E": {field: val}}))(field, val)
        for field, val in (("p", 0.25), ("strength", 3.0), ("delay_ms", 2.0))},
+    ("connectivity_spec", "rule", None): lambda c: c.connectivity(rule="fixed_indegree"),
+    ("connectivity_spec", "autapses", None): lambda c: c.connectivity(autapses=True),
+    ("connectivity_spec", "synapse", "E"): lambda c: c.connectivity(synapse={"E": "delta"}),
+    ("connectivity_spec", "synapse", "I"): lambda c: c.connectivity(synapse={"I": "delta"}),
+    ("connectivity_spec", "weights", None): lambda c: c.connectivity(weights=_WEIGHTS),
+    # one weight one ulp away
+    ("connectivity_spec", "weights", "ulp"): lambda c: c.connectivity(weights=_WEIGHTS_ULP),
     ("emitter_spec", "family", None): _emitter_family,
     ("emitter_spec", "preset", "E"): lambda c: c.set_emitter(preset={"E": "regular_spiking"}),
     ("emitter_spec", "preset", "I"): lambda c: c.set_emitter(preset={"I": "fast_spiking"}),
@@ -77,6 +90,10 @@ VARIANTS = {
     # the same coefficients on r**2 instead of r
     ("emitter_spec", "heterogeneity", "power"): lambda c: c.set_emitter(heterogeneity={"E": {"a": (0.02, 0.0, 0.08)}}),
     ("emitter_spec", "user_presets", None): lambda c: c.set_emitter(preset={"E": _user_preset()}),
+    ("emitter_spec", "per_neuron", None): lambda c: c.set_emitter(per_neuron={"d": np.linspace(2.0, 8.0, 20)}),
+    ("emitter_spec", "per_neuron", "ulp"): lambda c: c.set_emitter(
+        per_neuron={"d": np.nextafter(np.linspace(2.0, 8.0, 20), 9.0)}),
+    ("drive_spec", "noise_hold_ms", None): lambda c: c.drive(noise_hold_ms=1.0),
     ("drive_spec", "current", "E"): lambda c: c.drive(current={"E": 5.0}),
     ("drive_spec", "current", "I"): lambda c: c.drive(current={"I": 1.0}),
     # the smallest change a float can make must still change the hash
@@ -100,6 +117,7 @@ VARIANTS = {
                                                          period_ms=1.0),
     ("stimuli_spec", "values", None): lambda c: c.stimulus("s", amplitude=2.0),
     ("stimuli_spec", "target", None): lambda c: c.stimulus("s", layer="L4"),
+    ("stimuli_spec", "values", "array"): lambda c: c.stimulus("s", kind="array", values=np.arange(5.0)),
 }
 
 ONE_SEED = BASE.ensemble(seeds=[1])
