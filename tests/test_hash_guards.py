@@ -117,7 +117,7 @@ VARIANTS = {
                                                          period_ms=1.0),
     ("stimuli_spec", "values", None): lambda c: c.stimulus("s", amplitude=2.0),
     ("stimuli_spec", "target", None): lambda c: c.stimulus("s", layer="L4"),
-    ("stimuli_spec", "values", "array"): lambda c: c.stimulus("s", kind="array", values=np.arange(5.0)),
+    ("stimuli_spec", "values", "array"): lambda c: c.stimulus("s", values=np.arange(5.0) + 1e-12),
 }
 
 ONE_SEED = BASE.ensemble(seeds=[1])
@@ -126,7 +126,8 @@ SWEPT = ONE_SEED.ensemble(sweep={"drive.current.E": [4.0, 5.0]})
 #: the configuration each variant changes (BASE unless given here: BASE has no ensemble section)
 BASES = {("ensemble_spec", "seeds", None): ONE_SEED, ("ensemble_spec", "sweep", None): ONE_SEED,
          ("ensemble_spec", "sweep", "values"): SWEPT, ("ensemble_spec", "mode", None): SWEPT,
-         **{("stimuli_spec", f, None): STIMULATED for f in ("name", "kind", "values", "target")}}
+         **{("stimuli_spec", f, None): STIMULATED for f in ("name", "kind", "values", "target")},
+         ("stimuli_spec", "values", "array"): BASE.stimulus("s", kind="array", values=np.arange(5.0))}
 
 
 def _spec_values(cfg, section):

@@ -8,7 +8,8 @@ SHA-256 of its bytes, and written by ``to_dict`` as
 
     {"array": {"dtype": "float64", "shape": [T, K], "sha256": "...", "base64": "..."}}
 
-(the raw little-endian bytes in base64: 1.33 bytes per byte, so a 1000 x 1000
+(negative zeros made +0.0 first, so equal values have equal bytes; the raw
+little-endian bytes in base64: 1.33 bytes per byte, so a 1000 x 1000
 weight matrix adds 10.7 MB to a manifest, and ``config_hash`` stays the hash
 of the whole configuration). ``parse_array`` reads any of a numpy array, a
 nested list, a scipy.sparse matrix (densified: the network's weights are dense
@@ -39,7 +40,7 @@ class ArrayValue:
 
     @classmethod
     def of(cls, array: np.ndarray) -> "ArrayValue":
-        data = np.array(array, dtype="<f8", order="C", copy=True)
+        data = np.array(array, dtype="<f8", order="C", copy=True) + 0.0     # -0.0 -> 0.0: one zero, one hash
         data.setflags(write=False)
         return cls(data, hashlib.sha256(data.tobytes()).hexdigest())
 

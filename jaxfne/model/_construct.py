@@ -193,7 +193,7 @@ def user_weights(cfg: Configuration, is_exc: np.ndarray, class_table: np.ndarray
             post, pre = (int(i) for i in np.argwhere(wrong)[0])
             kind = "E" if exc[pre] else "I"
             raise ConfigurationError(
-                f"connectivity: weights[{post}, {pre}]={matrix[post, pre]!r} is invalid; neuron {pre} is an "
+                f"connectivity: weights[{post}, {pre}]={float(matrix[post, pre])!r} is invalid; neuron {pre} is an "
                 f"{kind} cell, so its outgoing weights (column {pre}) must be "
                 f"{'>= 0' if kind == 'E' else '<= 0'} (the sign of a weight is its presynaptic type's)")
     exc = is_exc[0]

@@ -1,0 +1,209 @@
+"""User-defined networks: weights, fixed in-degree, autapses, delta synapses, per-neuron parameters,
+held noise and array-driven currents, each against an independent reference (numpy, counts, closed forms).
+
+The engines' agreement on each is tests/test_conformance.py's; the Izhikevich (2003) network built from
+all of them is tests/test_izhikevich2003.py's.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import scipy.sparse
+
+import jaxfne as jtfne
+from jaxfne.engine._step import stimulus_current
+from jaxfne.model import precision
+
+N = 40
+N_E = 30
+EXC = np.arange(N) < N_E
+
+
+def base(**runtime):
+    return (jtfne.Configuration().runtime(**{"seed": 3, "duration_ms": 40.0, "dt_ms": 0.5, "dtype": "float64",
+                                             **runtime})
+            .column(n=N).cell_types({"E": 0.75, "I": 0.25}))
+
+
+def signed_weights(seed=0, density=0.3, diagonal=False):
+    rng = np.random.default_rng(seed)
+    w = (rng.random((N, N)) < density) * rng.random((N, N)) * np.where(EXC, 1.5, -4.0)[None, :]
+    return w if diagonal else w * (1 - np.eye(N))
+
+
+# -- weights ------------------------------------------------------------------------------------------
+
+def test_user_weights_reach_the_step_once_for_every_member():
+    W = signed_weights()
+    model = jtfne.construct(base().connectivity(weights=W).ensemble(seeds=[1, 2, 3]))
+    w = np.asarray(model.params.w)
+    assert w.shape == (N + 1, N) and model.layout.shared_weights        # one copy, no member axis
+    np.testing.assert_array_equal(w[:N], np.abs(W).T)                   # row j: the weights from cell j
+    assert not w[N].any()
+
+
+def test_delta_synapses_deliver_w_over_dt_for_one_step():
+    """source (the synaptic current) at step t + 1 is sum over the cells j that spiked at step t of W[:, j] / dt,
+    and nothing of earlier spikes: a numpy reference from the recorded raster."""
+    W = signed_weights(diagonal=True)
+    cfg = (base().connectivity(weights=W, autapses=True, synapse="delta")
+           .drive(current={"E": 8.0, "I": 4.0}, noise=2.0).probes(["SPK", "source"]))
+    sig = jtfne.simulate(jtfne.construct(cfg), engine="xla")
+    spk, src = np.asarray(sig["SPK"], float), np.asarray(sig["source"])
+    assert spk.sum() > 50
+    expected = spk[:-1] @ W.T / 0.5                                      # (time, post)
+    np.testing.assert_allclose(src[1:], expected, rtol=1e-12, atol=1e-12)
+    assert not src[0].any()
+
+
+def test_weight_signs_shapes_and_diagonal_are_checked_by_name():
+    W = signed_weights()
+    bad = W.copy()
+    bad[4, 2] = -0.1                                                    # cell 2 is E
+    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[4, 2\]=-0\.1 is invalid; neuron 2 is an E cell"):
+        jtfne.construct(base().connectivity(weights=bad))
+    bad = W.copy()
+    bad[0, 35] = 0.2                                                    # cell 35 is I
+    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[0, 35\]=0\.2 .* I cell"):
+        jtfne.construct(base().connectivity(weights=bad))
+    with pytest.raises(jtfne.ConfigurationError, match=r"shape \(39, 39\).*\(40, 40\)"):
+        jtfne.construct(base().connectivity(weights=W[:39, :39]))
+    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[3, 3\]=.*autapses=True"):
+        base().connectivity(weights=signed_weights() + np.diag(np.arange(N) == 3) * 0.1)
+    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[1, 2\]=nan .* finite"):
+        base().connectivity(weights=np.where(np.eye(N, k=1, dtype=bool), np.nan, 0.0))
+    with pytest.raises(jtfne.ConfigurationError, match="square"):
+        base().connectivity(weights=np.zeros((3, 4)))
+    with pytest.raises(jtfne.ConfigurationError, match="2 dimensions"):
+        base().connectivity(weights=np.zeros(4))
+
+
+def test_weights_are_copied_hashed_and_round_trip():
+    W = signed_weights()
+    cfg = base().connectivity(weights=W)
+    h = cfg.config_hash()
+    W[0, 1] = 123.0                                                      # the caller's array changes afterwards
+    assert cfg.config_hash() == h and cfg.connectivity_spec.weights.data[0, 1] != 123.0
+    back = jtfne.Configuration.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.config_hash() == h
+    sparse = base().connectivity(weights=scipy.sparse.csr_matrix(signed_weights()))
+    assert sparse == cfg
+    tampered = cfg.to_dict()
+    tampered["connectivity"]["weights"]["array"]["sha256"] = "0" * 64
+    with pytest.raises(jtfne.ConfigurationError, match="do not match"):
+        jtfne.Configuration.from_dict(tampered)
+
+
+# -- connection rules ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("autapses", [False, True])
+def test_fixed_indegree_gives_every_neuron_exactly_its_inputs(autapses):
+    p = 0.3
+    model = jtfne.construct(base().connectivity(rule="fixed_indegree", p=p, autapses=autapses).ensemble(seeds=[1, 2]))
+    w = np.asarray(model.params.w)[:, :N] > 0                            # (member, pre, post)
+    for m in range(2):
+        for post in range(N):
+            for group, size in ((EXC, N_E), (~EXC, N - N_E)):
+                candidates = size - (0 if autapses or group[post] != True else 1)   # noqa: E712
+                assert w[m, group, post].sum() == np.floor(p * candidates + 0.5)
+        assert w[m].diagonal().any() == autapses or not autapses
+    assert not np.array_equal(w[0], w[1])                                # each member draws its own
+
+
+def test_autapses_with_the_probability_rule():
+    full = np.asarray(jtfne.construct(base().connectivity(p=1.0, autapses=True)).params.w)[0, :N]
+    none = np.asarray(jtfne.construct(base().connectivity(p=1.0)).params.w)[0, :N]
+    assert (full > 0).all()                                              # all to all, self included
+    assert not none.diagonal().any() and (none + np.eye(N) > 0).all()
+
+
+# -- neurons and drive ---------------------------------------------------------------------------------
+
+def test_per_neuron_parameters_replace_the_preset():
+    d = np.linspace(2.0, 8.0, N)
+    model = jtfne.construct(base().set_emitter(per_neuron={"d": d}).ensemble(seeds=[1, 2]))
+    np.testing.assert_array_equal(np.asarray(model.params.d), np.stack([d, d]))
+    assert not np.allclose(np.asarray(model.params.c[0]), -65.0)          # c still from cortical_eig's r
+    with pytest.raises(jtfne.ConfigurationError, match=r"per_neuron\['d'\] of shape \(39,\).*\(40,\)"):
+        jtfne.construct(base().set_emitter(per_neuron={"d": d[:39]}))
+    with pytest.raises(jtfne.ConfigurationError, match=r"per_neuron\['c'\]\[2\]=30\.0 .* below the spike peak"):
+        base().set_emitter(per_neuron={"c": [-65.0, -60.0, 30.0]})
+    with pytest.raises(jtfne.ConfigurationError, match=r"parameter 'e' is unknown"):
+        base().set_emitter(per_neuron={"e": d})
+
+
+def test_held_noise_is_constant_over_its_interval_with_the_stated_spread():
+    """Uncoupled cells, no constant drive: the input current backed out of the recorded (v, u) of each
+    step (forward Euler, float64) is constant over each 1-ms hold (10 steps) and its spread over the
+    holds is sigma / sqrt(1 ms) = 5."""
+    cfg = (base(dt_ms=0.1, duration_ms=100.0).column(n=200)
+           .connectivity(strength={"E->E": 0.0, "E->I": 0.0, "I->E": 0.0, "I->I": 0.0})
+           .set_emitter(preset="regular_spiking").drive(current=0.0, noise=5.0, noise_hold_ms=1.0)
+           .probes(["SPK", "Vm", "u"]))
+    model = jtfne.construct(cfg)
+    sig = jtfne.simulate(model, engine="xla")
+    v, u, spk = (np.asarray(sig[k]) for k in ("Vm", "u", "SPK"))
+    a, b = np.asarray(model.params.a[0]), np.asarray(model.params.b[0])
+    v0 = np.vstack([np.full((1, 200), -65.0), v[:-1]])
+    u0 = np.vstack([b[None, :] * -65.0, u[:-1]])
+    current = (v - v0) / 0.1 - (0.04 * v0 * v0 + 5.0 * v0 + 140.0 - u0)
+    ok = ~spk & ~np.vstack([np.zeros((1, 200), bool), spk[:-1]])        # no reset in or just before the step
+    blocks = current.reshape(100, 10, 200)
+    okb = ok.reshape(100, 10, 200).all(axis=1)
+    spread_within = (blocks.max(axis=1) - blocks.min(axis=1))[okb]
+    assert okb.sum() > 15000 and spread_within.max() < 1e-8
+    held = blocks[:, 0][okb]
+    assert abs(held.std() / 5.0 - 1.0) < 0.03                           # 2e4 samples: a 3 % band is ~6 sd
+    assert abs(held.mean()) < 0.15
+
+
+# -- array-driven current -------------------------------------------------------------------------------
+
+def test_array_stimulus_current_matches_its_table():
+    course = np.linspace(-3.0, 9.0, 7)
+    table = np.arange(15.0).reshape(5, 3) - 4.0
+    cfg = (base(dt_ms=0.1, duration_ms=20.0)
+           .stimulus("course", kind="array", values=course, sample_ms=1.0, onset_ms=2.0, amplitude=2.0,
+                     cell_type="I")
+           .stimulus("table", kind="array", values=table, onset_ms=0.5, neurons=[3, 17, 38]))
+    model = jtfne.construct(cfg)
+    p = model.member_params(0)
+    with precision("float64"):
+        got = np.asarray(jax.jit(jax.vmap(lambda t: stimulus_current(p, t)))(np.arange(200, dtype=np.uint32)))
+    ref = np.zeros((200, N))
+    for t in range(200):
+        k = t - 20
+        if 0 <= k < 70:
+            ref[t, ~EXC] += 2.0 * course[k // 10]
+        k = t - 5
+        if 0 <= k < 5:
+            ref[t, [3, 17, 38]] += table[k]
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_array_stimulus_mistakes_are_named():
+    with pytest.raises(jtfne.ConfigurationError, match=r"4 columns but the stimulus has 3 targets"):
+        jtfne.construct(base().stimulus("t", kind="array", values=np.ones((5, 4)), neurons=[1, 2, 3]))
+    with pytest.raises(jtfne.ConfigurationError, match=r"fraction.*2-D"):
+        base().stimulus("t", kind="array", values=np.ones((5, 4)), fraction=0.5)
+    with pytest.raises(jtfne.ConfigurationError, match=r"values\[2\]=inf"):
+        base().stimulus("t", kind="array", values=[1.0, 2.0, np.inf])
+    with pytest.raises(jtfne.ConfigurationError, match=r"sample_ms=0\.25 is invalid; it must be a whole number"):
+        jtfne.construct(base().stimulus("t", kind="array", values=[1.0, 2.0], sample_ms=0.25))
+    with pytest.raises(jtfne.ConfigurationError, match=r"noise_hold_ms=0\.75 is invalid"):
+        jtfne.construct(base().drive(noise_hold_ms=0.75))
+
+
+def test_stimulus_amplitude_sweep_shares_one_program():
+    """Sweeping an array stimulus's amplitude changes arrays, not the program: each member's current
+    is its amplitude times the table."""
+    cfg = (base(dt_ms=0.5, duration_ms=5.0).stimulus("course", kind="array", values=[1.0, -2.0, 4.0], neurons=[0])
+           .ensemble(seeds=[1], sweep={"stimulus.course.amplitude": [1.0, 3.0]}))
+    model = jtfne.construct(cfg)
+    with precision("float64"):
+        got = [float(stimulus_current(model.member_params(m), np.uint32(2))[0]) for m in range(2)]
+    assert got == [4.0, 12.0]
