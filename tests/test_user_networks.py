@@ -74,7 +74,7 @@ def test_weight_signs_shapes_and_diagonal_are_checked_by_name():
         jtfne.construct(base().connectivity(weights=W[:39, :39]))
     with pytest.raises(jtfne.ConfigurationError, match=r"weights\[3, 3\]=.*autapses=True"):
         base().connectivity(weights=signed_weights() + np.diag(np.arange(N) == 3) * 0.1)
-    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[1, 2\]=nan .* finite"):
+    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[0, 1\]=nan .* finite"):
         base().connectivity(weights=np.where(np.eye(N, k=1, dtype=bool), np.nan, 0.0))
     with pytest.raises(jtfne.ConfigurationError, match="square"):
         base().connectivity(weights=np.zeros((3, 4)))
