@@ -76,6 +76,9 @@ VARIANTS = {
     ("connectivity_spec", "synapse", "E"): lambda c: c.connectivity(synapse={"E": "delta"}),
     ("connectivity_spec", "synapse", "I"): lambda c: c.connectivity(synapse={"I": "delta"}),
     ("connectivity_spec", "weights", None): lambda c: c.connectivity(weights=_WEIGHTS),
+    ("connectivity_spec", "synapse", "conductance"): lambda c: c.connectivity(synapse={"I": "conductance"}),
+    ("connectivity_spec", "reversal_mv", "E"): lambda c: c.connectivity(reversal_mv={"E": -5.0}),
+    ("connectivity_spec", "reversal_mv", "I"): lambda c: c.connectivity(reversal_mv={"I": -70.0}),
     # one weight one ulp away
     ("connectivity_spec", "weights", "ulp"): lambda c: c.connectivity(weights=_WEIGHTS_ULP),
     ("emitter_spec", "family", None): _emitter_family,

@@ -207,3 +207,25 @@ def test_stimulus_amplitude_sweep_shares_one_program():
     with precision("float64"):
         got = [float(stimulus_current(model.member_params(m), np.uint32(2))[0]) for m in range(2)]
     assert got == [4.0, 12.0]
+
+
+def test_conductance_synapses_against_numpy():
+    """source at step t is g_E (E_E - v) + g_I (E_I - v) with v at the start of step t and the conductances
+    rebuilt in numpy from the recorded raster (g <- g exp(-dt / tau) + sum of the weights of the spikes)."""
+    W = signed_weights() * 0.02
+    cfg = (base().connectivity(weights=W, synapse="conductance", reversal_mv={"E": 0.0, "I": -75.0},
+                               tau_exc_ms=4.0, tau_inh_ms=9.0)
+           .drive(current={"E": 8.0, "I": 4.0}, noise=2.0).probes(["SPK", "Vm", "source"]))
+    model = jtfne.construct(cfg)
+    sig = jtfne.simulate(model, engine="xla")
+    spk, vm, src = np.asarray(sig["SPK"]), np.asarray(sig["Vm"]), np.asarray(sig["source"])
+    assert spk.sum() > 50
+    c = np.asarray(model.params.c[0])
+    v_start = np.vstack([np.full((1, N), -65.0), np.where(spk[:-1], c[None, :], vm[:-1])])
+    g_e, g_i, expected = np.zeros(N), np.zeros(N), np.zeros_like(src)
+    for t in range(len(src)):
+        expected[t] = g_e * (0.0 - v_start[t]) + g_i * (-75.0 - v_start[t])
+        g_e = g_e * np.exp(-0.5 / 4.0) + np.abs(W[:, EXC & spk[t]]).sum(axis=1)
+        g_i = g_i * np.exp(-0.5 / 9.0) + np.abs(W[:, ~EXC & spk[t]]).sum(axis=1)
+    np.testing.assert_allclose(src, expected, rtol=1e-10, atol=1e-10)
+    assert (src[spk.sum(axis=1).cumsum() > 0] != 0).any()

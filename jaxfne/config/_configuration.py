@@ -24,7 +24,7 @@ from ._arrays import ArrayValue, parse_array
 from ._presets import (FAMILIES, PARAMS, REGISTRY, V_PEAK_MV, check_name, check_reset, parse_constants, parse_polynomial,
                        user_definition)
 from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, INTEGRATORS, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS,
-                     PATHWAYS, PROBES, RULES, SYNAPSES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
+                     PATHWAYS, PROBES, REVERSAL_MV, RULES, SYNAPSES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
                      ProbesSpec, RuntimeSpec, parse_pathway_key)
 from ._stimuli import parse_stimulus, stimuli_from_dict
 from ._sweep import parse_ensemble
@@ -175,7 +175,7 @@ class Configuration:
 
     def connectivity(self, p=_UNSET, strength=_UNSET, tau_exc_ms=_UNSET, tau_inh_ms=_UNSET,
                      shared=_UNSET, delay_ms=_UNSET, pathways=_UNSET, rule=_UNSET, autapses=_UNSET,
-                     synapse=_UNSET, weights=_UNSET) -> "Configuration":
+                     synapse=_UNSET, weights=_UNSET, reversal_mv=_UNSET) -> "Configuration":
         """Random connectivity without self-connections, or the user's own weights; the synapse kinds.
 
         ``p`` is the connection probability (1.0 = all-to-all). ``strength`` maps
@@ -197,8 +197,10 @@ class Configuration:
         ``rule``: "probability" (each pair independently with probability p) or "fixed_indegree" (each
         neuron receives exactly round(p * candidates) inputs from every presynaptic group, chosen
         uniformly). ``autapses=True`` allows self-connections. ``synapse``: "exponential" (a spike adds w
-        to a current that decays with tau) or "delta" (a spike adds a current w / dt_ms for the next step
-        only, so the target's v moves by about w), one kind or a dict per presynaptic type.
+        to a current that decays with tau), "delta" (a spike adds a current w / dt_ms for the next step
+        only, so the target's v moves by about w) or "conductance" (a spike adds w to a conductance g
+        that decays with tau; the current is g (E_rev - v), ``reversal_mv`` per presynaptic type, default
+        0 mV for E and -80 mV for I), one kind or a dict per presynaptic type.
         ``weights``: the user's own matrix W[post, pre] (a numpy array or scipy.sparse matrix, N x N,
         shared by every member), replacing p, strength and rule; a column of an E cell must be >= 0,
         of an I cell <= 0 (checked by ``construct``), and its diagonal must be 0 unless autapses=True;
@@ -247,6 +249,13 @@ class Configuration:
                         raise bad_value(w, "synapse", {key: val}, f"the key is the presynaptic cell type: one "
                                         f"of {', '.join(CELL_TYPES)}")
                     kinds[key] = parse_choice(w, f"synapse[{key!r}]", val, SYNAPSES)
+        reversal = dict(cur.reversal_mv)
+        if reversal_mv is not _UNSET:
+            for key, val in parse_mapping(w, "reversal_mv", reversal_mv).items():
+                if key not in CELL_TYPES:
+                    raise bad_value(w, "reversal_mv", {key: val}, f"the key is the presynaptic cell type: one "
+                                    f"of {', '.join(CELL_TYPES)}")
+                reversal[key] = parse_float(w, f"reversal_mv[{key!r}]", val, minimum=-200.0, maximum=200.0)
         matrix = cur.weights
         if weights is not _UNSET:
             matrix = None if weights is None else parse_array(w, "weights", weights, ndims=(2,))
@@ -258,7 +267,7 @@ class Configuration:
                             "self-connections need autapses=True; otherwise the diagonal must be 0")
         spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared, delay,
                                 tuple((k, _pairs(v)) for k, v in sorted(paths.items())), rule, autapses,
-                                _pairs(kinds), matrix)
+                                _pairs(kinds), matrix, _pairs(reversal))
         return dataclasses.replace(self, connectivity_spec=spec)
 
     def set_emitter(self, family=_UNSET, preset=_UNSET, params=_UNSET, heterogeneity=_UNSET,
@@ -513,7 +522,8 @@ class Configuration:
                              **({"rule": con.rule} if con.rule != "probability" else {}),
                              **({"autapses": True} if con.autapses else {}),
                              **({"synapse": dict(con.synapse)} if con.synapse != ConnectivitySpec().synapse else {}),
-                             **({"weights": con.weights.to_dict()} if con.weights is not None else {})},
+                             **({"weights": con.weights.to_dict()} if con.weights is not None else {}),
+                             **({"reversal_mv": dict(con.reversal_mv)} if con.reversal_mv != REVERSAL_MV else {})},
             # the user-neuron keys only when used: a configuration without them keeps its hash from before
             "emitter": {"family": em.family, "preset": dict(em.preset),
                         **({"params": {t: dict(v) for t, v in em.params}} if em.params else {}),

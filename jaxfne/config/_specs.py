@@ -23,8 +23,12 @@ DTYPES = ("float32", "float64")
 INTEGRATORS = ("euler", "izhikevich2003")
 
 #: synapse kinds, per presynaptic cell type (``connectivity(synapse=...)``): "exponential", a current that
-#: jumps by w and decays with tau; "delta", a current w / dt held for one step (v moves by about w)
-SYNAPSES = ("exponential", "delta")
+#: jumps by w and decays with tau; "delta", a current w / dt held for one step (v moves by about w);
+#: "conductance", a conductance that jumps by w and decays with tau, the current g (E_rev - v)
+SYNAPSES = ("exponential", "delta", "conductance")
+
+#: default reversal potentials (mV) of conductance synapses, per presynaptic type
+REVERSAL_MV = (("E", 0.0), ("I", -80.0))
 
 #: connection rules (``connectivity(rule=...)``): each pair independently with probability p, or each
 #: neuron receives exactly round(p * candidates) inputs from every presynaptic group
@@ -99,6 +103,8 @@ class ConnectivitySpec:
     synapse: tuple = (("E", "exponential"), ("I", "exponential"))
     #: a user weight matrix [post, pre] (config/_arrays.ArrayValue, signed) replacing p and strength; None
     weights: object = None
+    #: reversal potential (mV) of conductance synapses per presynaptic type
+    reversal_mv: tuple = REVERSAL_MV
 
 @dataclasses.dataclass(frozen=True)
 class EmitterSpec:

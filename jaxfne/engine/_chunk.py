@@ -37,7 +37,7 @@ ORDERED_INPUT_MAX_SLOTS = 4096 * 128
 def step_options(layout) -> dict:
     """The static options of ``step`` a layout fixes: delays, integration scheme, noise hold."""
     return {"delay_steps": layout.delay_steps, "integrator": layout.integrator,
-            "noise_hold": layout.noise_hold_steps}
+            "noise_hold": layout.noise_hold_steps, "conductance": layout.conductance}
 
 def xla_variant(layout: Layout, mesh: Mesh, members_per_device: int = 1) -> dict:
     """How the XLA step is compiled for ``mesh``'s platform (same results either way).

@@ -370,6 +370,8 @@ def unsupported(layout) -> str | None:
     lacking = [name for name in layout.probes if "native" not in REGISTRY[name].engines]
     if lacking:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
+    if any(layout.conductance):
+        return "the native engine has current synapses only, not synapse='conductance'"
     if layout.integrator != "euler":
         return f"the native engine integrates with forward Euler only, not integrator={layout.integrator!r}"
     if layout.noise_hold_steps != 1:

@@ -205,7 +205,7 @@ def stimulus_current(params: NetParams, t):
 
 
 def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), ordered_input: bool = False,
-         integrator: str = "euler", noise_hold: int = 1):
+         integrator: str = "euler", noise_hold: int = 1, conductance: tuple = (False, False)):
     """Advance one network by one step of dt (forward Euler, or the Izhikevich (2003) scheme).
 
     Returns the new state and the raw observations of the step (jaxfne/_probes.py
@@ -218,11 +218,18 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
     ``integrator``: "euler", or "izhikevich2003": v advanced by two half steps of dt / 2 with the same
     input, then u by dt from the new v, each written as the paper's code writes it
     (``0.04 * v**2 + 5 * v + 140 - u + I``). ``noise_hold``: the noise sample of step t is that of step
-    ``t // noise_hold`` (drawn once, held for noise_hold steps).
+    ``t // noise_hold`` (drawn once, held for noise_hold steps). ``conductance`` (E, I): those synapses
+    are conductances, their current ``s_exc (rev_exc - v)`` and ``s_inh (rev_inh - v)`` from the v at
+    the start of the step (current synapses: ``s_exc`` and ``-s_inh``).
     """
     dt = params.dt_ms
     v, u = state.v, state.u
-    i_syn = state.s_exc - state.s_inh
+    if conductance == (False, False):
+        i_syn = state.s_exc - state.s_inh
+    else:
+        i_exc = state.s_exc * (params.rev_exc - v) if conductance[0] else state.s_exc
+        i_inh = state.s_inh * (params.rev_inh - v) if conductance[1] else -state.s_inh
+        i_syn = i_exc + i_inh
     noise_step = t if noise_hold == 1 else t // noise_hold
     i_total = params.i_mean + i_syn + params.noise_scale * noise_sample(params, noise_step)
     i_stim = stimulus_current(params, t)

@@ -110,7 +110,8 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
     return dict(seed=rt.seed, conn_seed=rt.seed, p=p, g=g, tau_exc_ms=con.tau_exc_ms,
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
-                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms, **stim)
+                noise=np.array([noi[t] for t in CELL_TYPES]), dt_ms=rt.dt_ms,
+                reversal=np.array([dict(con.reversal_mv)[t] for t in CELL_TYPES]), **stim)
 
 def cell_assignment(cfg: Configuration) -> np.ndarray:
     """is_exc (N,): within each layer the first round(f_E * n_layer) cells are E."""
@@ -224,7 +225,8 @@ def make_layout(cfg: Configuration) -> Layout:
                   user_weights=cfg.connectivity_spec.weights is not None, delay_steps=steps,
                   sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
                   slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec),
-                  stim_table_rows=table_rows(cfg), integrator=rt.integrator, noise_hold_steps=hold)
+                  stim_table_rows=table_rows(cfg), integrator=rt.integrator, noise_hold_steps=hold,
+                  conductance=tuple(dict(cfg.connectivity_spec.synapse)[t] == "conductance" for t in CELL_TYPES))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

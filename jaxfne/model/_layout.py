@@ -58,6 +58,8 @@ class Layout:
     integrator: str = "euler"
     #: the noise is drawn once per this many steps and held (1: every step)
     noise_hold_steps: int = 1
+    #: conductance synapses (True) or current synapses, per presynaptic type (E, I)
+    conductance: tuple = (False, False)
 
     def geometry(self, probe: str) -> dict:
         """Shape and dims of a probe's recording: time axis, its stride, last axis (from its definition)."""

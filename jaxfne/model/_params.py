@@ -82,6 +82,8 @@ PARAM_FIELDS = (
     Field("stim_table", "float", "(R, N)",
           "rows of the array-driven stimuli, each stimulus's rows in turn (one value per neuron); no member "
           "axis: shared by every member", native=False),
+    Field("rev_exc", "float", "()", "reversal potential (mV) of excitatory conductance synapses", native=False),
+    Field("rev_inh", "float", "()", "reversal potential (mV) of inhibitory conductance synapses", native=False),
 )
 
 STATE_FIELDS = (

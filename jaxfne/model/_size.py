@@ -68,7 +68,7 @@ STATE_COPIES = 3
 CHUNKS_IN_FLIGHT = 2
 
 #: per-member host tables of ``construct`` (knobs as float64, besides the (G, G) tables)
-_KNOB_SCALARS = 2 + 2 + 24 + 2 + 2 + 1     # seeds, taus, coeffs (2, 4, 3), current, noise, dt
+_KNOB_SCALARS = 2 + 2 + 24 + 2 + 2 + 1 + 2     # seeds, taus, coeffs (2, 4, 3), current, noise, dt, reversal
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
