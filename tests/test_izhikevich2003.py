@@ -27,6 +27,8 @@ import scipy.signal
 
 import jaxfne as jtfne
 
+from conftest import needs_native
+
 NE, NI = 800, 200
 N = NE + NI
 STEPS = 1000
@@ -109,6 +111,25 @@ def test_spike_times_identical_to_the_published_algorithm(seed_0):
         f"jaxfne {spikes[first] if first is not None and first < len(spikes) else None}")
 
 
+@needs_native
+def test_native_spike_times_identical_to_the_published_algorithm(seed_0):
+    """The native kernel too: the same spike times as the published algorithm over the whole second (float64,
+    dt 1 ms), and the XLA engine's raster bit for bit. Its two half steps, the u step, the array stimulus
+    ``1 * (1 * I_th)`` and the event-ordered input are the transcription's operations in its order (the
+    kernel is built without contraction into multiply-adds)."""
+    reference, signals, _ = seed_0
+    native = jtfne.simulate(jtfne.construct(configuration(*reference)), engine="native")
+    assert native.attrs["engine"] == "native"
+    steps, neurons = np.nonzero(np.asarray(native["SPK"]))
+    spikes = [(int(t) + 1, int(i)) for t, i in zip(steps, neurons) if t + 1 < STEPS]
+    expected = izhikevich_2003(*reference)
+    first = next((k for k, (x, y) in enumerate(zip(expected, spikes)) if x != y), None)
+    assert first is None and len(spikes) == len(expected) > 5000, (
+        f"first difference at spike {first}: paper {expected[first] if first is not None else None}, "
+        f"native {spikes[first] if first is not None and first < len(spikes) else None}")
+    np.testing.assert_array_equal(np.asarray(native["SPK"]), np.asarray(signals["SPK"]))
+
+
 def population_spectrum(spikes: np.ndarray):
     """Welch spectrum (Hz, power) of the population spike count in 1-ms bins (spikes: (step, neuron)),
     the first 200 ms (the synchronous start) dropped; 1024-ms Hann windows, 0.98 Hz apart."""
@@ -144,3 +165,22 @@ def test_rhythms_in_the_alpha_and_gamma_bands():
     assert power[freq == strongest][0] > 1.5 * max(power[band(2, 5)].mean(), power[band(15, 25)].mean())
     fast = peaks[(freq[peaks] >= 28) & (freq[peaks] <= 50)]
     assert fast.size and power[fast].max() > 3 * power[band(60, 100)].mean(), freq[peaks]
+
+
+def test_the_tutorial_script_runs(tmp_path):
+    """tutorials/izhikevich2003.py, shortened, through a real interpreter: both networks run, report and
+    write their figures."""
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "tutorials" / "izhikevich2003.py"
+    out = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--duration-ms", "400",
+                          "--seeds", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rates = [float(line.split("mean rate ")[1].split(" Hz")[0]) for line in out.stdout.splitlines()
+             if "mean rate" in line]
+    assert len(rates) == 2 and all(3.0 < r < 20.0 for r in rates), out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "raster_as_published.png", "raster_dt0.1_member0.png", "spectrum_as_published.png",
+        "spectrum_dt0.1_member0.png"]
