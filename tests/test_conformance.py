@@ -54,6 +54,7 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     connectivity:fixed in-degree with autapses        reference  agrees
     neurons:per-neuron arrays                         reference  agrees
     synapses:conductance (E and I)                    reference  declared unsupported
+    stimuli:inhomogeneous poisson (profile)           reference  declared unsupported
     integrator:izhikevich2003                         reference  declared unsupported
     noise:held for 1 ms                               reference  declared unsupported
     stimuli:array-driven current (1-D and 2-D)        reference  declared unsupported
@@ -193,6 +194,9 @@ FEATURES = [
             lambda: base().connectivity(rule="fixed_indegree", p=0.4, autapses=True)),
     Feature("neurons:per-neuron arrays",
             lambda: base().set_emitter(per_neuron={"a": np.linspace(0.02, 0.1, 40), "d": np.linspace(8.0, 2.0, 40)})),
+    Feature("stimuli:inhomogeneous poisson (profile)",
+            lambda: base().stimulus("ramp", kind="poisson", rate_hz=40.0, n_sources=25, weight=1.5,
+                                    profile=np.linspace(0.0, 2.0, 12), sample_ms=2.5, onset_ms=1.0)),
     Feature("synapses:conductance (E and I)",
             lambda: base().connectivity(synapse="conductance", reversal_mv={"E": 0.0, "I": -75.0},
                                         strength={"E->E": 0.3, "E->I": 0.6, "I->E": 1.0, "I->I": 1.5})),

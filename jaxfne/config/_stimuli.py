@@ -23,7 +23,9 @@ Spike sources:
 
 * ``poisson``: every target receives ``n_sources`` independent Poisson trains of ``rate_hz`` from
   ``onset_ms`` for ``duration_ms``; each spike adds ``weight`` to its excitatory (``synapse="E"``) or
-  inhibitory ("I") synaptic current, like a recurrent spike of that type.
+  inhibitory ("I") synaptic current, like a recurrent spike of that type. Inhomogeneous: a ``profile``
+  (T,) of factors >= 0 makes the rate ``rate_hz * profile[k]`` during row k (``sample_ms`` each, None:
+  one step), from ``onset_ms`` until the profile ends (``duration_ms`` is then not used).
 
 Targets: every neuron, narrowed by ``column``, ``layer`` and ``cell_type``,
 then a ``fraction`` of those (drawn per member from its seed), or explicit
@@ -51,7 +53,7 @@ STIMULUS_KINDS = {
              "duration_ms": UNTIL_END},
     "array": {"values": REQUIRED, "sample_ms": None, "amplitude": 1.0, "onset_ms": 0.0},
     "poisson": {"rate_hz": REQUIRED, "n_sources": REQUIRED, "weight": REQUIRED, "synapse": "E", "onset_ms": 0.0,
-                "duration_ms": UNTIL_END},
+                "duration_ms": UNTIL_END, "profile": None, "sample_ms": None},
 }
 #: target keywords and their defaults (None: every neuron)
 TARGET_FIELDS = {"column": None, "layer": None, "cell_type": None, "fraction": 1.0, "neurons": None}
@@ -108,6 +110,8 @@ def _number(w: str, field: str, value):
         return None
     if field == "values":
         return parse_array(w, field, value, ndims=(1, 2))
+    if field == "profile":
+        return None if value is None else parse_array(w, field, value, ndims=(1,), minimum=0.0)
     if field == "count":
         return parse_int(w, field, value, minimum=1)
     if field in ("onset_ms",):

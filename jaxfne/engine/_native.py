@@ -372,6 +372,8 @@ def unsupported(layout) -> str | None:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
     if any(layout.conductance):
         return "the native engine has current synapses only, not synapse='conductance'"
+    if layout.poisson_profiles:
+        return "the native engine draws Poisson sources at constant rates (no profile=)"
     if layout.integrator != "euler":
         return f"the native engine integrates with forward Euler only, not integrator={layout.integrator!r}"
     if layout.noise_hold_steps != 1:

@@ -129,16 +129,18 @@ def stimulus_gate(params: NetParams, t):
     return (t >= onset) & (k < span) & (k % period < width), k
 
 
-def poisson_counts(params: NetParams, t, s: int, n_draws):
+def poisson_counts(params: NetParams, t, s: int, n_draws, threshold=None):
     """Spikes (N,) uint32 that stimulus ``s``'s sources send each neuron at step ``t``.
 
     ``n_draws``: its n_sources, or 0 when it is off or not a Poisson source. The count is
     Binomial(n_draws, threshold / 2^24), drawn from the member's ``stim_key`` stream by integer hashing
-    (model/_stimuli.py gives the construction), so both engines draw the same bits.
+    (model/_stimuli.py gives the construction), so both engines draw the same bits. ``threshold``
+    (uint32, scalar or (N,)): None is the stimulus's own (stim_steps column 4).
     """
     t = jnp.asarray(t).astype(jnp.uint32)
     key = params.stim_key
-    threshold, tag = params.stim_steps[s, 4], params.stim_steps[s, 6]
+    tag = params.stim_steps[s, 6]
+    threshold = params.stim_steps[s, 4] if threshold is None else threshold
     word = _mix32(_mix32(_mix32(key[0] ^ t) + key[1]) ^ tag)
     base = _mix32(word ^ neuron_counters(params.a.shape[0]))
 
@@ -152,17 +154,29 @@ def poisson_counts(params: NetParams, t, s: int, n_draws):
 def poisson_input(params: NetParams, t):
     """(excitatory, inhibitory) input (N,) of the Poisson sources at step ``t``, or None without them.
 
-    ``weight * count`` of each Poisson stimulus that is on, on its targets, summed in name order.
+    ``weight * count`` of each Poisson stimulus that is on, on its targets, summed in name order. An
+    inhomogeneous source (stim_wave columns 1 and 2: its profile's first row in ``stim_table`` and the
+    steps per row, > 0) draws with threshold ``floor(threshold * factor + 0.5)``, the factor of the
+    current row, computed in the run's dtype.
     """
     n_stim = params.stim_target.shape[0]
     if n_stim == 0:
         return None
-    on, _ = stimulus_gate(params, t)
+    on, k = stimulus_gate(params, t)
     weight, code = params.stim_wave[:, 0], params.stim_wave[:, 4]
+    table = params.stim_table
     exc = inh = jnp.zeros_like(params.a)
     for s in range(n_stim):
-        poisson = on[s] & (code[s] >= 2.0)
-        count = poisson_counts(params, t, s, jnp.where(poisson, params.stim_steps[s, 5], jnp.uint32(0)))
+        poisson = on[s] & ((code[s] == 2.0) | (code[s] == 3.0))
+        threshold = None
+        if table.shape[0] > 0:          # profiles exist in this run (static): this source may have one
+            first, hold = params.stim_wave[s, 1], params.stim_wave[s, 2]
+            row = first.astype(jnp.uint32) + k[s] // jnp.maximum(hold.astype(jnp.uint32), jnp.uint32(1))
+            factor = table[jnp.minimum(row, jnp.uint32(table.shape[0] - 1))]
+            base = params.stim_steps[s, 4]
+            scaled = jnp.floor(base.astype(factor.dtype) * factor + 0.5).astype(jnp.uint32)
+            threshold = jnp.where(hold > 0, scaled, base)
+        count = poisson_counts(params, t, s, jnp.where(poisson, params.stim_steps[s, 5], jnp.uint32(0)), threshold)
         add = params.stim_target[s] * (weight[s] * count.astype(weight.dtype))
         exc = exc + jnp.where(code[s] == 2.0, add, 0.0)
         inh = inh + jnp.where(code[s] == 3.0, add, 0.0)

@@ -226,7 +226,9 @@ def make_layout(cfg: Configuration) -> Layout:
                   sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
                   slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec),
                   stim_table_rows=table_rows(cfg), integrator=rt.integrator, noise_hold_steps=hold,
-                  conductance=tuple(dict(cfg.connectivity_spec.synapse)[t] == "conductance" for t in CELL_TYPES))
+                  conductance=tuple(dict(cfg.connectivity_spec.synapse)[t] == "conductance" for t in CELL_TYPES),
+                  poisson_profiles=any(s.kind == "poisson" and s.value("profile") is not None
+                                       for s in cfg.stimuli_spec))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -84,6 +84,11 @@ def stimulus_knobs(cfg) -> dict:
             fraction.append(spec.targets()["fraction"])
             first_row += rows
             continue
+        profile_rows = profile_hold = 0
+        if spec.kind == "poisson" and v["profile"] is not None:      # inhomogeneous: the profile sets the span
+            profile_hold = 1 if v["sample_ms"] is None else _steps(w, "sample_ms", v["sample_ms"], dt)
+            profile_rows = v["profile"].shape[0]
+            v = {**v, "duration_ms": profile_rows * profile_hold * dt}
         if spec.kind == "pulses":
             width = _steps(w, "duration_ms", v["duration_ms"], dt)
             period = _steps(w, "period_ms", v["period_ms"], dt)
@@ -95,15 +100,21 @@ def stimulus_knobs(cfg) -> dict:
         omega = 2.0 * math.pi * v["frequency_hz"] * dt / 1000.0 if sine else 0.0
         threshold = n_sources = 0
         if spec.kind == "poisson":
-            p = v["rate_hz"] * dt / 1000.0
+            peak = 1.0 if v["profile"] is None else float(v["profile"].data.max())
+            p = v["rate_hz"] * peak * dt / 1000.0
             if p > 1.0:
                 raise ConfigurationError(f"{w}: rate_hz={v['rate_hz']!r} is invalid; one source fires at most once "
-                                         f"a step, so rate_hz * dt_ms / 1000 must be <= 1 (dt_ms={dt})")
+                                         f"a step, so rate_hz * dt_ms / 1000 (times the profile's largest factor, "
+                                         f"{peak:g}) must be <= 1 (dt_ms={dt})")
+            p = v["rate_hz"] * dt / 1000.0
             threshold, n_sources = int(round(p * 2**24)), v["n_sources"]
         code = KIND_CODES[f"poisson_{v['synapse']}" if spec.kind == "poisson" else spec.kind]
         steps.append((onset, span, period, width, threshold, n_sources, zlib.crc32(spec.name.encode())))
-        wave.append((v["weight"] if spec.kind == "poisson" else v["amplitude"], v.get("offset", 0.0), omega,
-                     v.get("phase", 0.0), code))
+        if spec.kind == "poisson":      # columns 1 and 2: a profile's first table row and steps per row (0: none)
+            wave.append((v["weight"], float(first_row), float(profile_hold), 0.0, code))
+            first_row += profile_rows
+        else:
+            wave.append((v["amplitude"], v.get("offset", 0.0), omega, v.get("phase", 0.0), code))
         fraction.append(spec.targets()["fraction"])
     return {"stim_steps": np.asarray(steps, np.uint32).reshape(-1, len(STEP_COLUMNS)),
             "stim_wave": np.asarray(wave, np.float64).reshape(-1, 5),
@@ -159,9 +170,18 @@ def stimulus_targets(key, is_exc, region, cell_type, tags, fraction, dtype):
 
 
 
+def _table_values(spec):
+    """The rows a stimulus keeps in the shared table: an array stimulus's values, a Poisson profile, or None."""
+    if spec.kind == "array":
+        return spec.value("values")
+    if spec.kind == "poisson":
+        return spec.value("profile")
+    return None
+
+
 def table_rows(cfg) -> int:
-    """R: the rows of the array stimuli's shared table (every array stimulus's rows, in name order)."""
-    return sum(s.value("values").shape[0] for s in cfg.stimuli_spec if s.kind == "array")
+    """R: the rows of the shared table (array stimuli's values and Poisson profiles, in name order)."""
+    return sum(v.shape[0] for v in map(_table_values, cfg.stimuli_spec) if v is not None)
 
 
 def stimulus_table(cfg, region: np.ndarray, cell_type: np.ndarray, is_exc: np.ndarray) -> np.ndarray:
@@ -175,9 +195,9 @@ def stimulus_table(cfg, region: np.ndarray, cell_type: np.ndarray, is_exc: np.nd
     n = cfg.n
     parts = []
     for s, spec in enumerate(cfg.stimuli_spec):
-        if spec.kind != "array":
+        if _table_values(spec) is None:
             continue
-        values = spec.value("values").data
+        values = _table_values(spec).data
         if values.ndim == 1:
             parts.append(np.repeat(values[:, None], n, axis=1))
             continue
