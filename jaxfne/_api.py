@@ -81,4 +81,4 @@ def simulate(model: Model, duration_ms=None, dt_ms=None, seed=None, *, chunk_ms=
     ds = build_dataset(sink.arrays, model, squeeze_member=not model.ensemble, members=members,
                        state_finite=full_finite)
     ds.attrs["engine"] = engine
-    return Signals(ds)
+    return Signals(ds, events=None if sink.events is None else sink.events.with_members(members))

@@ -60,7 +60,6 @@ from ._stats import cv_from_isi_sums
 from ._validate import parse_steps
 from .config import CELL_TYPES, Configuration
 from .results import open_signals
-from .sinks._events import EVENT_SOURCE
 
 __all__ = ["cv_isi", "evoked_field", "fano_factor", "firing_rate", "lfp_spectrum", "population_rate", "psth",
            "rate_spectrum", "stimulus_onsets", "synchrony"]
@@ -105,7 +104,7 @@ class _Spikes:
         """(spike counts of these members (member, bin, neuron) as stored, steps per bin, first step) when
         the signals come from a store that keeps them (schema 2) and hold every neuron and a contiguous run
         of steps; else None (the raster is read)."""
-        source = signals.dataset.encoding.get(EVENT_SOURCE)
+        source = signals.events
         if not hasattr(source, "counts") or self.n_time == 0:
             return None
         time_ms = np.asarray(spk["time"].values, dtype=np.float64)

@@ -12,6 +12,8 @@ import pytest
 import jaxfne as jtfne
 from jaxfne.engine import _driver, run_chunks
 from jaxfne.engine._chunk import ChunkEvents, events_from_raster
+from jaxfne.sinks._events import RunEvents
+from jaxfne.sinks._stored_events import StoredEvents
 from conftest import needs_native
 
 CHUNK_STEPS = 100
@@ -80,6 +82,22 @@ def test_events_from_raster_odd_shapes():
             assert_events_equal(events_from_raster(raster, 2), reference(raster[:, :2]))
 
 
+def test_step_deltas_round_trip():
+    from jaxfne.sinks._store import step_deltas, steps_from_deltas
+
+    rng = np.random.default_rng(7)
+    for counts in ([0, 3, 0, 5, 1, 0], [4], [0, 0], [], [2, 0, 0, 7]):
+        counts = np.asarray(counts, dtype=np.int64)
+        step = np.concatenate([np.sort(rng.integers(0, 500, c)) for c in counts] or [np.zeros(0)]).astype(np.uint16)
+        delta = step_deltas(counts, step)
+        # a numpy transcription: np.diff within each member, its first event from 0
+        want = np.concatenate([np.diff(p.astype(np.int64), prepend=0)
+                               for p in np.split(step, np.cumsum(counts)[:-1])] or [np.zeros(0)])
+        assert delta.dtype == np.uint16
+        np.testing.assert_array_equal(delta, want)
+        np.testing.assert_array_equal(steps_from_deltas(counts, delta), step.astype(np.int64))
+
+
 def test_no_events_unless_asked(model):
     assert all(c.events is None for c in run_chunks(model, CHUNK_STEPS))
 
@@ -103,20 +121,33 @@ def assert_signal_events(signals, member=None, base_step=0):
 
 def test_memory_signals_read_events_not_the_raster(model):
     signals = jtfne.simulate(model, chunk_ms=CHUNK_STEPS * 0.1, engine="xla")
-    assert "jaxfne_spike_events" in signals.dataset.encoding
+    assert isinstance(signals.events, RunEvents)
     for m in range(3):
         assert_signal_events(signals, m)
     # a window of time and a selection of neurons: the events of those only, labelled as the raster
     part = signals.sel(time=slice(3.0, 17.0)).isel(neuron=[1, 4, 5, 20])
     for m in range(3):
         assert_signal_events(part, m, base_step=30)
-    # the events are what is read: with the raster blanked, the same answer
+    # the events are what is read: with the raster blanked, the same answer; they travel as the Signals'
+    # own field (a Dataset without the encoding's copy), through sel and isel, to the members selected
     ev = signals.spike_events(member=1)
-    blank = jtfne.Signals(signals.dataset.assign(SPK=signals["SPK"] & False))
+    ds = signals.dataset.assign(SPK=signals["SPK"] & False)
+    ds.encoding = {}
+    blank = jtfne.Signals(ds, events=signals.events)
+    assert jtfne.Signals(ds).events is None
     again = blank.spike_events(member=1)
     assert ev.steps.size > 100 and not blank["SPK"].values.any()
     np.testing.assert_array_equal(again.steps, ev.steps)
     np.testing.assert_array_equal(again.neurons, ev.neurons)
+    picked = blank.isel(member=[2, 1]).sel(time=slice(3.0, 17.0))
+    assert picked.events is signals.events
+    want = signals.sel(time=slice(3.0, 17.0)).spike_events(member=1)
+    got = picked.spike_events(member=1)
+    np.testing.assert_array_equal(got.steps, want.steps)
+    np.testing.assert_array_equal(got.neurons, want.neurons)
+    assert blank.sel({"drive.current.E": 80.0}).spike_events().steps.size == ev.steps.size
+    with pytest.raises(jtfne.ReadoutError, match="events="):
+        jtfne.Signals(ds, events=np.zeros(3))
 
 
 # -- the store (schema 2): events, counts, and the raster rebuilt from them ---------------------------------
@@ -131,22 +162,31 @@ def test_store_keeps_events_and_counts_equal_to_the_raster(model, tmp_path):
     path = tmp_path / "run.zarr"
     # member-blocks of 2: the runaway shares a block (and its CSR rows) with member 0; member 2 is alone
     stored = jtfne.Signals(_zarr.simulate_to_store(model, path, CHUNK_STEPS, member_block=2, engine="xla"))
+    assert isinstance(jtfne.open_signals(path).events, StoredEvents)
     raster = np.asarray(memory["SPK"])
     np.testing.assert_array_equal(np.asarray(stored["SPK"]), raster)        # rebuilt lazily from events
     for m in range(3):
         assert_signal_events(stored, m)
         assert_signal_events(stored.sel(time=slice(5.0, 21.0)), m, base_step=50)
     root = zarr.open_group(path, mode="r")
-    assert "SPK" not in root and root.attrs["spk_encoding"] == "events"
-    # zarr alone (docs/store.md): member 1's events, chunk by chunk, from the counts' offsets
+    assert "SPK" not in root and root.attrs["spk_encoding"] == "events" and root.attrs["jaxfne_schema_version"] == 3
+    assert "step" not in root["spike_events"]
+    # zarr alone (docs/store.md): member 1's events, chunk by chunk, from the counts' offsets; its steps
+    # are the cumulative sum of its step differences
     ev, steps, neurons = root["spike_events"], [], []
     for k in range(3):
         counts = ev["count"][0:2, k]
-        steps.append(ev["step"][0, k, counts[0]:counts[0] + counts[1]].astype(np.int64) + k * CHUNK_STEPS)
+        delta = ev["step_delta"][0, k, counts[0]:counts[0] + counts[1]]
+        steps.append(np.cumsum(delta, dtype=np.int64) + k * CHUNK_STEPS)
         neurons.append(ev["neuron"][0, k, counts[0]:counts[0] + counts[1]])
     t, n = np.nonzero(raster[1])
     np.testing.assert_array_equal(np.concatenate(steps), t)
     np.testing.assert_array_equal(np.concatenate(neurons), n)
+    # the stored differences, whole rows, against np.diff of the raster's events member by member
+    for k in range(3):
+        m, t, _ = np.nonzero(raster[0:2, k * CHUNK_STEPS:(k + 1) * CHUNK_STEPS])
+        want = np.concatenate([np.diff(t[m == i], prepend=0) for i in range(2)])
+        np.testing.assert_array_equal(ev["step_delta"][0, k, :t.size], want)
     # dense counts in 5-ms bins (50 steps): the raster summed per bin, by numpy
     counts = root["spike_count"]
     assert counts.attrs["bin_steps"] == 50 and counts.dtype == np.uint8
@@ -158,14 +198,14 @@ def test_store_keeps_events_and_counts_equal_to_the_raster(model, tmp_path):
 def test_damaged_counts_and_events_are_reported(model, tmp_path):
     path = tmp_path / "run.zarr"
     jtfne.simulate(model, store=path, chunk_ms=CHUNK_STEPS * 0.1, engine="xla")
-    for name, chunk in (("spike_count", (0, 1, 0)), ("spike_events/step", (0, 2, 0))):
+    for name, chunk in (("spike_count", (0, 1, 0)), ("spike_events/step_delta", (0, 2, 0))):
         file = path / name / "c" / "/".join(map(str, chunk))
         data = bytearray(file.read_bytes())
         data[len(data) // 2] ^= 0x10
         file.write_bytes(bytes(data))
         report = jtfne.verify_store(path)
         assert (name, chunk, str(file)) in [(d.array, d.chunk, d.file) for d in report.damaged], str(report)
-    with pytest.raises(jtfne.StoreError, match=r"array 'spike_events/step', chunk \(0, 2, 0\) is damaged"):
+    with pytest.raises(jtfne.StoreError, match=r"array 'spike_events/step_delta', chunk \(0, 2, 0\) is damaged"):
         jtfne.open_signals(path)["SPK"].values
 
 

@@ -90,8 +90,8 @@ def assert_reported(report, name: str, chunk: tuple, file: Path) -> None:
 def test_a_new_store_is_checksummed_and_writes_every_chunk(stores):
     root = zarr.open_group(stores["run"], mode="r")
     assert root.attrs["integrity"] == {"checksum": "crc32c", "every_chunk_written": True}
-    assert root.attrs["jaxfne_schema_version"] == 2                    # spikes as events
-    for name in ["spike_events/neuron", "spike_events/step", "spike_events/count", "spike_count", "time_bin",
+    assert root.attrs["jaxfne_schema_version"] == 3                    # spikes as events, steps as differences
+    for name in ["spike_events/neuron", "spike_events/step_delta", "spike_events/count", "spike_count", "time_bin",
                  "Vm", "LFP-proxy", "seed", "member", "time", "layer", "cell_type", "state_finite",
                  "checkpoint/state", "checkpoint/completed_steps"]:
         assert type(root[name].compressors[-1]).__name__ == "Crc32cCodec", name
@@ -130,7 +130,7 @@ def test_an_all_fill_coordinate_chunk_is_written_and_read(tmp_path):
 # coordinate, state_finite; and the probes of a sharded store (a file is a shard of inner chunks)
 # spikes (schema 2): the events, read through the raster rebuilt from them, and the counts, read by the
 # rates (analysis reads counts, not events, when their bins fit)
-KINDS = [("run", "spike_events/neuron", (0, 1, 0), "raster"), ("run", "spike_events/step", (0, 3, 0), "raster"),
+KINDS = [("run", "spike_events/neuron", (0, 1, 0), "raster"), ("run", "spike_events/step_delta", (0, 3, 0), "raster"),
          ("run", "spike_events/count", (0, 2), "raster"), ("run", "spike_count", (0, 1, 0), "rate"),
          ("run", "Vm", (0, 2, 0), "mean"), ("run", "LFP-proxy", (0, 3, 0), "mean"),
          ("run", "seed", (0,), "open"), ("run", "time", (0,), "open"), ("run", "state_finite", (0,), "open"),

@@ -66,7 +66,7 @@ def test_layout_is_the_documented_schema(ens, tmp_path):
     jtfne.simulate(model, store=path, chunk_ms=50.0)
     root = zarr.open_group(path, mode="r")
     attrs = root.attrs
-    assert attrs["jaxfne_schema"] == "jaxfne.store/2" and attrs["jaxfne_schema_version"] == 2
+    assert attrs["jaxfne_schema"] == "jaxfne.store/3" and attrs["jaxfne_schema_version"] == 3
     assert attrs["config_hash"] == model.config.config_hash()
     assert jtfne.Configuration.from_dict(attrs["config"]) == model.config
     assert attrs["manifest"]["config_hash"] == model.config.config_hash()
@@ -82,7 +82,7 @@ def test_layout_is_the_documented_schema(ens, tmp_path):
         assert arr.attrs["units"]
     assert "SPK" not in root
     events = root["spike_events"]
-    assert events["neuron"].dtype == np.uint16 and events["step"].dtype == np.uint16
+    assert events["neuron"].dtype == np.uint16 and events["step_delta"].dtype == np.uint16
     assert events["count"].dtype == np.int32 and events["count"].shape == (3, 6)
     assert events["neuron"].metadata.dimension_names == ("member_block", "time_chunk", "event")
     assert events["neuron"].shape == (1, 6, 3 * 500 * 100) and events["neuron"].chunks == (1, 1, 3 * 500 * 100)
@@ -261,7 +261,7 @@ def test_member_blocks_are_separate_objects(ens, tmp_path):
     xr.testing.assert_identical(memory.dataset, stored.dataset.load())
     root = zarr.open_group(path, mode="r")
     assert root.attrs["member_block"] == 1 and root["checkpoint/completed_steps"].shape == (3, 2)
-    for name in ("spike_count", "spike_events/neuron", "spike_events/step", "Vm"):          # one folder per block
+    for name in ("spike_count", "spike_events/neuron", "spike_events/step_delta", "Vm"):          # one folder per block
         assert sorted(p.name for p in (path / name / "c").iterdir()) == ["0", "1", "2"]
 
 

@@ -13,8 +13,9 @@ import xarray as xr
 
 from .._errors import ReadoutError
 from ..config import Configuration
-from ..sinks import layer_depths, open_dataset
+from ..sinks import layer_depths
 from ..sinks._events import EVENT_SOURCE
+from ..sinks._zarr import open_store
 
 class MissingProbeError(ReadoutError, KeyError):
     """A probe that was not recorded: a ReadoutError, and a KeyError for the Mapping protocol
@@ -45,14 +46,33 @@ class Signals(Mapping):
     Single networks have dims (time, neuron) or (time, contact); ensembles add
     a leading ``member`` dim with member coordinates (seed and swept values).
     ``np.asarray(signals["Vm"])`` gives the plain array.
+
+    ``events``: the run's spikes as events (``spike_events`` reads them), as
+    the sink kept them: ``RunEvents`` in memory, ``StoredEvents`` for a store
+    (which also gives the stored ``counts()``), or None (a schema-1 store, a
+    hand-made dataset: the raster is read). Every member of the run may be in
+    it; these signals' ``member`` coordinate (the global index) picks theirs,
+    so ``sel``/``isel``, which hand the same source on, keep it consistent.
+    When not given, the source attached to ``dataset.encoding`` is taken
+    (datasets made by ``build_dataset`` or ``open_dataset``, and copies of a
+    Signals' ``dataset``).
     """
 
-    def __init__(self, dataset: xr.Dataset):
+    def __init__(self, dataset: xr.Dataset, events=None):
         self._ds = dataset
+        self._events = dataset.encoding.get(EVENT_SOURCE) if events is None else events
+        if self._events is not None and not callable(getattr(self._events, "member", None)):
+            raise ReadoutError(f"Signals: events={self._events!r} is invalid; an event source with a "
+                               "member(member, start, stop) method (RunEvents, StoredEvents) or None is required")
 
     @property
     def dataset(self) -> xr.Dataset:
         return self._ds
+
+    @property
+    def events(self):
+        """The event source these signals read spikes from (see the class docstring), or None."""
+        return self._events
 
     @property
     def attrs(self) -> dict:
@@ -126,7 +146,7 @@ class Signals(Mapping):
             except (KeyError, ValueError, TypeError, IndexError, NotImplementedError) as err:
                 raise ReadoutError(f"signals.sel: {rest!r} does not select from these signals "
                                    f"({type(err).__name__}: {err})") from err
-        return Signals(ds)
+        return Signals(ds, events=self._events)
 
     @staticmethod
     def _sel_member(ds, key, value, method, tolerance):
@@ -191,7 +211,7 @@ class Signals(Mapping):
                     raise ReadoutError(f"signals.isel: {key!r} is not a dimension of these signals; valid ones are "
                                        f"{', '.join(sorted(map(str, self._ds.dims)))}")
         try:
-            return Signals(self._ds.isel(query, drop=drop, missing_dims=missing_dims))
+            return Signals(self._ds.isel(query, drop=drop, missing_dims=missing_dims), events=self._events)
         except (IndexError, ValueError, TypeError) as err:
             raise ReadoutError(f"signals.isel: {query!r} does not select from these signals "
                                f"({type(err).__name__}: {err})") from err
@@ -224,7 +244,7 @@ class Signals(Mapping):
         spk = net["SPK"].transpose("time", "neuron")
         time_ms = np.asarray(spk["time"].values, dtype=np.float64)
         labels = np.asarray(spk["neuron"].values, dtype=np.int64)
-        source = net._ds.encoding.get(EVENT_SOURCE)
+        source = net.events
         if source is not None and time_ms.size:
             first = int(round(time_ms[0] / self.dt_ms))
             # only a contiguous run of steps labelled as the run labels them (build_dataset: k * dt_ms)
@@ -249,7 +269,7 @@ class Signals(Mapping):
         ``member`` is None, restricted to ``time`` (a label slice in ms, as ``sel``); lazy for stores."""
         net = self if member is None else self.network(member, where="signals.spike_raster")
         spk = net["SPK"]
-        return spk if time is None else Signals(spk.to_dataset()).sel(time=time)["SPK"]
+        return spk if time is None else Signals(spk.to_dataset(), events=net.events).sel(time=time)["SPK"]
 
     def __repr__(self) -> str:
         return f"Signals({', '.join(self)}; dims {dict(self._ds.sizes)})"
@@ -275,4 +295,5 @@ def open_signals(store, *, allow_incomplete: bool = False) -> Signals:
     same run. An unfinished store raises StoreError unless
     ``allow_incomplete=True``, which gives the completed chunks only.
     """
-    return Signals(open_dataset(store, allow_incomplete=allow_incomplete))
+    dataset, events = open_store(store, allow_incomplete=allow_incomplete)
+    return Signals(dataset, events=events)

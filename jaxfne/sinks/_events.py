@@ -2,9 +2,11 @@
 
 ``RunEvents`` keeps what the driver hands a sink (``ChunkEvents`` per chunk)
 and answers ``member(m, start, stop)``: one network's spikes as (steps,
-neurons), sorted by step, then neuron. ``Signals.spike_events`` asks the
-source attached to its Dataset (``EVENT_SOURCE`` in ``Dataset.encoding``,
-kept by xarray through ``isel``/``sel``), so no raster is read.
+neurons), sorted by step, then neuron. ``Signals.spike_events`` asks its
+``events`` field (this, or a store's ``StoredEvents``), handed on by
+``sel``/``isel``, so no raster is read. The same source is also attached to
+the Dataset (``EVENT_SOURCE`` in ``Dataset.encoding``) for code that is given
+the Dataset alone (``Signals(dataset)``, ``jaxfne.analysis``).
 """
 
 from __future__ import annotations

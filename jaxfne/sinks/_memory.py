@@ -16,14 +16,16 @@ from ._events import RunEvents
 
 
 class RunArrays(dict):
-    """probe -> whole-run array, as a dict, plus ``spike_events`` (RunEvents): what ``build_dataset`` labels."""
+    """probe -> whole-run array, as a dict, plus ``spike_events`` (the sink's ``events``), which
+    ``build_dataset`` attaches to the Dataset's encoding for callers that pass the Dataset alone."""
 
     spike_events: RunEvents | None = None
 
 
 class MemorySink:
     """Collects a run's chunks into ``arrays`` (probe -> (members, samples, ...)), the spikes as events
-    too (``arrays.spike_events``), and ``finite`` (per member)."""
+    too (``events``: RunEvents, rows as the arrays' members; None when the driver gave no events), and
+    ``finite`` (per member). ``Signals(dataset, events=sink.events.with_members(members))`` carries them."""
 
     packed_spikes = True
     spike_events = True
@@ -31,6 +33,7 @@ class MemorySink:
     def __init__(self, model: Model, progress: bool = False):
         self.layout = model.layout
         self.arrays: RunArrays = RunArrays()
+        self.events: RunEvents | None = None
         self.finite: np.ndarray | None = None
         self.bar = Progress(self.layout.n_steps, self.layout.dt_ms, model.n_members, self.layout.n,
                             enabled=bool(progress))
@@ -50,9 +53,9 @@ class MemorySink:
             else:
                 target[...] = arr
         if chunk.events is not None:
-            if self.arrays.spike_events is None:
-                self.arrays.spike_events = RunEvents(len(chunk.events.counts))
-            self.arrays.spike_events.add(chunk.t0, chunk.events)
+            if self.events is None:
+                self.events = self.arrays.spike_events = RunEvents(len(chunk.events.counts))
+            self.events.add(chunk.t0, chunk.events)
         # the device's flag: once non-finite, a member stays reported as such
         self.finite = chunk.finite if self.finite is None else self.finite & chunk.finite
         self.bar.update(chunk.t0 + chunk.n_steps)

@@ -4,7 +4,8 @@ Every read goes through ``_store.read_checked`` (a missing, empty or altered
 chunk file is a StoreError naming the array, the chunk and the file). A row
 (member-block b, simulation chunk k) is read whole: the block's counts for
 chunk k, then its first ``sum(counts)`` events of ``spike_events/neuron`` and
-``/step`` (docs/store.md).
+``/step_delta`` (each member's steps as differences, summed back here; a
+schema-2 store's ``/step`` holds the steps themselves) (docs/store.md).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class StoredEvents:
         return (_reopen, (str(self.path), self.done))
 
     def row(self, block: int, chunk: int) -> tuple:
-        """(counts per member of the block, neuron, step) of row (block, chunk), as stored."""
+        """(counts per member of the block, neuron, step within the chunk) of row (block, chunk)."""
         st = self.st
 
         def read(name, sel):
@@ -38,7 +39,9 @@ class StoredEvents:
         counts = read(_store.EVENT_COUNT, (st.block_members(block), slice(chunk, chunk + 1)))[:, 0].astype(np.int64)
         total = int(counts.sum())
         sel = (slice(block, block + 1), slice(chunk, chunk + 1), slice(0, total))
-        return counts, read(_store.EVENT_NEURON, sel)[0, 0], read(_store.EVENT_STEP, sel)[0, 0]
+        step = read(st.step_name, sel)[0, 0]
+        return counts, read(_store.EVENT_NEURON, sel)[0, 0], (_store.steps_from_deltas(counts, step)
+                                                              if st.step_delta else step)
 
     def counts(self) -> tuple:
         """(``spike_count`` of the completed steps' bins as a Dask array (member, time_bin, neuron), read

@@ -62,7 +62,7 @@ class Expected:
         st = self.st
         if name in self.timed:            # time chunk k holds simulation chunk k (sampled: its samples)
             return idx[1] * st.chunk_steps < self._done(arr, idx, 0)
-        if name in (_store.EVENT_NEURON, _store.EVENT_STEP):   # the objects that row (block, chunk) filled
+        if name in _store.EVENT_ROWS:   # the objects that row (block, chunk) filled
             if idx[1] * st.chunk_steps >= self.done[idx[0]]:
                 return False
             return idx[2] * arr.chunks[2] < self.events_in(idx[0], idx[1])
@@ -93,7 +93,7 @@ class Expected:
     def data(self, name: str) -> bool:
         """Whether ``name`` is written chunk by chunk as the run goes (probes, events, checkpoint): its
         chunks beyond the completed steps are not part of the store yet."""
-        return (name in self.timed or name in (_store.EVENT_NEURON, _store.EVENT_STEP)
+        return (name in self.timed or name in _store.EVENT_ROWS
                 or name.startswith("checkpoint/"))
 
     def of(self, name: str, arr):

@@ -276,7 +276,14 @@ def _time_chunk(attrs: dict, n_last: int, members: int = 1) -> int:
     return chunk * max(1, DASK_BLOCK_BYTES // per_chunk)
 
 def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
-    """The Dataset of a jaxfne Zarr store, backed by Dask arrays (nothing is loaded).
+    """The Dataset of a jaxfne Zarr store (``open_store``'s first half; the event source is attached to
+    its ``encoding`` too, under ``EVENT_SOURCE``)."""
+    return open_store(store, allow_incomplete=allow_incomplete)[0]
+
+
+def open_store(store, *, allow_incomplete: bool = False) -> tuple:
+    """(The Dataset of a jaxfne Zarr store, backed by Dask arrays (nothing is loaded); its spikes' event
+    source, ``StoredEvents``, or None for a schema-1 store).
 
     The result has the names, dims and coordinates of in-memory Signals of the
     same run. An unfinished store raises StoreError unless
@@ -336,11 +343,11 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
         ds = ds.isel(cut)
     # probe data: Dask blocks (as xarray chose them) that read through the integrity checks
     ds = ds.assign({name: _checked(path, st, name, ds[name]) for name in ds.data_vars})
+    events = None
     if st.events:
         events = StoredEvents(path, st, expected, done)
         if "SPK" in attrs["probes"] and "SPK" not in st.stored:
             ds = ds.assign(SPK=_raster(path, st, events, ds, chunks, attrs))
-        ds.encoding[EVENT_SOURCE] = events
     # coordinates are small: read them straight from zarr (no Dask), strings as numpy fixed-width
     # strings as in-memory Signals have them; the index coordinates xarray read are checked for
     # missing or empty chunk files (fill values), xarray's read already failed on undecodable ones
@@ -371,7 +378,9 @@ def open_dataset(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     else:
         ds = ds.isel(member=0, drop=False).drop_vars("member", errors="ignore")
         ds = ds.drop_vars([k for k in attrs["member_coords"] if k in ds.coords and ds[k].ndim == 0 and k != "seed"])
-    return ds
+    if events is not None:          # for readers of the Dataset alone (jaxfne.analysis, Signals(dataset))
+        ds.encoding[EVENT_SOURCE] = events
+    return ds, events
 
 
 def _raster(path, st: _store.Store, events: StoredEvents, ds: xr.Dataset, chunks: dict, attrs: dict) -> xr.Variable:
