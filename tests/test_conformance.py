@@ -51,6 +51,7 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     stimuli:step, pulses, sine, poisson (float32)     reference  agrees
     synapses:delta (E and I; Poisson onto delta)      reference  agrees
     weights:user matrix with autapses                 reference  agrees
+    weights:one user matrix per member                reference  agrees
     connectivity:fixed in-degree with autapses        reference  agrees
     neurons:per-neuron arrays                         reference  agrees
     synapses:conductance (E and I)                    reference  declared unsupported
@@ -190,6 +191,8 @@ FEATURES = [
                                                                     "I->I": 3.0})
             .stimulus("poisson_e", kind="poisson", rate_hz=40.0, n_sources=25, weight=0.5, onset_ms=8.0)),
     Feature("weights:user matrix with autapses", lambda: base().connectivity(weights=USER_WEIGHTS, autapses=True)),
+    Feature("weights:one user matrix per member",
+            lambda: base().connectivity(weights=np.stack([USER_WEIGHTS, 0.5 * USER_WEIGHTS]), autapses=True)),
     Feature("connectivity:fixed in-degree with autapses",
             lambda: base().connectivity(rule="fixed_indegree", p=0.4, autapses=True)),
     Feature("neurons:per-neuron arrays",

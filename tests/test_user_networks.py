@@ -257,3 +257,25 @@ def test_inhomogeneous_poisson_follows_its_profile():
     with pytest.raises(jtfne.ConfigurationError, match=r"profile's largest factor"):
         jtfne.construct(base().stimulus("d", kind="poisson", rate_hz=900.0, n_sources=1, weight=1.0,
                                         profile=[1.0, 3.0]))
+
+
+def test_one_weight_matrix_per_member():
+    W = np.stack([signed_weights(seed=1), signed_weights(seed=2)])
+    model = jtfne.construct(base().connectivity(weights=W).ensemble(seeds=[5, 6]))
+    assert not model.layout.shared_weights
+    w = np.asarray(model.params.w)
+    assert w.shape == (2, N + 1, N)
+    for m in range(2):
+        np.testing.assert_array_equal(w[m, :N], np.abs(W[m]).T)
+    sig = jtfne.simulate(model, engine="xla", duration_ms=10.0)
+    alone = jtfne.simulate(jtfne.construct(base(duration_ms=10.0, seed=6).connectivity(weights=W[1])), engine="xla")
+    np.testing.assert_array_equal(np.asarray(sig["SPK"])[1], np.asarray(alone["SPK"]))   # member 1 = W[1] alone
+    with pytest.raises(jtfne.ConfigurationError, match=r"shape \(2, 40, 40\).*one \(40, 40\) matrix per member "
+                                                       r"\(3 members\)"):
+        jtfne.construct(base().connectivity(weights=W).ensemble(seeds=[1, 2, 3]))
+    bad = W.copy()
+    bad[1, 0, 33] = 0.5
+    with pytest.raises(jtfne.ConfigurationError, match=r"weights\[1, 0, 33\]=0\.5 .* I cell in member 1"):
+        jtfne.construct(base().connectivity(weights=bad).ensemble(seeds=[5, 6]))
+    with pytest.raises(jtfne.ConfigurationError, match=r"shared=True .* contradicts"):
+        base().connectivity(weights=W, shared=True)

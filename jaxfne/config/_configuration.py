@@ -202,7 +202,8 @@ class Configuration:
         that decays with tau; the current is g (E_rev - v), ``reversal_mv`` per presynaptic type, default
         0 mV for E and -80 mV for I), one kind or a dict per presynaptic type.
         ``weights``: the user's own matrix W[post, pre] (a numpy array or scipy.sparse matrix, N x N,
-        shared by every member), replacing p, strength and rule; a column of an E cell must be >= 0,
+        shared by every member; or an array (members, N, N), one matrix per ensemble member in member
+        order, the count checked by ``construct``), replacing p, strength and rule; a column of an E cell must be >= 0,
         of an I cell <= 0 (checked by ``construct``), and its diagonal must be 0 unless autapses=True;
         None goes back to the random rule. See docs/models.md.
         """
@@ -258,13 +259,20 @@ class Configuration:
                 reversal[key] = parse_float(w, f"reversal_mv[{key!r}]", val, minimum=-200.0, maximum=200.0)
         matrix = cur.weights
         if weights is not _UNSET:
-            matrix = None if weights is None else parse_array(w, "weights", weights, ndims=(2,))
-            if matrix is not None and matrix.shape[0] != matrix.shape[1]:
-                raise bad_value(w, "weights", matrix, "a square N x N matrix W[post, pre] is required")
-        if matrix is not None and not autapses and np.any(np.diagonal(matrix.data) != 0.0):
-            i = int(np.flatnonzero(np.diagonal(matrix.data) != 0.0)[0])
-            raise bad_value(w, f"weights[{i}, {i}]", float(matrix.data[i, i]),
-                            "self-connections need autapses=True; otherwise the diagonal must be 0")
+            matrix = None if weights is None else parse_array(w, "weights", weights, ndims=(2, 3))
+            if matrix is not None and matrix.shape[-2] != matrix.shape[-1]:
+                raise bad_value(w, "weights", matrix, "a square N x N matrix W[post, pre] (or one per member, "
+                                "(members, N, N)) is required")
+        if matrix is not None and matrix.data.ndim == 3 and shared:
+            raise bad_value(w, "shared", shared, "weights of shape (members, N, N) give every member its own "
+                            "matrix, which shared=True contradicts; give one (N, N) matrix to share it")
+        if matrix is not None and not autapses:
+            diagonal = np.diagonal(matrix.data, axis1=-2, axis2=-1)
+            if np.any(diagonal != 0.0):
+                at = tuple(int(i) for i in np.argwhere(diagonal != 0.0)[0])
+                index = ", ".join(map(str, at[:-1] + (at[-1], at[-1])))
+                raise bad_value(w, f"weights[{index}]", float(diagonal[at]),
+                                "self-connections need autapses=True; otherwise the diagonal must be 0")
         spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared, delay,
                                 tuple((k, _pairs(v)) for k, v in sorted(paths.items())), rule, autapses,
                                 _pairs(kinds), matrix, _pairs(reversal))

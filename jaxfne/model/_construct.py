@@ -177,7 +177,8 @@ def build_options(cfg: Configuration, layout: Layout) -> tuple:
 
 
 def user_weights(cfg: Configuration, is_exc: np.ndarray, class_table: np.ndarray, n_classes: int, dtype):
-    """The user's W[post, pre] as the step's weight rows (one copy for every member), its signs checked.
+    """The user's W[post, pre] as the step's weight rows, its signs checked: one copy for every member, or
+    (weights of shape (members, N, N)) one per member, with a leading member axis.
 
     ``is_exc`` (members, N): a column of an E cell must be >= 0, of an I cell <= 0 in every member; the
     magnitudes are stored (the sign comes from the presynaptic type), divided by dt_ms for a delta synapse.
@@ -185,27 +186,39 @@ def user_weights(cfg: Configuration, is_exc: np.ndarray, class_table: np.ndarray
     """
     con, n = cfg.connectivity_spec, cfg.n
     matrix = con.weights.data
-    if matrix.shape != (n, n):
+    n_members = is_exc.shape[0]
+    per_member = matrix.ndim == 3
+    want = (n_members, n, n) if per_member else (n, n)
+    if matrix.shape != want:
+        what = f"one ({n}, {n}) matrix per member ({n_members} members)" if per_member else \
+            f"an ({n}, {n}) matrix W[post, pre]"
         raise ConfigurationError(f"connectivity: weights of shape {matrix.shape} is invalid; the network has "
-                                 f"{n} neurons, so an ({n}, {n}) matrix W[post, pre] is required")
-    for exc in np.unique(is_exc, axis=0):
-        wrong = np.where(exc[None, :], matrix < 0.0, matrix > 0.0)
-        if wrong.any():
-            post, pre = (int(i) for i in np.argwhere(wrong)[0])
-            kind = "E" if exc[pre] else "I"
-            raise ConfigurationError(
-                f"connectivity: weights[{post}, {pre}]={float(matrix[post, pre])!r} is invalid; neuron {pre} is an "
-                f"{kind} cell, so its outgoing weights (column {pre}) must be "
-                f"{'>= 0' if kind == 'E' else '<= 0'} (the sign of a weight is its presynaptic type's)")
-    exc = is_exc[0]
-    w = np.abs(matrix)
+                                 f"{n} neurons, so {what} is required")
+    matrices = matrix if per_member else matrix[None]
+    for m in range(n_members if per_member else 1):
+        for exc in (is_exc[m:m + 1] if per_member else np.unique(is_exc, axis=0)):
+            one = matrices[m]
+            wrong = np.where(exc[None, :], one < 0.0, one > 0.0)
+            if wrong.any():
+                post, pre = (int(i) for i in np.argwhere(wrong)[0])
+                kind = "E" if exc[pre] else "I"
+                where = f"weights[{m}, {post}, {pre}]" if per_member else f"weights[{post}, {pre}]"
+                raise ConfigurationError(
+                    f"connectivity: {where}={float(one[post, pre])!r} is invalid; neuron {pre} is an "
+                    f"{kind} cell{f' in member {m}' if per_member else ''}, so its outgoing weights (column "
+                    f"{pre}) must be {'>= 0' if kind == 'E' else '<= 0'} (the sign of a weight is its "
+                    "presynaptic type's)")
     kinds = dict(con.synapse)
-    delta = np.where(exc, kinds["E"] == "delta", kinds["I"] == "delta")
-    w = np.where(delta[None, :], w / cfg.runtime_spec.dt_ms, w)
     layer = layer_index(cfg)
-    group = 2 * layer + np.where(exc, 0, 1)
-    return weight_rows(jnp.asarray(w, dtype), jnp.asarray(class_table)[group[:, None], group[None, :]],
-                       n_classes, dtype)
+    rows = []
+    for m in range(len(matrices)):
+        exc = is_exc[m]
+        delta = np.where(exc, kinds["E"] == "delta", kinds["I"] == "delta")
+        w = np.where(delta[None, :], np.abs(matrices[m]) / cfg.runtime_spec.dt_ms, np.abs(matrices[m]))
+        group = 2 * layer + np.where(exc, 0, 1)
+        rows.append(weight_rows(jnp.asarray(w, dtype), jnp.asarray(class_table)[group[:, None], group[None, :]],
+                                n_classes, dtype))
+    return jnp.stack(rows) if per_member else rows[0]
 
 def make_layout(cfg: Configuration) -> Layout:
     """The static layout of ``cfg``: every shape, from plain numbers (no arrays of the network's size)."""
@@ -221,7 +234,8 @@ def make_layout(cfg: Configuration) -> Layout:
                   contacts=int(contact_z.size),
                   contact_z_um=tuple(float(z) for z in contact_z), probes=pr.names, dtype=rt.dtype,
                   n_steps=parse_steps("construct", "duration_ms", rt.duration_ms, rt.dt_ms), dt_ms=rt.dt_ms,
-                  shared_weights=cfg.connectivity_spec.shared or cfg.connectivity_spec.weights is not None,
+                  shared_weights=cfg.connectivity_spec.shared or (cfg.connectivity_spec.weights is not None
+                                                                  and cfg.connectivity_spec.weights.data.ndim == 2),
                   user_weights=cfg.connectivity_spec.weights is not None, delay_steps=steps,
                   sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
                   slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec),

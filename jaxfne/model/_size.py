@@ -303,8 +303,11 @@ def _params_parts(layout: Layout, n_members: int, *, building: bool) -> list:
     f = _float_bytes(layout)
     per = field_bytes(PARAM_FIELDS, shape_symbols(layout), f)
     n, c = layout.n, len(layout.delay_steps)
-    # the user's own weights are made once, outside the per-member build
-    w_copies = 1 if layout.user_weights else n_members if (building or not layout.shared_weights) else 1
+    # the user's own weights are made outside the per-member build: once, or once per member
+    if layout.user_weights:
+        w_copies = 1 if layout.shared_weights else n_members
+    else:
+        w_copies = n_members if (building or not layout.shared_weights) else 1
     shape = f"{'' if c == 1 else f'{c} x '}({n + 1} x {n}) {layout.dtype}"
     how = "shared by every member" if w_copies == 1 and layout.shared_weights else \
         f"per member x {w_copies} member{'s' * (w_copies != 1)}"
