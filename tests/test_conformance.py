@@ -56,9 +56,10 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     neurons:per-neuron arrays                         reference  agrees
     synapses:conductance (E and I)                    reference  declared unsupported
     stimuli:inhomogeneous poisson (profile)           reference  declared unsupported
-    integrator:izhikevich2003                         reference  declared unsupported
-    noise:held for 1 ms                               reference  declared unsupported
-    stimuli:array-driven current (1-D and 2-D)        reference  declared unsupported
+    stimuli:trials at given onsets                    reference  declared unsupported
+    integrator:izhikevich2003                         reference  agrees
+    noise:held for 1 ms                               reference  agrees
+    stimuli:array-driven current (1-D and 2-D)        reference  agrees
     probe:SPK                                         reference  agrees
     probe:Vm                                          reference  agrees
     probe:u                                           reference  agrees
@@ -197,6 +198,9 @@ FEATURES = [
             lambda: base().connectivity(rule="fixed_indegree", p=0.4, autapses=True)),
     Feature("neurons:per-neuron arrays",
             lambda: base().set_emitter(per_neuron={"a": np.linspace(0.02, 0.1, 40), "d": np.linspace(8.0, 2.0, 40)})),
+    Feature("stimuli:trials at given onsets",
+            lambda: base().stimulus("kick", kind="trials", amplitude=20.0, onsets_ms=[3.0, 4.5, 17.2, 25.0],
+                                    duration_ms=1.0, cell_type="E")),
     Feature("stimuli:inhomogeneous poisson (profile)",
             lambda: base().stimulus("ramp", kind="poisson", rate_hz=40.0, n_sources=25, weight=1.5,
                                     profile=np.linspace(0.0, 2.0, 12), sample_ms=2.5, onset_ms=1.0)),

@@ -97,7 +97,7 @@ def test_native_noise_stream_is_the_xla_stream():
     """Step 1 of a network from rest is its drive plus the noise: both engines draw the same numbers."""
     cfg = base_config(duration_ms=DT).drive(noise={"E": 20.0, "I": 20.0}).ensemble(seeds=[0, 1, 2])
     model, xla, native = both(cfg)
-    z_xla = np.stack([np.asarray(noise_sample(type(model.params)(*[x[m] for x in model.params]),
+    z_xla = np.stack([np.asarray(noise_sample(model.member_params(m),
                                               np.uint32(0))) for m in range(3)])
     assert np.abs(z_xla).max() > 2.0
     np.testing.assert_allclose(native["Vm"].values[:, 0], xla["Vm"].values[:, 0], rtol=0, atol=2e-4)
@@ -146,6 +146,36 @@ def test_shared_connectivity_and_sampled_probes():
     full = jtfne.simulate(jtfne.construct(cfg.probes(["SPK", "Vm"], neurons=None, every_ms=None)), engine="native")
     picked = full.dataset["Vm"].values[:, ::5][:, :, list(native["neuron_sampled"].values)]
     np.testing.assert_array_equal(native["Vm"].values, picked)        # the kernel samples what a full run holds
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_2003_integrator_held_noise_and_array_stimuli_together_agree_with_xla(dtype):
+    """The step's three options at once (each alone is a row of tests/test_conformance.py), with a Poisson
+    source and two delay classes: the same spikes as the XLA step, float32 included, and Vm to the kit's
+    standards; run in chunks of 37 steps, which split noise holds (5 steps) and table rows (13 steps), the
+    native bits are those of one chunk (the hold and the rows follow the global step)."""
+    cfg = (base_config(duration_ms=40.0, dtype=dtype).column(n=40).runtime(integrator="izhikevich2003")
+           .drive(noise_hold_ms=0.5).connectivity(pathways={"L2/3.E->L2/3.I": {"delay_ms": 1.5}})
+           .stimulus("course", kind="array", values=np.linspace(-2.0, 8.0, 25), sample_ms=1.3, onset_ms=2.0,
+                     cell_type="E")
+           .stimulus("poisson", kind="poisson", rate_hz=40.0, n_sources=25, weight=1.5, onset_ms=8.0)
+           .stimulus("table", kind="array", values=np.cos(np.arange(60.0)[:, None] / np.arange(3.0, 6.0)) * 6.0,
+                     amplitude=1.5, onset_ms=10.0, neurons=[2, 21, 37])
+           .ensemble(seeds=[0, 1, 2]))
+    model, xla, native = both(cfg)
+    assert model.layout.integrator == "izhikevich2003" and model.layout.noise_hold_steps == 5
+    assert model.layout.stim_table_rows == 85 and _native.unsupported(model.layout) is None
+    assert xla["SPK"].values.sum() > 100
+    np.testing.assert_array_equal(native["SPK"].values, xla["SPK"].values)
+    diff = np.abs(native["Vm"].values - xla["Vm"].values)
+    if dtype == "float64":
+        assert diff.max() <= 1e-6
+    else:   # tests/test_conformance.py's float32 standard: median and 99th percentile of |difference|
+        scale = np.abs(xla["Vm"].values).max()
+        assert np.median(diff) <= 1e-6 * scale and np.percentile(diff, 99) <= 1e-4 * scale
+    chunked = jtfne.simulate(model, engine="native", chunk_ms=3.7).dataset
+    for probe in ("SPK", "Vm"):
+        np.testing.assert_array_equal(chunked[probe].values, native[probe].values)
 
 
 # -- invariants within the native engine -------------------------------------------------

@@ -78,8 +78,8 @@ def test_weight_signs_shapes_and_diagonal_are_checked_by_name():
         base().connectivity(weights=np.where(np.eye(N, k=1, dtype=bool), np.nan, 0.0))
     with pytest.raises(jtfne.ConfigurationError, match="square"):
         base().connectivity(weights=np.zeros((3, 4)))
-    with pytest.raises(jtfne.ConfigurationError, match="2 dimensions"):
-        base().connectivity(weights=np.zeros(4))
+    with pytest.raises(jtfne.ConfigurationError, match="2 or 3 dimensions"):
+        base().connectivity(weights=np.zeros(4))  # 2 or 3 dimensions (one matrix per member)
 
 
 def test_weights_are_copied_hashed_and_round_trip():
@@ -279,3 +279,30 @@ def test_one_weight_matrix_per_member():
         jtfne.construct(base().connectivity(weights=bad).ensemble(seeds=[5, 6]))
     with pytest.raises(jtfne.ConfigurationError, match=r"shared=True .* contradicts"):
         base().connectivity(weights=W, shared=True)
+
+
+def test_trials_at_given_onsets():
+    """A trials stimulus is on exactly during [onset, onset + duration) of each listed onset; the onsets come
+    back from the stored configuration for trial-aligned analysis; bad lists are refused by name."""
+    onsets = [1.0, 2.5, 7.0, 11.2]
+    cfg = (base(dt_ms=0.1, duration_ms=12.0)
+           .stimulus("kick", kind="trials", amplitude=5.0, onsets_ms=onsets, duration_ms=0.5, cell_type="E")
+           .stimulus("step", kind="step", amplitude=1.0, onset_ms=3.0, duration_ms=1.0, neurons=[39]))
+    model = jtfne.construct(cfg)
+    assert model.layout.trial_onsets == 4
+    p = model.member_params(0)
+    with precision("float64"):
+        got = np.asarray(jax.jit(jax.vmap(lambda t: stimulus_current(p, t)))(np.arange(120, dtype=np.uint32)))
+    ref = np.zeros((120, N))
+    for onset in (10, 25, 70, 112):
+        ref[onset:onset + 5, EXC] += 5.0
+    ref[30:40, 39] += 1.0
+    np.testing.assert_array_equal(got, ref)
+    again = jtfne.Configuration.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.stimuli_spec[0].onsets_ms(12.0) == tuple(onsets)
+    with pytest.raises(jtfne.ConfigurationError, match="strictly increasing"):
+        base().stimulus("k", kind="trials", amplitude=1.0, onsets_ms=[2.0, 1.0], duration_ms=0.5)
+    with pytest.raises(jtfne.ConfigurationError, match=r"onsets_ms=\[\] is invalid"):
+        base().stimulus("k", kind="trials", amplitude=1.0, onsets_ms=[], duration_ms=0.5)
+    with pytest.raises(jtfne.ConfigurationError, match=r"onsets_ms=1\.25 is invalid; it must be a whole number"):
+        jtfne.construct(base().stimulus("k", kind="trials", amplitude=1.0, onsets_ms=[1.25], duration_ms=0.5))

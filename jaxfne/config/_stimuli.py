@@ -12,7 +12,9 @@ Kinds (currents, added to the drive of every targeted neuron):
 * ``pulses``: ``count`` pulses (None: until the end) of ``amplitude`` and ``duration_ms`` each, one every
   ``period_ms``, the first at ``onset_ms``;
 * ``sine``: ``amplitude * sin(2 pi frequency_hz (t - onset_ms) + phase) + offset`` from ``onset_ms`` for
-  ``duration_ms`` (None: to the end).
+  ``duration_ms`` (None: to the end);
+* ``trials``: a pulse of ``amplitude`` and ``duration_ms`` at each of the given ``onsets_ms`` (a strictly
+  increasing list): trials at irregular times, recorded so analysis aligns to them.
 
 * ``array``: a current given as an array, like Brian2's ``TimedArray``: ``values`` (T,) one time course
   for every target, or (T, K) one column per target (K targets, in ascending neuron index), row k applied
@@ -51,6 +53,7 @@ STIMULUS_KINDS = {
                "count": UNTIL_END},
     "sine": {"amplitude": REQUIRED, "frequency_hz": REQUIRED, "phase": 0.0, "offset": 0.0, "onset_ms": 0.0,
              "duration_ms": UNTIL_END},
+    "trials": {"amplitude": REQUIRED, "onsets_ms": REQUIRED, "duration_ms": REQUIRED},
     "array": {"values": REQUIRED, "sample_ms": None, "amplitude": 1.0, "onset_ms": 0.0},
     "poisson": {"rate_hz": REQUIRED, "n_sources": REQUIRED, "weight": REQUIRED, "synapse": "E", "onset_ms": 0.0,
                 "duration_ms": UNTIL_END, "profile": None, "sample_ms": None},
@@ -62,6 +65,8 @@ SWEEPABLE = ("amplitude", "count", "duration_ms", "fraction", "frequency_hz", "o
              "phase", "rate_hz", "n_sources", "weight")
 #: the most independent sources one Poisson stimulus may give each target (draws per target and step)
 MAX_SOURCES = 100_000
+#: the most onsets one ``trials`` stimulus may list (the step checks each of them)
+MAX_ONSETS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +90,8 @@ class StimulusSpec:
         run carries its configuration (attrs["config_json"]), so
         ``Configuration.from_dict(json.loads(attrs["config_json"]))`` gives them back."""
         v = dict(self.values)
+        if self.kind == "trials":
+            return tuple(t for t in v["onsets_ms"] if t < duration_ms)
         onset = v["onset_ms"]
         if self.kind != "pulses":
             return (onset,) if onset < duration_ms else ()
@@ -96,7 +103,8 @@ class StimulusSpec:
     def to_dict(self) -> dict:
         """The stimulus as keyword arguments of ``Configuration.stimulus`` (targets left at default omitted)."""
         target = {k: (list(v) if k == "neurons" else v) for k, v in self.target if v != TARGET_FIELDS[k]}
-        values = {k: (v.to_dict() if isinstance(v, ArrayValue) else v) for k, v in self.values}
+        values = {k: (v.to_dict() if isinstance(v, ArrayValue) else list(v) if k == "onsets_ms" else v)
+                  for k, v in self.values}
         return {"kind": self.kind, **values, **target}
 
 
@@ -110,6 +118,15 @@ def _number(w: str, field: str, value):
         return None
     if field == "values":
         return parse_array(w, field, value, ndims=(1, 2))
+    if field == "onsets_ms":
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise bad_value(w, field, value, "a list of onset times in ms is required")
+        onsets = tuple(parse_float(w, field, x, minimum=0.0) for x in value)
+        if not onsets or len(onsets) > MAX_ONSETS:
+            raise bad_value(w, field, list(value), f"between 1 and {MAX_ONSETS} onsets are required")
+        if any(b <= a for a, b in zip(onsets, onsets[1:])):
+            raise bad_value(w, field, list(value), "the onsets must be strictly increasing")
+        return onsets
     if field == "profile":
         return None if value is None else parse_array(w, field, value, ndims=(1,), minimum=0.0)
     if field == "count":

@@ -139,7 +139,8 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
     def local_chunk(state, params, t0):
         if engine == "native":
             # -- native call begin
-            state, raw = native_chunk(state, params, t0, n_steps=n_steps, delay_steps=layout.delay_steps,
+            state, raw = native_chunk(state, params, t0, n_steps=n_steps, integrator=layout.integrator,
+                                      noise_hold=layout.noise_hold_steps, delay_steps=layout.delay_steps,
                                       shared_w=layout.shared_weights, modes=modes, sample_index=sample_index,
                                       sample_stride=layout.sample_every, threads=threads)
             # -- native call end

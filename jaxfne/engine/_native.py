@@ -245,7 +245,10 @@ def _build() -> tuple[str | None, str]:
 CALL_INPUTS = (("t0", "int32"),)
 #: the call's settings (attributes), before the model constants and the observation modes
 CALL_ATTRS = (("n_steps", "int64"), ("threads", "int64"), ("shared_w", "bool"), ("delay_steps", "int64[]"),
-              ("sample_index", "int64[]"), ("sample_stride", "int64"))
+              ("sample_index", "int64[]"), ("sample_stride", "int64"), ("integrator", "int64"),
+              ("noise_hold", "int64"))
+#: values of the "integrator" attribute, by the layout's integrator (config/_specs.py INTEGRATORS)
+INTEGRATORS = {"euler": 0, "izhikevich2003": 1}
 #: values of the "<observation>_mode" attributes (absent: 0)
 MODES = {"full": 1, "sampled": 2}
 
@@ -372,14 +375,12 @@ def unsupported(layout) -> str | None:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
     if any(layout.conductance):
         return "the native engine has current synapses only, not synapse='conductance'"
+    if layout.trial_onsets:
+        return "the native engine does not run trials stimuli (kind='trials')"
     if layout.poisson_profiles:
         return "the native engine draws Poisson sources at constant rates (no profile=)"
-    if layout.integrator != "euler":
-        return f"the native engine integrates with forward Euler only, not integrator={layout.integrator!r}"
-    if layout.noise_hold_steps != 1:
-        return "the native engine draws the noise every step (drive(noise_hold_ms=...) is not supported)"
-    if layout.stim_table_rows:
-        return "the native engine does not run array stimuli (kind='array')"
+    if layout.integrator not in INTEGRATORS:
+        return f"the native engine does not integrate with integrator={layout.integrator!r}"
     return None
 
 
@@ -436,8 +437,13 @@ def threads_per_device(n_devices: int) -> int:
 
 
 def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_w: bool, modes: dict,
-                 sample_index: tuple, sample_stride: int, threads: int):
+                 sample_index: tuple, sample_stride: int, threads: int, integrator: str = "euler",
+                 noise_hold: int = 1):
     """Advance a block of members (leading axis) by ``n_steps``; called per device inside shard_map.
+
+    ``integrator`` and ``noise_hold``: as _step.step's (the layout's ``integrator`` and
+    ``noise_hold_steps``). ``params.stim_table`` has no member axis (shared by every member, as a
+    shared ``w``).
 
     ``modes``: the raw observations to return (jaxfne/_probes.py ``RAW``; "spikes" always), each "full"
     (B, T, N) or "sampled" (B, ceil(T / sample_stride), K): every ``sample_stride``-th step from the
@@ -445,6 +451,9 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
     keys of ``modes``.
     """
     produced = kernel_observations()
+    if integrator not in INTEGRATORS or int(noise_hold) < 1:
+        raise SimulationError(f"native_chunk: integrator={integrator!r}, noise_hold={noise_hold!r} is invalid; "
+                              f"integrator is one of {list(INTEGRATORS)}, noise_hold a whole number of steps >= 1")
     if modes.get(RAW[0]) != "full" or set(modes) - {RAW[0], *produced} or set(modes.values()) - set(MODES):
         raise SimulationError(f"native_chunk: modes={modes!r} is invalid; {RAW[0]!r} must be 'full', the others "
                               f"any of {produced} (what the kernel produces) as 'full' or 'sampled'")
@@ -468,7 +477,8 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
                             input_output_aliases={i: i for i in range(n_state)})
     attrs = {"n_steps": np.int64(n_steps), "threads": np.int64(threads), "shared_w": bool(shared_w),
              "delay_steps": np.asarray(delay_steps, np.int64), "sample_index": np.asarray(sample_index, np.int64),
-             "sample_stride": np.int64(sample_stride)}
+             "sample_stride": np.int64(sample_stride), "integrator": np.int64(INTEGRATORS[integrator]),
+             "noise_hold": np.int64(noise_hold)}
     attrs.update({name: np.float64(value) for name, value in constants().items()})
     attrs.update({f"{r}_mode": np.int64(MODES[modes[r]] if r in modes else 0) for r in produced})
     res = call(*args, **attrs)

@@ -126,7 +126,12 @@ def stimulus_gate(params: NetParams, t):
     t = jnp.asarray(t).astype(jnp.uint32)
     onset, span, period, width = (params.stim_steps[:, j] for j in range(4))
     k = t - onset                                                   # wraps below onset: masked by t >= onset
-    return (t >= onset) & (k < span) & (k % period < width), k
+    on = (t >= onset) & (k < span) & (k % period < width)
+    listed = params.stim_onsets                                     # (S, O): trials stimuli's own onsets
+    if listed.shape[1] > 0:                                         # static: some stimulus lists its onsets
+        in_trial = jnp.any((t >= listed) & (t - listed < width[:, None]), axis=1)
+        on = jnp.where(listed[:, 0] != jnp.uint32(2**32 - 1), in_trial, on)
+    return on, k
 
 
 def poisson_counts(params: NetParams, t, s: int, n_draws, threshold=None):

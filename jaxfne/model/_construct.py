@@ -31,7 +31,7 @@ from ._layout import Layout, precision
 from ._model import Model
 from ._network import Knobs, build_network, weight_rows
 from ._size import check_construct
-from ._stimuli import KIND_CODES, stimulus_knobs, stimulus_regions, stimulus_table, table_rows
+from ._stimuli import KIND_CODES, stimulus_knobs, stimulus_regions, stimulus_table, table_rows, trial_onsets
 
 def pathway_tables(cfg: Configuration):
     """p, strength and delay (ms) of every [post_group, pre_group] pair.
@@ -241,6 +241,7 @@ def make_layout(cfg: Configuration) -> Layout:
                   slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec),
                   stim_table_rows=table_rows(cfg), integrator=rt.integrator, noise_hold_steps=hold,
                   conductance=tuple(dict(cfg.connectivity_spec.synapse)[t] == "conductance" for t in CELL_TYPES),
+                  trial_onsets=trial_onsets(cfg),
                   poisson_profiles=any(s.kind == "poisson" and s.value("profile") is not None
                                        for s in cfg.stimuli_spec))
 
@@ -311,7 +312,8 @@ def _construct_members(cfg: Configuration, members, member_coords: dict, ensembl
     knobs_np, is_exc = member_tables(cfg, members)
     with precision(rt.dtype):
         dtype = jnp.dtype(rt.dtype)
-        knobs = Knobs(**{k: jnp.asarray(knobs_np[k], dtype=(jnp.uint32 if k in ("seed", "conn_seed", "stim_steps")
+        knobs = Knobs(**{k: jnp.asarray(knobs_np[k], dtype=(jnp.uint32 if k in ("seed", "conn_seed", "stim_steps",
+                                                                                "stim_onsets")
                                                            else dtype))
                          for k in Knobs._fields})
         stim_region, stim_type, stim_tag = stimulus_regions(cfg, lidx, column_index(cfg))

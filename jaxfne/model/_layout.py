@@ -58,6 +58,8 @@ class Layout:
     integrator: str = "euler"
     #: the noise is drawn once per this many steps and held (1: every step)
     noise_hold_steps: int = 1
+    #: the most onsets a ``trials`` stimulus lists (the O of model/_params.py ``stim_onsets``; 0 without)
+    trial_onsets: int = 0
     #: some Poisson stimulus has a rate profile (inhomogeneous)
     poisson_profiles: bool = False
     #: conductance synapses (True) or current synapses, per presynaptic type (E, I)

@@ -47,6 +47,7 @@ class Knobs(NamedTuple):
     stim_wave: jax.Array       # (S, 5) waveform of each stimulus
     stim_fraction: jax.Array   # (S,) fraction of its candidates each stimulus targets
     reversal: jax.Array        # (2,) reversal potentials (mV) of conductance synapses, per presynaptic type
+    stim_onsets: jax.Array     # (S, O) uint32 onsets (steps) of the trials stimuli, UNBOUNDED-padded
 
 def _raw_key(key):
     """The two uint32 words of a key (typed or raw)."""
@@ -182,5 +183,6 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
         stim_key=_raw_key(jax.random.fold_in(key, TAG_STIMULUS_SPIKES)),
         stim_table=jnp.zeros((0, n), dtype),     # shared by every member: construct sets it
         rev_exc=knobs.reversal.astype(dtype)[0], rev_inh=knobs.reversal.astype(dtype)[1],
+        stim_onsets=knobs.stim_onsets.astype(jnp.uint32),
     )
     return params, depth, r

@@ -81,9 +81,11 @@ PARAM_FIELDS = (
     Field("stim_key", "uint32", "(2,)", "raw key of the member's Poisson spike-source stream"),
     Field("stim_table", "float", "(R, N)",
           "rows of the array-driven stimuli, each stimulus's rows in turn (one value per neuron); no member "
-          "axis: shared by every member", native=False),
+          "axis: shared by every member"),
     Field("rev_exc", "float", "()", "reversal potential (mV) of excitatory conductance synapses", native=False),
     Field("rev_inh", "float", "()", "reversal potential (mV) of inhibitory conductance synapses", native=False),
+    Field("stim_onsets", "uint32", "(S, O)", "onsets (steps) of each trials stimulus, 2^32 - 1 after its last "
+          "(and for every other stimulus)", native=False),
 )
 
 STATE_FIELDS = (

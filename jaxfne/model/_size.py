@@ -130,7 +130,7 @@ def shape_symbols(layout: Layout) -> dict:
     K (or P) field contacts, S stimuli."""
     return {"N": layout.n, "D": layout.delay_slots, "C": len(layout.delay_steps), "K": layout.contacts,
             "P": layout.contacts, "S": layout.n_stimuli,
-            "R": layout.stim_table_rows}
+            "R": layout.stim_table_rows, "O": layout.trial_onsets}
 
 
 def _float_bytes(layout: Layout) -> int:

@@ -16,7 +16,9 @@ k = t - onset (uint32)::
     value = on * (sine ? amplitude * sin(omega * k + phase) + offset : amplitude)   (0 for Poisson)
     I_stim[i] = sum over s, in name order, of stim_target[s, i] * value[s]
 
-and add ``I_stim`` to the rest of the step's input current last. An array stimulus
+and add ``I_stim`` to the rest of the step's input current last. A ``trials`` stimulus keeps its onsets
+(in steps) in ``stim_onsets`` (S, O), padded with UNBOUNDED, and is on at step t when
+``onset_j <= t < onset_j + width`` for some j. An array stimulus
 (kind code 4) has its rows in the shared table ``stim_table`` (R, N), starting at
 row ``first`` (stim_steps's n_sources column) and held ``hold`` steps each
 (its threshold column); its value at step t is ``amplitude * stim_table[first + k // hold]``
@@ -52,7 +54,7 @@ UNBOUNDED = 2**32 - 1
 TAG_STIMULUS = 5
 TAG_STIMULUS_SPIKES = 6
 #: the code of each kind in stim_wave[:, 4]
-KIND_CODES = {"step": 0.0, "pulses": 0.0, "sine": 1.0, "poisson_E": 2.0, "poisson_I": 3.0, "array": 4.0}
+KIND_CODES = {"step": 0.0, "pulses": 0.0, "trials": 0.0, "sine": 1.0, "poisson_E": 2.0, "poisson_I": 3.0, "array": 4.0}
 #: columns of stim_steps
 STEP_COLUMNS = ("onset", "span", "period", "width", "threshold", "n_sources", "tag")
 
@@ -72,8 +74,17 @@ def stimulus_knobs(cfg) -> dict:
     dt = cfg.runtime_spec.dt_ms
     steps, wave, fraction = [], [], []
     first_row = 0
-    for spec in cfg.stimuli_spec:
+    onsets = np.full((len(cfg.stimuli_spec), trial_onsets(cfg)), UNBOUNDED, np.uint32)
+    for s, spec in enumerate(cfg.stimuli_spec):
         w, v = f"stimulus[{spec.name!r}]", dict(spec.values)
+        if spec.kind == "trials":       # its onsets in the (S, O) table; the gate checks each of them
+            listed = [_steps(w, "onsets_ms", t, dt, minimum=0) for t in v["onsets_ms"]]
+            onsets[s, :len(listed)] = listed
+            steps.append((listed[0], UNBOUNDED, UNBOUNDED, _steps(w, "duration_ms", v["duration_ms"], dt), 0, 0,
+                          zlib.crc32(spec.name.encode())))
+            wave.append((v["amplitude"], 0.0, 0.0, 0.0, KIND_CODES["trials"]))
+            fraction.append(spec.targets()["fraction"])
+            continue
         onset = _steps(w, "onset_ms", v["onset_ms"], dt, minimum=0)
         if spec.kind == "array":
             hold = 1 if v["sample_ms"] is None else _steps(w, "sample_ms", v["sample_ms"], dt)
@@ -118,7 +129,12 @@ def stimulus_knobs(cfg) -> dict:
         fraction.append(spec.targets()["fraction"])
     return {"stim_steps": np.asarray(steps, np.uint32).reshape(-1, len(STEP_COLUMNS)),
             "stim_wave": np.asarray(wave, np.float64).reshape(-1, 5),
-            "stim_fraction": np.asarray(fraction, np.float64)}
+            "stim_fraction": np.asarray(fraction, np.float64), "stim_onsets": onsets}
+
+
+def trial_onsets(cfg) -> int:
+    """O: the most onsets a ``trials`` stimulus of ``cfg`` lists (0 without trials)."""
+    return max((len(s.value("onsets_ms")) for s in cfg.stimuli_spec if s.kind == "trials"), default=0)
 
 
 def stimulus_regions(cfg, slot_of_neuron: np.ndarray, column_of_neuron: np.ndarray):

@@ -1,9 +1,12 @@
 // jaxfne native CPU engine: a batch of Izhikevich E/I networks advanced by a
 // whole chunk of time steps in one XLA FFI call.
 //
-// The model is the one in jaxfne/engine/_step.py (forward Euler, exponential current
-// synapses, event-driven recurrent input in ascending presynaptic index order,
-// delay classes through ring buffers, the same counter-based noise stream, the stimuli's currents).
+// The model is the one in jaxfne/engine/_step.py (forward Euler or the Izhikevich (2003) scheme,
+// exponential current synapses, event-driven recurrent input in ascending presynaptic index order,
+// delay classes through ring buffers, the same counter-based noise stream, drawn every step or held
+// for several, the stimuli's currents, array-driven ones from a table shared by every member).
+// The options (integrator, noise hold, array stimuli) are decided once per call or per stimulus and
+// step, never per neuron: the default path (Euler, noise every step, no table) runs the same loops.
 // Loop order: member -> step -> neuron, so a member's state stays in L1 for
 // the whole chunk; the per-neuron loop is written to auto-vectorise.
 //
@@ -129,13 +132,18 @@ inline double std_normal(double x) {
 }
 
 // Standard normal noise of `steps` consecutive steps (words s[k]) for NP lanes:
-// independent of the state, so computed ahead in a loop without dependencies.
+// independent of the state, so computed ahead in a loop without dependencies. A step whose word is
+// its predecessor's (held noise) copies its values: the same function of the same word.
 template <typename T>
 void noise_block(const int64_t NP, const int64_t steps, const uint32_t* s, const uint32_t* __restrict nc,
                  T* __restrict z) {
   for (int64_t k = 0; k < steps; ++k) {
     const uint32_t sk = s[k];
     T* __restrict zk = z + k * NP;
+    if (k > 0 && sk == s[k - 1]) {
+      std::memcpy(zk, zk - NP, sizeof(T) * NP);
+      continue;
+    }
     for (int64_t i = 0; i < NP; ++i) zk[i] = std_normal(level_x<T>(mix32(sk ^ nc[i])));
   }
 }
@@ -148,6 +156,10 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
   for (int64_t k = 0; k < steps; ++k) {
     const uint32_t sk = s[k];
     float* __restrict zk = z + k * NP;
+    if (k > 0 && sk == s[k - 1]) {
+      std::memcpy(zk, zk - NP, sizeof(float) * NP);
+      continue;
+    }
     int32_t n_tail = 0;
     for (int64_t i = 0; i < NP; ++i) {
       const float x = level_x<float>(mix32(sk ^ nc[i]));
@@ -177,7 +189,8 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
 #define JAXFNE_PARAMS(X)                                                                              \
   X(a, FLOAT) X(b, FLOAT) X(c, FLOAT) X(d, FLOAT) X(is_exc, BOOL) X(w, FLOAT) X(i_mean, FLOAT)        \
   X(noise_scale, FLOAT) X(decay_exc, FLOAT) X(decay_inh, FLOAT) X(dt_ms, FLOAT) X(noise_key, UINT32) \
-  X(active, BOOL) X(stim_target, FLOAT) X(stim_steps, UINT32) X(stim_wave, FLOAT) X(stim_key, UINT32)
+  X(active, BOOL) X(stim_target, FLOAT) X(stim_steps, UINT32) X(stim_wave, FLOAT) X(stim_key, UINT32)     \
+  X(stim_table, FLOAT)
 #define JAXFNE_CALL_ARGS(X) X(t0, INT32)
 // Results: the new state (aliased to the state inputs), the spikes (always, every step and neuron),
 // then the optional raw observations this kernel produces (raw observations of jaxfne/_probes.py RAW,
@@ -186,13 +199,15 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
 // (B, ceil(T / sample_stride), K: every sample_stride-th step from the chunk's first, the neurons
 // sample_index).
 #define JAXFNE_OBS(X) X(v, FLOAT) X(u, FLOAT) X(i_syn, FLOAT)
-// Attributes: the call's settings, then the model constants (jaxfne/model/_params.py V_PEAK_MV and
+// Attributes: the call's settings (integrator: kEuler or kIzhikevich2003; noise_hold: the noise of
+// step t is that of step t / noise_hold), then the model constants (jaxfne/model/_params.py V_PEAK_MV and
 // the padding-lane value of each padded array), then the observation modes.
 #define JAXFNE_ATTRS(X)                                                                            \
   X(n_steps, int64_t, "int64") X(threads, int64_t, "int64") X(shared_w, bool, "bool")              \
   X(delay_steps, ffi::Span<const int64_t>, "int64[]") X(sample_index, ffi::Span<const int64_t>,    \
                                                           "int64[]")                               \
-  X(sample_stride, int64_t, "int64") X(v_peak, double, "float64") X(pad_v, double, "float64")      \
+  X(sample_stride, int64_t, "int64") X(integrator, int64_t, "int64") X(noise_hold, int64_t, "int64") \
+  X(v_peak, double, "float64") X(pad_v, double, "float64")                                         \
   X(pad_u, double, "float64") X(pad_s_exc, double, "float64") X(pad_s_inh, double, "float64")      \
   X(pad_a, double, "float64") X(pad_b, double, "float64") X(pad_c, double, "float64")              \
   X(pad_d, double, "float64") X(pad_i_mean, double, "float64") X(pad_noise_scale, double, "float64")
@@ -219,13 +234,17 @@ struct KindINT32 {
 };
 
 constexpr int64_t kAbsent = 0, kFull = 1, kSampled = 2;     // values of the "<obs>_mode" attributes
+constexpr int64_t kEuler = 0, kIzhikevich2003 = 1;          // values of the "integrator" attribute
 #define JAXFNE_COUNT(NAME, KIND) +1
 constexpr int kObs = 0 JAXFNE_OBS(JAXFNE_COUNT);
 
 // The stimuli (jaxfne/model/_stimuli.py): stim_steps rows of kStimSteps uint32 (onset, span, period, width,
 // Poisson threshold, Poisson sources, stream tag), stim_wave rows of kStimWave (amplitude or weight,
-// offset, omega, phase, kind code: 0 current, 1 sine, 2 Poisson E, 3 Poisson I).
+// offset, omega, phase, kind code: 0 current, 1 sine, 2 Poisson E, 3 Poisson I, 4 array). An array
+// stimulus reads the shared stim_table (R, N): row first + k / hold (first: its Poisson-sources column,
+// hold: its threshold column), clamped to R - 1 as the XLA step clamps it.
 constexpr int64_t kStimSteps = 7, kStimWave = 5;
+constexpr double kArrayCode = 4.0;
 
 inline bool stimulus_on(const uint32_t* row, const uint32_t t, uint32_t* k_out) {
   const uint32_t onset = row[0], span = row[1], period = row[2], width = row[3];
@@ -236,20 +255,35 @@ inline bool stimulus_on(const uint32_t* row, const uint32_t t, uint32_t* k_out) 
 
 // The stimuli's current at global step t (_step.stimulus_current): each stimulus's gate in uint32 step
 // arithmetic, its value amplitude or, for a sine, amplitude * sin(omega * k + phase) + offset (k steps
-// since onset; 0 for a Poisson source), and the currents summed over the stimuli in name order into
-// istim (NP lanes; the padding lanes have no targets, so they stay 0).
+// since onset; 0 for a Poisson source; for an array stimulus that is on, amplitude * its table row,
+// neuron by neuron), and the currents summed over the stimuli in name order into istim (NP lanes; the
+// padding lanes have no targets, so they stay 0). table: the shared stim_table (R, N), R = 0 without
+// array stimuli.
 template <typename T>
-void stimulus_current(const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps, const T* wave,
-                      const T* target, T* __restrict istim) {
+void stimulus_current(const int64_t N, const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps,
+                      const T* wave, const T* target, const T* table, const int64_t R, T* __restrict istim) {
   for (int64_t s = 0; s < S; ++s) {
     uint32_t k;
-    const bool on = stimulus_on(steps + kStimSteps * s, t, &k);
+    const uint32_t* st = steps + kStimSteps * s;
+    const bool on = stimulus_on(st, t, &k);
     const T* w = wave + kStimWave * s;
     const T amp = w[0], offset = w[1], omega = w[2], phase = w[3], code = w[4];
     const T value = on && code < T(2) ? (code == T(1) ? amp * std::sin(omega * static_cast<T>(k) + phase) + offset
                                                        : amp)
                                       : T(0);
     const T* __restrict row = target + s * NP;
+    if (R > 0 && on && code == T(kArrayCode)) {   // target * (amplitude * table row), as _step.stimulus_current
+      const uint32_t hold = std::max<uint32_t>(st[4], 1u);
+      const uint32_t r = std::min<uint32_t>(st[5] + k / hold, static_cast<uint32_t>(R - 1));   // uint32, as XLA
+      const T* __restrict trow = table + static_cast<int64_t>(r) * N;
+      if (s == 0) {
+        for (int64_t i = 0; i < N; ++i) istim[i] = row[i] * (amp * trow[i]);
+        for (int64_t i = N; i < NP; ++i) istim[i] = T(0);
+      } else {
+        for (int64_t i = 0; i < N; ++i) istim[i] = istim[i] + row[i] * (amp * trow[i]);
+      }
+      continue;
+    }
     if (s == 0) {
       for (int64_t i = 0; i < NP; ++i) istim[i] = row[i] * value;
     } else {
@@ -293,8 +327,10 @@ void poisson_input(const int64_t N, const int64_t NP, const int64_t S, const uin
 // input of this step's spikes is added afterwards. Writes the step's raw
 // observations (obs_v: v at the end of the step shown at the peak when it crossed;
 // the new u is u itself; obs_i_syn: s_exc - s_inh that drove the step) and
-// returns the spike count. kStim: add the stimuli's current istim last (as _step.step).
-template <typename T, bool kStim>
+// returns the spike count. kStim: add the stimuli's current istim last (as _step.step). k2003: the
+// Izhikevich (2003) scheme (v by two half steps of dt / 2 with the same input, then u by dt from the new
+// v), each operation in _step.step's order; otherwise forward Euler.
+template <typename T, bool kStim, bool k2003>
 int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restrict istim, T* __restrict v,
                        T* __restrict u, T* __restrict se, T* __restrict si, const T* __restrict a,
                        const T* __restrict b, const T* __restrict c, const T* __restrict d,
@@ -306,8 +342,16 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restr
     const T vi = v[i], ui = u[i];
     const T isyn = se[i] - si[i];
     const T itot = kStim ? ((imean[i] + isyn) + nscale[i] * z[i]) + istim[i] : (imean[i] + isyn) + nscale[i] * z[i];
-    const T vn = vi + dt * (((((T(0.04) * vi) * vi + T(5.0) * vi) + T(140.0)) - ui) + itot);
-    const T un = ui + dt * (a[i] * (b[i] * vi - ui));
+    T vn, un;
+    if (k2003) {
+      const T half = T(0.5) * dt;
+      const T vh = vi + half * (((((T(0.04) * (vi * vi)) + T(5.0) * vi) + T(140.0)) - ui) + itot);
+      vn = vh + half * (((((T(0.04) * (vh * vh)) + T(5.0) * vh) + T(140.0)) - ui) + itot);
+      un = ui + dt * (a[i] * (b[i] * vn - ui));
+    } else {
+      vn = vi + dt * (((((T(0.04) * vi) * vi + T(5.0) * vi) + T(140.0)) - ui) + itot);
+      un = ui + dt * (a[i] * (b[i] * vi - ui));
+    }
     const bool crossed = vn >= vpeak;
     const int32_t fired = crossed ? active : 0;   // 32-bit flags keep the vector width of the floats
     spk[i] = fired;
@@ -325,8 +369,9 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restr
 template <ffi::DataType DT>
 struct Batch {
   using T = ffi::NativeType<DT>;
-  int64_t B, N, D, C, steps, K, stride, n_rows, S;
-  bool shared_w;
+  int64_t B, N, D, C, steps, K, stride, n_rows, S, R;
+  bool shared_w, izh2003;
+  uint32_t noise_hold;
   int64_t t0;
   T v_peak;
   // the value of each padded array's padding lanes
@@ -352,8 +397,9 @@ void copy_if_distinct(T* dst, const T* src, int64_t n) {
 
 constexpr int64_t kLanes = 16;   // pad the neuron axis to a multiple of this (one AVX-512 float vector)
 
-template <ffi::DataType DT>
-void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
+// k2003: the integrator, decided once per call (run_members below).
+template <ffi::DataType DT, bool k2003>
+void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
   using T = ffi::NativeType<DT>;
   const int64_t N = q.N, D = q.D, C = q.C;
   const int64_t NP = (N + kLanes - 1) / kLanes * kLanes;
@@ -409,18 +455,22 @@ void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
       const uint64_t t = static_cast<uint64_t>(q.t0 + k);
       if (k % kBlock == 0) {
         const int64_t nb = std::min<int64_t>(kBlock, q.steps - k);
-        for (int64_t j = 0; j < nb; ++j) words[j] = mix32(mix32(k0 ^ static_cast<uint32_t>(t + j)) + k1);
+        for (int64_t j = 0; j < nb; ++j) {    // held noise: step t draws the sample of step t / noise_hold
+          const uint32_t tj = static_cast<uint32_t>(t + j);
+          words[j] = mix32(mix32(k0 ^ (q.noise_hold == 1 ? tj : tj / q.noise_hold)) + k1);
+        }
         noise_block<T>(NP, nb, words, ncount.data(), zbuf.data());
       }
       const T* zk = zbuf.data() + (k % kBlock) * NP;
       int32_t n_spikes;
       if (S > 0) {
-        stimulus_current<T>(NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(), istim.data());
-        n_spikes = update_neurons<T, true>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
+        stimulus_current<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
+                            q.stim_table, q.R, istim.data());
+        n_spikes = update_neurons<T, true, k2003>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
                                            b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc, dinh,
                                            q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
       } else {
-        n_spikes = update_neurons<T, false>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
+        n_spikes = update_neurons<T, false, k2003>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
                                             b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc, dinh,
                                             q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
       }
@@ -499,6 +549,15 @@ void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
   }
 }
 
+template <ffi::DataType DT>
+void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
+  if (q.izh2003) {
+    run_members_with<DT, true>(q, m0, m1);
+  } else {
+    run_members_with<DT, false>(q, m0, m1);
+  }
+}
+
 // The results are fresh memory on every call (XLA allocates them; large blocks come straight from
 // mmap), so the kernel's first writes fault in every 4 KiB page: ~12,500 faults for the 51 MB raster
 // of 1024 members x 500 steps, about a fifth of the chunk's time on a 2-core machine (bench/NOTES.md).
@@ -554,7 +613,15 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   auto sd = stim_target.dimensions();
   if (sd.size() != 3) return bad("stim_target must be (members, stimuli, neurons), got " + dims_text(sd));
   const int64_t S = sd[1];
+  auto td = stim_table.dimensions();
+  if (td.size() != 2) return bad("stim_table must be (rows, neurons), shared by every member, got " + dims_text(td));
+  const int64_t R = td[0];
+  if (R > (int64_t{1} << 32)) return bad("stim_table has more rows than a uint32 step index reaches");
   if (n_steps < 0 || sample_stride < 1) return bad("n_steps must be >= 0 and sample_stride >= 1");
+  if (integrator != kEuler && integrator != kIzhikevich2003)
+    return bad("integrator must be 0 (Euler) or 1 (Izhikevich 2003), got " + std::to_string(integrator));
+  if (noise_hold < 1 || noise_hold > int64_t{0xFFFFFFFF})
+    return bad("noise_hold must be a step count in [1, 2^32), got " + std::to_string(noise_hold));
   const int64_t K = static_cast<int64_t>(sample_index.size());
   const int64_t n_sampled = (n_steps + sample_stride - 1) / sample_stride;
   // every buffer's shape, by name (dtypes and the order were checked by the typed binding)
@@ -575,6 +642,7 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
       {"stim_target", stim_target.dimensions(), {B, S, N}},
       {"stim_steps", stim_steps.dimensions(), {B, S, kStimSteps}},
       {"stim_wave", stim_wave.dimensions(), {B, S, kStimWave}}, {"stim_key", stim_key.dimensions(), {B, 2}},
+      {"stim_table", stim_table.dimensions(), {R, N}},
       {"the v result", v_out->dimensions(), {B, N}}, {"the u result", u_out->dimensions(), {B, N}},
       {"the s_exc result", s_exc_out->dimensions(), {B, N}}, {"the s_inh result", s_inh_out->dimensions(), {B, N}},
       {"the pend_exc result", pend_exc_out->dimensions(), {B, D, N}},
@@ -596,6 +664,9 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   q.K = K;
   q.n_rows = N + 1;
   q.S = S;
+  q.R = R;
+  q.izh2003 = integrator == kIzhikevich2003;
+  q.noise_hold = static_cast<uint32_t>(noise_hold);
   q.steps = n_steps;
   q.stride = sample_stride;
   q.shared_w = shared_w;
