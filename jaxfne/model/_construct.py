@@ -29,7 +29,7 @@ from ..config import (CELL_TYPES, DEFAULT_PATHWAYS, PARAMS, Configuration, check
 from ..config import sweep_function
 from ._layout import Layout, precision
 from ._model import Model
-from ._network import Knobs, build_network, weight_rows
+from ._network import Knobs, build_network, delta_scaled, weight_rows
 from ._size import check_construct
 from ._stimuli import KIND_CODES, stimulus_knobs, stimulus_regions, stimulus_table, table_rows, trial_onsets
 
@@ -213,8 +213,8 @@ def user_weights(cfg: Configuration, is_exc: np.ndarray, class_table: np.ndarray
     rows = []
     for m in range(len(matrices)):
         exc = is_exc[m]
-        delta = np.where(exc, kinds["E"] == "delta", kinds["I"] == "delta")
-        w = np.where(delta[None, :], np.abs(matrices[m]) / cfg.runtime_spec.dt_ms, np.abs(matrices[m]))
+        w = delta_scaled(jnp.asarray(np.abs(matrices[m]), dtype), jnp.asarray(exc),
+                         (kinds["E"] == "delta", kinds["I"] == "delta"), jnp.asarray(cfg.runtime_spec.dt_ms, dtype))
         group = 2 * layer + np.where(exc, 0, 1)
         rows.append(weight_rows(jnp.asarray(w, dtype), jnp.asarray(class_table)[group[:, None], group[None, :]],
                                 n_classes, dtype))

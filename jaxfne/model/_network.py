@@ -91,6 +91,15 @@ def fixed_indegree_mask(u, group, k, self_pair, n_groups: int):
     return (rank < k) & ~self_pair
 
 
+def delta_scaled(w_post_pre, is_exc, delta: tuple, dt):
+    """W[post, pre] with the columns of delta-synapse presynaptic types divided by dt: the current w / dt
+    for one step moves v by about w (``delta``: (E, I) are delta synapses)."""
+    if not (delta[0] or delta[1]):
+        return w_post_pre
+    pre_delta = jnp.where(is_exc, delta[0], delta[1])
+    return jnp.where(pre_delta[None, :], w_post_pre / dt, w_post_pre)
+
+
 def weight_rows(w_post_pre, delay_class_of_pair, n_classes: int, dtype):
     """W[post, pre] >= 0 as the step reads it: pre-major rows plus a zero row, one matrix per delay class."""
     n = w_post_pre.shape[0]
@@ -155,9 +164,7 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     g = knobs.g.astype(dtype)[pair]
     w = jnp.where(mask & (expected > 0), 2.0 * u * g / jnp.maximum(expected, 1e-30), 0.0).astype(dtype)
     dt = knobs.dt_ms.astype(dtype)
-    if delta[0] or delta[1]:      # a delta synapse: the current w / dt for one step moves v by about w
-        pre_delta = jnp.where(is_exc, delta[0], delta[1])
-        w = jnp.where(pre_delta[None, :], w / dt, w)
+    w = delta_scaled(w, is_exc, delta, dt)
     w = weight_rows(w, delay_class[pair], n_classes, dtype) if random_weights else jnp.zeros((0, 0), dtype)
 
     depth = depth_lo + (depth_hi - depth_lo) * _per_column(jax.random.fold_in(key, TAG_DEPTH), sizes, dtype)
