@@ -10,10 +10,13 @@ with the lock message naming the holder.
 """
 
 import fcntl
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -21,6 +24,7 @@ import xarray as xr
 
 import jaxfne as jtfne
 from jaxfne.cli import load_spec
+from jaxfne.sinks._store import StoreLock
 
 SPEC = textwrap.dedent("""
     [runtime]
@@ -127,3 +131,31 @@ def test_exactly_one_writer_wins(tmp_path, specs, case):
     written = jtfne.open_signals(store)                       # complete (raises if not)
     xr.testing.assert_identical(written.dataset.load(), lone[chosen[winners[0]]].dataset.load())
     assert [p.name for p in tmp_path.iterdir() if "jaxfne-creating" in p.name or "jaxfne-deleting" in p.name] == []
+
+
+def test_refusal_names_the_live_holder_not_an_empty_or_stale_identity(tmp_path):
+    """The holder writes its identity just after taking the lock: a process refused in between finds the
+    file empty, or naming an ended run (the race test once reported "holder unknown"). It reads again until
+    the live holder's identity is there."""
+    store = tmp_path / "run.zarr"
+    lock = StoreLock(store, blocks=[], creator=True)
+    stale = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    dead_pid = int(stale.stdout)                              # a process that has ended
+    lock.file.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid, "since": "then"}))
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}
+    writer = threading.Timer(0.2, lambda: lock.file.write_text(json.dumps(live)))
+    writer.start()
+    try:
+        assert lock.holder() == f"host {live['host']}, pid {live['pid']}, since now"
+    finally:
+        writer.join()
+    lock.file.write_text("")                                  # nobody ever writes: said so, after the wait
+    assert lock.holder() == "holder unknown"
+
+
+def test_a_finished_writer_leaves_no_identity(tmp_path):
+    store = tmp_path / "run.zarr"
+    with StoreLock(store, blocks=[0], creator=True) as lock:
+        assert f"pid {os.getpid()}" in lock.holder()
+    assert lock.file.read_text() == ""

@@ -474,6 +474,21 @@ def leftovers(path: Path) -> list:
             if p.name.startswith(path.name + CREATING) or p.name.startswith(path.name + DELETING)]
 
 
+#: how long a refused writer waits for the lock holder to write its identity (it does so at once)
+HOLDER_WAIT_S = 2.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # exists, owned by someone else
+        return True
+    return True
+
+
 class StoreLock:
     """One writer per store: advisory locks on a hidden file beside it, held for the whole run.
 
@@ -522,15 +537,28 @@ class StoreLock:
         return self
 
     def holder(self) -> str:
-        try:
-            with open(self.file, encoding="utf-8") as fh:
-                info = json.loads(fh.read() or "{}")
-            return f"host {info['host']}, pid {info['pid']}, since {info['since']}"
-        except (OSError, ValueError, KeyError):
-            return "holder unknown"
+        """Who holds the lock, as the holder wrote it. The holder writes its identity just after taking
+        the lock, so a refused process that reads at once may find the file empty or still naming an
+        earlier, ended run (its pid gone): it reads again for up to HOLDER_WAIT_S before saying
+        "holder unknown" (seen in the two-writer race test: the loser read an empty file)."""
+        deadline = time.monotonic() + HOLDER_WAIT_S
+        while True:
+            try:
+                with open(self.file, encoding="utf-8") as fh:
+                    info = json.loads(fh.read() or "{}")
+                text = f"host {info['host']}, pid {info['pid']}, since {info['since']}"
+                if info["host"] != socket.gethostname() or pid_alive(int(info["pid"])):
+                    return text
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            if time.monotonic() >= deadline:
+                return "holder unknown"
+            time.sleep(0.01)
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
+            if self.creator:
+                os.ftruncate(self.fd, 0)   # no stale identity for the next refused process to read
             os.close(self.fd)          # drops the locks
             self.fd = None
 
