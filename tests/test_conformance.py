@@ -50,6 +50,7 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     stimuli:step, pulses, sine, poisson (float64)     reference  agrees
     stimuli:step, pulses, sine, poisson (float32)     reference  agrees
     synapses:delta (E and I; Poisson onto delta)      reference  agrees
+    synapses:per pathway (E->E delta, E->I exp)       reference  agrees
     weights:user matrix with autapses                 reference  agrees
     weights:one user matrix per member                reference  agrees
     connectivity:fixed in-degree with autapses        reference  agrees
@@ -190,6 +191,10 @@ FEATURES = [
     Feature("synapses:delta (E and I; Poisson onto delta)",
             lambda: base().connectivity(synapse="delta", strength={"E->E": 2.0, "E->I": 4.0, "I->E": 2.0,
                                                                     "I->I": 3.0})
+            .stimulus("poisson_e", kind="poisson", rate_hz=40.0, n_sources=25, weight=0.5, onset_ms=8.0)),
+    Feature("synapses:per pathway (E->E delta, E->I exp)",
+            lambda: base().connectivity(synapse={"E->E": "delta", "I->I": "delta"},
+                                        strength={"E->E": 2.0, "E->I": 40.0, "I->E": 20.0, "I->I": 3.0})
             .stimulus("poisson_e", kind="poisson", rate_hz=40.0, n_sources=25, weight=0.5, onset_ms=8.0)),
     Feature("weights:user matrix with autapses", lambda: base().connectivity(weights=USER_WEIGHTS, autapses=True)),
     Feature("weights:one user matrix per member",

@@ -77,6 +77,8 @@ VARIANTS = {
     ("connectivity_spec", "synapse", "I"): lambda c: c.connectivity(synapse={"I": "delta"}),
     ("connectivity_spec", "weights", None): lambda c: c.connectivity(weights=_WEIGHTS),
     ("connectivity_spec", "synapse", "conductance"): lambda c: c.connectivity(synapse={"I": "conductance"}),
+    **{("connectivity_spec", "synapse", pw): (lambda pw: lambda c: c.connectivity(synapse={pw: "delta"}))(pw)
+       for pw in _specs.PATHWAYS},
     ("connectivity_spec", "reversal_mv", "E"): lambda c: c.connectivity(reversal_mv={"E": -5.0}),
     ("connectivity_spec", "reversal_mv", "I"): lambda c: c.connectivity(reversal_mv={"I": -70.0}),
     # one weight one ulp away
@@ -121,6 +123,8 @@ VARIANTS = {
     ("stimuli_spec", "values", None): lambda c: c.stimulus("s", amplitude=2.0),
     ("stimuli_spec", "target", None): lambda c: c.stimulus("s", layer="L4"),
     ("stimuli_spec", "values", "array"): lambda c: c.stimulus("s", values=np.arange(5.0) + 1e-12),
+    ("stimuli_spec", "values", "per_member"): lambda c: c.stimulus("s", values=np.arange(5.0)[None],
+                                                                   per_member=True),
 }
 
 ONE_SEED = BASE.ensemble(seeds=[1])
@@ -130,7 +134,8 @@ SWEPT = ONE_SEED.ensemble(sweep={"drive.current.E": [4.0, 5.0]})
 BASES = {("ensemble_spec", "seeds", None): ONE_SEED, ("ensemble_spec", "sweep", None): ONE_SEED,
          ("ensemble_spec", "sweep", "values"): SWEPT, ("ensemble_spec", "mode", None): SWEPT,
          **{("stimuli_spec", f, None): STIMULATED for f in ("name", "kind", "values", "target")},
-         ("stimuli_spec", "values", "array"): BASE.stimulus("s", kind="array", values=np.arange(5.0))}
+         **{("stimuli_spec", "values", k): BASE.stimulus("s", kind="array", values=np.arange(5.0))
+            for k in ("array", "per_member")}}
 
 
 def _spec_values(cfg, section):
@@ -148,7 +153,7 @@ def test_every_section_and_field_has_a_variant():
         assert not missing, f"{section}: no variant changes {sorted(missing)}"
     keyed = {(s, f, k) for s, f, k in VARIANTS}
     for pw in _specs.PATHWAYS:
-        assert ("connectivity_spec", "strength", pw) in keyed
+        assert ("connectivity_spec", "strength", pw) in keyed and ("connectivity_spec", "synapse", pw) in keyed
     for t in _specs.CELL_TYPES:
         for field in ("current", "noise"):
             assert ("drive_spec", field, t) in keyed

@@ -198,6 +198,53 @@ def test_array_stimulus_mistakes_are_named():
         jtfne.construct(base().drive(noise_hold_ms=0.75))
 
 
+def test_array_stimulus_per_member():
+    """per_member=True: member m is driven by its own values (one time course, or one column per target),
+    the other stimuli's rows shared; member m of the ensemble equals its values run alone, bit for bit."""
+    courses = np.stack([np.linspace(0.0, 12.0, 20), np.linspace(12.0, 0.0, 20), np.full(20, 6.0)])
+    columns = np.arange(3 * 4 * 2, dtype=float).reshape(3, 4, 2)
+    cfg = (base(duration_ms=12.0, seed=5)
+           .stimulus("course", kind="array", values=courses, per_member=True, onset_ms=1.0)
+           .stimulus("columns", kind="array", values=columns, per_member=True, sample_ms=2.0, neurons=[4, 35])
+           .stimulus("shared", kind="array", values=[1.0, -1.0], sample_ms=5.0)
+           .probes(["SPK", "Vm"]).ensemble(seeds=[5, 6, 7]))
+    model = jtfne.construct(cfg)
+    assert model.layout.stim_table_per_member and model.params.stim_table.shape == (3, 20 + 4 + 2, N)
+    for m in range(3):
+        p = model.member_params(m)
+        with precision("float64"):
+            got = np.asarray(jax.jit(jax.vmap(lambda t: stimulus_current(p, t)))(np.arange(24, dtype=np.uint32)))
+        ref = np.zeros((24, N))
+        for t in range(24):
+            if 0 <= t - 2 < 20:
+                ref[t] += courses[m, t - 2]
+            if t < 16:
+                ref[t, [4, 35]] += columns[m, t // 4]
+            if t < 20:
+                ref[t] += [1.0, -1.0][t // 10]
+        np.testing.assert_array_equal(got, ref)
+    sig = jtfne.simulate(model, engine="xla")
+    alone = jtfne.simulate(jtfne.construct(
+        base(duration_ms=12.0, seed=7)
+        .stimulus("course", kind="array", values=courses[2], onset_ms=1.0)
+        .stimulus("columns", kind="array", values=columns[2], sample_ms=2.0, neurons=[4, 35])
+        .stimulus("shared", kind="array", values=[1.0, -1.0], sample_ms=5.0).probes(["SPK", "Vm"])), engine="xla")
+    np.testing.assert_array_equal(np.asarray(sig["Vm"])[2], np.asarray(alone["Vm"]))
+    with pytest.raises(jtfne.ConfigurationError, match=r"'columns'\]: values of shape \(3, 4, 2\) is invalid; "
+                                                       r"per_member=True needs one entry per ensemble member.*2 member"):
+        jtfne.construct(cfg.ensemble(seeds=[5, 6]))
+    with pytest.raises(jtfne.ConfigurationError, match=r"values.*per_member=True.*got 1 axes and per_member"):
+        base().stimulus("c", kind="array", values=[1.0, 2.0], per_member=True)
+    with pytest.raises(jtfne.ConfigurationError, match=r"values.*got 3 axes"):
+        base().stimulus("c", kind="array", values=columns)
+    with pytest.raises(jtfne.ConfigurationError, match=r"per_member=.?yes"):
+        base().stimulus("c", kind="array", values=courses, per_member="yes")
+    shared = base().stimulus("c", kind="array", values=[1.0, 2.0])
+    assert shared.stimulus("c", per_member=False).config_hash() == shared.config_hash()   # the default: not stored
+    again = jtfne.Configuration.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.config_hash() == cfg.config_hash()
+
+
 def test_stimulus_amplitude_sweep_shares_one_program():
     """Sweeping an array stimulus's amplitude changes arrays, not the program: each member's current
     is its amplitude times the table."""
@@ -229,6 +276,64 @@ def test_conductance_synapses_against_numpy():
         g_i = g_i * np.exp(-0.5 / 9.0) + np.abs(W[:, ~EXC & spk[t]]).sum(axis=1)
     np.testing.assert_allclose(src, expected, rtol=1e-10, atol=1e-10)
     assert (src[spk.sum(axis=1).cumsum() > 0] != 0).any()
+
+
+def test_synapse_kinds_per_pathway_against_numpy():
+    """E->E delta, E->I exponential, I->E conductance, I->I exponential in one network: the current into
+    each neuron at step t rebuilt in numpy from the recorded raster, each postsynaptic type with the kinds
+    of its own pathways (an E cell's E input lasts one step; an I cell's decays with tau_exc; an E cell's
+    I input is g (E_I - v); an I cell's a current)."""
+    W = signed_weights() * np.where(EXC, 1.0, 0.05)[:, None]     # small conductances onto the E cells
+    kinds = {"E->E": "delta", "E->I": "exponential", "I->E": "conductance", "I->I": "exponential"}
+    cfg = (base().connectivity(weights=W, synapse=kinds, reversal_mv={"I": -75.0}, tau_exc_ms=4.0,
+                               tau_inh_ms=9.0)
+           .drive(current={"E": 8.0, "I": 10.0}, noise=2.0).probes(["SPK", "Vm", "source"]))
+    model = jtfne.construct(cfg)
+    assert model.layout.conductance == ((False, False), (True, False))
+    sig = jtfne.simulate(model, engine="xla")
+    spk, vm, src = np.asarray(sig["SPK"]), np.asarray(sig["Vm"]), np.asarray(sig["source"])
+    assert spk[:, EXC].sum() > 30 and spk[:, ~EXC].sum() > 30
+    c = np.asarray(model.params.c[0])
+    v_start = np.vstack([np.full((1, N), -65.0), np.where(spk[:-1], c[None, :], vm[:-1])])
+    dt, e_e, e_i = 0.5, np.exp(-0.5 / 4.0), np.exp(-0.5 / 9.0)
+    s_e, s_i, expected = np.zeros(N), np.zeros(N), np.zeros_like(src)
+    for t in range(len(src)):
+        i_inh = np.where(EXC, s_i * (-75.0 - v_start[t]), -s_i)
+        expected[t] = s_e + i_inh
+        from_e = np.abs(W[:, EXC & spk[t]]).sum(axis=1)
+        s_e = np.where(EXC, from_e / dt, s_e * e_e + from_e)
+        s_i = s_i * e_i + np.abs(W[:, ~EXC & spk[t]]).sum(axis=1)
+    np.testing.assert_allclose(src, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_synapse_kinds_per_pathway_are_canonical_and_named():
+    """A type's kind sets both of its pathways; a pathway its own; equal tables are one configuration (one
+    hash, one dict); the order within one call: types first, then pathways."""
+    c = jtfne.Configuration()
+    one = c.connectivity(synapse={"E->E": "delta"})
+    assert one.connectivity_spec.synapse == (("E->E", "delta"), ("E->I", "exponential"), ("I", "exponential"))
+    both = c.connectivity(synapse={"E->E": "delta", "E->I": "delta"})
+    assert both.config_hash() == c.connectivity(synapse={"E": "delta"}).config_hash()
+    assert both.connectivity_spec.synapse == (("E", "delta"), ("I", "exponential"))
+    assert one.connectivity(synapse={"E": "exponential"}).config_hash() == c.config_hash()
+    assert (c.connectivity(synapse={"E->E": "delta", "E": "conductance"}).connectivity_spec.synapse
+            == (("E->E", "delta"), ("E->I", "conductance"), ("I", "exponential")))
+    again = jtfne.Configuration.from_dict(json.loads(json.dumps(one.to_dict())))
+    assert again == one and again.config_hash() == one.config_hash()
+    with pytest.raises(jtfne.ConfigurationError, match=r"synapse.*'E->X'.*pathway \(E->E, E->I, I->E, I->I\)"):
+        c.connectivity(synapse={"E->X": "delta"})
+    with pytest.raises(jtfne.ConfigurationError, match=r"synapse\['I->E'\].*'alpha'"):
+        c.connectivity(synapse={"I->E": "alpha"})
+
+
+def test_poisson_source_onto_a_delta_pathway_moves_v_by_its_weight():
+    """A Poisson source onto the E accumulator, with E->E delta and E->I exponential: 1 / dt on its E
+    targets (v moves by about the weight per spike), 1 on its I targets (the weight enters the decaying
+    current)."""
+    cfg = (base().connectivity(synapse={"E->E": "delta"})
+           .stimulus("kick", kind="poisson", rate_hz=50.0, n_sources=5, weight=2.0, synapse="E", fraction=1.0))
+    target = np.asarray(jtfne.construct(cfg).params.stim_target)[0, 0]
+    np.testing.assert_array_equal(target, np.where(EXC, 1.0 / 0.5, 1.0))
 
 
 def test_inhomogeneous_poisson_follows_its_profile():

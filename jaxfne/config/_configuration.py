@@ -25,7 +25,7 @@ from ._presets import (FAMILIES, PARAMS, REGISTRY, V_PEAK_MV, check_name, check_
                        user_definition)
 from ._specs import (CELL_TYPES, DEFAULT_COLUMN, DTYPES, INTEGRATORS, LAYER_DEPTHS_UM, LAYER_FRACTIONS, MAX_STEPS,
                      PATHWAYS, PROBES, REVERSAL_MV, RULES, SYNAPSES, CellTypesSpec, ColumnSpec, ConnectivitySpec, DriveSpec, EmitterSpec, EnsembleSpec,
-                     ProbesSpec, RuntimeSpec, parse_pathway_key)
+                     ProbesSpec, RuntimeSpec, parse_pathway_key, synapse_pairs, synapse_table)
 from ._stimuli import parse_stimulus, stimuli_from_dict
 from ._sweep import parse_ensemble
 
@@ -240,16 +240,23 @@ class Configuration:
                 paths[key] = entry
         rule = cur.rule if rule is _UNSET else parse_choice(w, "rule", rule, RULES)
         autapses = cur.autapses if autapses is _UNSET else parse_bool(w, "autapses", autapses)
-        kinds = dict(cur.synapse)
+        kinds = synapse_table(cur.synapse)
         if synapse is not _UNSET:
             if isinstance(synapse, str):
-                kinds = {t: parse_choice(w, "synapse", synapse, SYNAPSES) for t in CELL_TYPES}
+                kinds = dict.fromkeys(kinds, parse_choice(w, "synapse", synapse, SYNAPSES))
             else:
-                for key, val in parse_mapping(w, "synapse", synapse).items():
-                    if key not in CELL_TYPES:
-                        raise bad_value(w, "synapse", {key: val}, f"the key is the presynaptic cell type: one "
-                                        f"of {', '.join(CELL_TYPES)}")
-                    kinds[key] = parse_choice(w, f"synapse[{key!r}]", val, SYNAPSES)
+                given = parse_mapping(w, "synapse", synapse)
+                for key, val in given.items():
+                    if key not in CELL_TYPES and key not in PATHWAYS:
+                        raise bad_value(w, "synapse", {key: val}, "the key is a presynaptic cell type ("
+                                        f"{', '.join(CELL_TYPES)}) or a pathway ({', '.join(PATHWAYS)})")
+                # a type sets both of its pathways, then a pathway of the same call its own
+                for key in sorted(given, key=lambda k: "->" in k):
+                    kind = parse_choice(w, f"synapse[{key!r}]", given[key], SYNAPSES)
+                    for pre, post in kinds:
+                        if key in (pre, f"{pre}->{post}"):
+                            kinds[pre, post] = kind
+            kinds = synapse_table(synapse_pairs(kinds))
         reversal = dict(cur.reversal_mv)
         if reversal_mv is not _UNSET:
             for key, val in parse_mapping(w, "reversal_mv", reversal_mv).items():
@@ -275,7 +282,7 @@ class Configuration:
                                 "self-connections need autapses=True; otherwise the diagonal must be 0")
         spec = ConnectivitySpec(p, _pairs(strengths), tau_e, tau_i, shared, delay,
                                 tuple((k, _pairs(v)) for k, v in sorted(paths.items())), rule, autapses,
-                                _pairs(kinds), matrix, _pairs(reversal))
+                                synapse_pairs(kinds), matrix, _pairs(reversal))
         return dataclasses.replace(self, connectivity_spec=spec)
 
     def set_emitter(self, family=_UNSET, preset=_UNSET, params=_UNSET, heterogeneity=_UNSET,

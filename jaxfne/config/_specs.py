@@ -22,7 +22,7 @@ DTYPES = ("float32", "float64")
 #: steps of dt / 2 for v, then u from the new v
 INTEGRATORS = ("euler", "izhikevich2003")
 
-#: synapse kinds, per presynaptic cell type (``connectivity(synapse=...)``): "exponential", a current that
+#: synapse kinds, per presynaptic cell type or per pathway (``connectivity(synapse=...)``): "exponential", a current that
 #: jumps by w and decays with tau; "delta", a current w / dt held for one step (v moves by about w);
 #: "conductance", a conductance that jumps by w and decays with tau, the current g (E_rev - v)
 SYNAPSES = ("exponential", "delta", "conductance")
@@ -99,7 +99,8 @@ class ConnectivitySpec:
     rule: str = "probability"
     #: self-connections allowed (random rules), or the diagonal of ``weights`` used
     autapses: bool = False
-    #: synapse kind per presynaptic type (SYNAPSES)
+    #: synapse kinds (SYNAPSES): one per presynaptic type ("E", "I"), or, for a type whose two pathways
+    #: differ, one per pathway ("E->E", "E->I"); canonical (``synapse_pairs``), so equal models hash equal
     synapse: tuple = (("E", "exponential"), ("I", "exponential"))
     #: a user weight matrix [post, pre] (config/_arrays.ArrayValue, signed) replacing p and strength; None
     weights: object = None
@@ -213,3 +214,30 @@ def check_pathways(cfg, keys=None) -> None:
             if layer not in columns[column]:
                 raise ConfigurationError(f"connectivity: pathway {key!r} names layer {layer!r} of column "
                                          f"{column!r}, whose layers are {list(columns[column])}")
+
+
+def synapse_table(pairs: tuple) -> dict:
+    """{(pre type, post type): kind} from ``ConnectivitySpec.synapse`` (a pathway's own kind, else its
+    presynaptic type's)."""
+    given = dict(pairs)
+    return {(pre, post): given.get(f"{pre}->{post}", given.get(pre))
+            for pre in CELL_TYPES for post in CELL_TYPES}
+
+
+def synapse_pairs(table: dict) -> tuple:
+    """The canonical ``ConnectivitySpec.synapse`` of a table: one entry per presynaptic type whose two
+    pathways share a kind, one per pathway otherwise (sorted, as the spec's pairs are)."""
+    out = {}
+    for pre in CELL_TYPES:
+        kinds = [table[pre, post] for post in CELL_TYPES]
+        if kinds[0] == kinds[1]:
+            out[pre] = kinds[0]
+        else:
+            out.update({f"{pre}->{post}": table[pre, post] for post in CELL_TYPES})
+    return tuple(sorted(out.items()))
+
+
+def synapse_flags(pairs: tuple, kind: str) -> tuple:
+    """((E->E, E->I), (I->E, I->I)): which pathways have synapses of ``kind`` ([pre][post type])."""
+    table = synapse_table(pairs)
+    return tuple(tuple(table[pre, post] == kind for post in CELL_TYPES) for pre in CELL_TYPES)

@@ -19,7 +19,9 @@ Kinds (currents, added to the drive of every targeted neuron):
 * ``array``: a current given as an array, like Brian2's ``TimedArray``: ``values`` (T,) one time course
   for every target, or (T, K) one column per target (K targets, in ascending neuron index), row k applied
   from ``onset_ms + k * sample_ms`` for ``sample_ms`` (None: one row per step of dt), times ``amplitude``;
-  zero before the onset and after the last row.
+  zero before the onset and after the last row. Shared by every ensemble member, or, with
+  ``per_member=True``, values (members, T) or (members, T, K): one per member, in member order (the count
+  is checked by ``construct``).
 
 Spike sources:
 
@@ -40,7 +42,7 @@ import dataclasses
 import numbers
 
 from .._errors import ConfigurationError, bad_value
-from .._validate import parse_float, parse_int
+from .._validate import parse_bool, parse_float, parse_int
 from ._arrays import ArrayValue, parse_array
 from ._specs import CELL_TYPES, LAYER_DEPTHS_UM
 
@@ -58,6 +60,9 @@ STIMULUS_KINDS = {
     "poisson": {"rate_hz": REQUIRED, "n_sources": REQUIRED, "weight": REQUIRED, "synapse": "E", "onset_ms": 0.0,
                 "duration_ms": UNTIL_END, "profile": None, "sample_ms": None},
 }
+#: optional fields of a kind, kept in its values only when they differ from this default (so a stimulus
+#: written before the field existed has the same dict and hash)
+OPTIONAL_FIELDS = {"array": {"per_member": False}}
 #: target keywords and their defaults (None: every neuron)
 TARGET_FIELDS = {"column": None, "layer": None, "cell_type": None, "fraction": 1.0, "neurons": None}
 #: numeric fields an ensemble may sweep as "stimulus.<name>.<field>" (every numeric field, and fraction)
@@ -80,6 +85,17 @@ class StimulusSpec:
 
     def value(self, field: str):
         return dict(self.values)[field]
+
+    @property
+    def per_member(self) -> bool:
+        """An array stimulus with one time course per ensemble member (``per_member=True``)."""
+        return bool(dict(self.values).get("per_member", False))
+
+    def table_rows(self) -> int:
+        """The time rows this stimulus keeps in the table (an array's values, a Poisson profile; else 0)."""
+        rows = self.value("values") if self.kind == "array" else self.value("profile") if self.kind == "poisson" \
+            else None
+        return 0 if rows is None else rows.shape[1 if self.per_member else 0]
 
     def targets(self) -> dict:
         return {**TARGET_FIELDS, **dict(self.target)}
@@ -117,7 +133,7 @@ def _number(w: str, field: str, value):
     if field in ("duration_ms", "count", "sample_ms") and value is None:
         return None
     if field == "values":
-        return parse_array(w, field, value, ndims=(1, 2))
+        return parse_array(w, field, value, ndims=(1, 2, 3))
     if field == "onsets_ms":
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise bad_value(w, field, value, "a list of onset times in ms is required")
@@ -206,16 +222,30 @@ def parse_stimulus(current: StimulusSpec | None, name, kind, fields: dict) -> St
             target[field] = _target(w, field, value)
         elif field in allowed:
             values[field] = _number(w, field, value)
+        elif field in OPTIONAL_FIELDS.get(kind, {}):
+            values[field] = parse_bool(w, field, value)
         else:
             raise bad_value(w, field, value, f"field {field!r} is unknown for kind {kind!r}; valid fields are "
-                            + ", ".join(sorted([*allowed, *TARGET_FIELDS])))
+                            + ", ".join(sorted([*allowed, *OPTIONAL_FIELDS.get(kind, {}), *TARGET_FIELDS])))
+    for field, default in OPTIONAL_FIELDS.get(kind, {}).items():
+        if values.get(field, default) == default:
+            values.pop(field, None)
     missing = [f for f, v in values.items() if v is REQUIRED]
     if missing:
         raise bad_value(w, missing[0], None, f"a {kind!r} stimulus needs {', '.join(missing)}")
     if kind == "pulses" and values["duration_ms"] > values["period_ms"]:
         raise bad_value(w, "duration_ms", values["duration_ms"],
                         f"a pulse must not be longer than the period_ms ({values['period_ms']})")
-    if kind == "array" and values["values"].data.ndim == 2 and target["fraction"] != 1.0:
+    if kind == "array":
+        per_member = values.get("per_member", False)
+        ndim = values["values"].data.ndim
+        if ndim == 3 and not per_member or ndim == 1 and per_member:
+            raise bad_value(w, "values", values["values"],
+                            "(T,) or (T, K) for one time course shared by every member, or with per_member=True "
+                            "(members, T) or (members, T, K), one per ensemble member"
+                            f" (got {ndim} axes{' and per_member=True' if per_member else ''})")
+    if kind == "array" and values["values"].data.ndim == 2 + values.get("per_member", False) \
+            and target["fraction"] != 1.0:
         raise bad_value(w, "fraction", target["fraction"], "an array stimulus with one column per target (2-D "
                         "values) needs its targets fixed: fraction 1 (or explicit neurons)")
     if target["neurons"] is not None:

@@ -373,7 +373,7 @@ def unsupported(layout) -> str | None:
     lacking = [name for name in layout.probes if "native" not in REGISTRY[name].engines]
     if lacking:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
-    if any(layout.conductance):
+    if any(any(pre) for pre in layout.conductance):
         return "the native engine has current synapses only, not synapse='conductance'"
     if layout.trial_onsets:
         return "the native engine does not run trials stimuli (kind='trials')"
@@ -381,6 +381,8 @@ def unsupported(layout) -> str | None:
         return "the native engine draws Poisson sources at constant rates (no profile=)"
     if layout.integrator not in INTEGRATORS:
         return f"the native engine does not integrate with integrator={layout.integrator!r}"
+    if layout.stim_table_per_member:
+        return "the native engine reads one stimulus table shared by every member (not per_member=True)"
     return None
 
 

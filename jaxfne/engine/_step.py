@@ -223,8 +223,17 @@ def stimulus_current(params: NetParams, t):
     return current
 
 
+def synaptic_current(flags: tuple, is_exc, s, drive, current):
+    """One presynaptic type's current into each neuron: ``s * drive`` (a conductance times its driving
+    force) where that type's pathway to the neuron's type is a conductance (``flags``: post type E, I),
+    ``current`` where it is a current synapse. Static flags: a uniform kind needs no select."""
+    if flags[0] == flags[1]:
+        return s * drive if flags[0] else current
+    return jnp.where(is_exc, s * drive if flags[0] else current, current if flags[0] else s * drive)
+
+
 def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), ordered_input: bool = False,
-         integrator: str = "euler", noise_hold: int = 1, conductance: tuple = (False, False)):
+         integrator: str = "euler", noise_hold: int = 1, conductance: tuple = ((False, False), (False, False))):
     """Advance one network by one step of dt (forward Euler, or the Izhikevich (2003) scheme).
 
     Returns the new state and the raw observations of the step (jaxfne/_probes.py
@@ -237,18 +246,18 @@ def step(state: NetState, params: NetParams, t, delay_steps: tuple = (1,), order
     ``integrator``: "euler", or "izhikevich2003": v advanced by two half steps of dt / 2 with the same
     input, then u by dt from the new v, each written as the paper's code writes it
     (``0.04 * v**2 + 5 * v + 140 - u + I``). ``noise_hold``: the noise sample of step t is that of step
-    ``t // noise_hold`` (drawn once, held for noise_hold steps). ``conductance`` (E, I): those synapses
-    are conductances, their current ``s_exc (rev_exc - v)`` and ``s_inh (rev_inh - v)`` from the v at
-    the start of the step (current synapses: ``s_exc`` and ``-s_inh``).
+    ``t // noise_hold`` (drawn once, held for noise_hold steps). ``conductance`` ((E->E, E->I), (I->E, I->I)), [pre][post
+    type]: those pathways are conductances, the current into a neuron whose E (I) pathway is one
+    ``s_exc (rev_exc - v)`` (``s_inh (rev_inh - v)``) from the v at the start of the step (current
+    synapses: ``s_exc`` and ``-s_inh``).
     """
     dt = params.dt_ms
     v, u = state.v, state.u
-    if conductance == (False, False):
+    if not any(any(pre) for pre in conductance):
         i_syn = state.s_exc - state.s_inh
     else:
-        i_exc = state.s_exc * (params.rev_exc - v) if conductance[0] else state.s_exc
-        i_inh = state.s_inh * (params.rev_inh - v) if conductance[1] else -state.s_inh
-        i_syn = i_exc + i_inh
+        i_syn = (synaptic_current(conductance[0], params.is_exc, state.s_exc, params.rev_exc - v, state.s_exc)
+                 + synaptic_current(conductance[1], params.is_exc, state.s_inh, params.rev_inh - v, -state.s_inh))
     noise_step = t if noise_hold == 1 else t // noise_hold
     i_total = params.i_mean + i_syn + params.noise_scale * noise_sample(params, noise_step)
     i_stim = stimulus_current(params, t)

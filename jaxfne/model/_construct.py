@@ -25,13 +25,14 @@ from .._errors import ConfigurationError, SimulationError
 from .._fields import R0_UM, contact_depths_um
 from .._validate import parse_steps
 from ..config import (CELL_TYPES, DEFAULT_PATHWAYS, PARAMS, Configuration, check_pathways, emitter_rows,
-                      layer_slots)
+                      layer_slots, synapse_flags)
 from ..config import sweep_function
 from ._layout import Layout, precision
 from ._model import Model
 from ._network import Knobs, build_network, delta_scaled, weight_rows
 from ._size import check_construct
-from ._stimuli import KIND_CODES, stimulus_knobs, stimulus_regions, stimulus_table, table_rows, trial_onsets
+from ._stimuli import (stimulus_knobs, stimulus_regions, stimulus_table, table_per_member, table_rows,
+                       trial_onsets)
 
 def pathway_tables(cfg: Configuration):
     """p, strength and delay (ms) of every [post_group, pre_group] pair.
@@ -101,12 +102,7 @@ def member_knobs(cfg: Configuration) -> dict[str, Any]:
         for pi, name in enumerate(PARAMS):
             coeffs[ti, pi] = row[name]
     cur, noi = dict(dr.current), dict(dr.noise)
-    stim = stimulus_knobs(cfg)
-    kinds = dict(con.synapse)
-    for code, ctype in ((KIND_CODES["poisson_E"], "E"), (KIND_CODES["poisson_I"], "I")):
-        if kinds[ctype] == "delta":   # a source's spike onto a delta synapse moves v by about its weight
-            rows = stim["stim_wave"][:, 4] == code
-            stim["stim_wave"][rows, 0] = stim["stim_wave"][rows, 0] / rt.dt_ms
+    stim = stimulus_knobs(cfg)       # a source onto a delta synapse: 1 / dt on its targets (build_network)
     return dict(seed=rt.seed, conn_seed=rt.seed, p=p, g=g, tau_exc_ms=con.tau_exc_ms,
                 tau_inh_ms=con.tau_inh_ms, coeffs=coeffs,
                 current=np.array([cur[t] for t in CELL_TYPES]),
@@ -170,9 +166,8 @@ def _builder(dtype: str, n_classes: int, column_sizes: tuple, options: tuple = (
 def build_options(cfg: Configuration, layout: Layout) -> tuple:
     """The static options of ``build_network`` for ``cfg`` (sorted pairs: a cache key)."""
     con = cfg.connectivity_spec
-    kinds = dict(con.synapse)
     return tuple(sorted({"rule": con.rule, "autapses": con.autapses,
-                         "delta": (kinds["E"] == "delta", kinds["I"] == "delta"),
+                         "delta": synapse_flags(con.synapse, "delta"),
                          "noise_hold": layout.noise_hold_steps, "random_weights": con.weights is None}.items()))
 
 
@@ -208,13 +203,12 @@ def user_weights(cfg: Configuration, is_exc: np.ndarray, class_table: np.ndarray
                     f"{kind} cell{f' in member {m}' if per_member else ''}, so its outgoing weights (column "
                     f"{pre}) must be {'>= 0' if kind == 'E' else '<= 0'} (the sign of a weight is its "
                     "presynaptic type's)")
-    kinds = dict(con.synapse)
     layer = layer_index(cfg)
     rows = []
     for m in range(len(matrices)):
         exc = is_exc[m]
         w = delta_scaled(jnp.asarray(np.abs(matrices[m]), dtype), jnp.asarray(exc),
-                         (kinds["E"] == "delta", kinds["I"] == "delta"), jnp.asarray(cfg.runtime_spec.dt_ms, dtype))
+                         synapse_flags(con.synapse, "delta"), jnp.asarray(cfg.runtime_spec.dt_ms, dtype))
         group = 2 * layer + np.where(exc, 0, 1)
         rows.append(weight_rows(jnp.asarray(w, dtype), jnp.asarray(class_table)[group[:, None], group[None, :]],
                                 n_classes, dtype))
@@ -239,8 +233,8 @@ def make_layout(cfg: Configuration) -> Layout:
                   user_weights=cfg.connectivity_spec.weights is not None, delay_steps=steps,
                   sample_neurons=sample_neurons, sample_every=sample_every, columns=columns,
                   slot_column=tuple(columns.index(c) for c, _, _ in slots), n_stimuli=len(cfg.stimuli_spec),
-                  stim_table_rows=table_rows(cfg), integrator=rt.integrator, noise_hold_steps=hold,
-                  conductance=tuple(dict(cfg.connectivity_spec.synapse)[t] == "conductance" for t in CELL_TYPES),
+                  stim_table_rows=table_rows(cfg), stim_table_per_member=table_per_member(cfg), integrator=rt.integrator, noise_hold_steps=hold,
+                  conductance=synapse_flags(cfg.connectivity_spec.synapse, "conductance"),
                   trial_onsets=trial_onsets(cfg),
                   poisson_profiles=any(s.kind == "poisson" and s.value("profile") is not None
                                        for s in cfg.stimuli_spec))

@@ -54,6 +54,8 @@ class Layout:
     n_stimuli: int = 0
     #: rows of the array-driven stimuli's table (the R of model/_params.py ``stim_table``; 0 without them)
     stim_table_rows: int = 0
+    #: the table has a member axis (an array stimulus with per_member=True); otherwise one copy is shared
+    stim_table_per_member: bool = False
     #: the integration scheme (config INTEGRATORS): "euler" or "izhikevich2003"
     integrator: str = "euler"
     #: the noise is drawn once per this many steps and held (1: every step)
@@ -62,8 +64,8 @@ class Layout:
     trial_onsets: int = 0
     #: some Poisson stimulus has a rate profile (inhomogeneous)
     poisson_profiles: bool = False
-    #: conductance synapses (True) or current synapses, per presynaptic type (E, I)
-    conductance: tuple = (False, False)
+    #: conductance synapses (True) or current synapses, per pathway ((E->E, E->I), (I->E, I->I)): [pre][post type]
+    conductance: tuple = ((False, False), (False, False))
 
     def geometry(self, probe: str) -> dict:
         """Shape and dims of a probe's recording: time axis, its stride, last axis (from its definition)."""

@@ -41,6 +41,7 @@ class Model:
 
 def param_axes(layout: Layout) -> NetParams:
     """The member axis of each array of NetParams (for vmap): 0, or None for the arrays every member shares
-    (the weights when shared, the array stimuli's table)."""
+    (the weights when shared, the array stimuli's table unless some array stimulus is per member)."""
     return NetParams(*[0] * len(NetParams._fields))._replace(w=None if layout.shared_weights else 0,
-                                                              stim_table=None)
+                                                              stim_table=0 if layout.stim_table_per_member
+                                                              else None)

@@ -91,13 +91,38 @@ def fixed_indegree_mask(u, group, k, self_pair, n_groups: int):
     return (rank < k) & ~self_pair
 
 
+def pathway_flags(flags: tuple, is_exc):
+    """(N, N) [post, pre] booleans of a per-pathway table ``flags`` ((E->E, E->I), (I->E, I->I)),
+    [pre][post type]."""
+    t = jnp.where(is_exc, 0, 1)
+    return jnp.asarray(flags)[t[None, :], t[:, None]]
+
+
 def delta_scaled(w_post_pre, is_exc, delta: tuple, dt):
-    """W[post, pre] with the columns of delta-synapse presynaptic types divided by dt: the current w / dt
-    for one step moves v by about w (``delta``: (E, I) are delta synapses)."""
-    if not (delta[0] or delta[1]):
+    """W[post, pre] with the weights of delta-synapse pathways divided by dt: the current w / dt for one
+    step moves v by about w (``delta``: ((E->E, E->I), (I->E, I->I)) are delta synapses)."""
+    if not any(any(row) for row in delta):
         return w_post_pre
-    pre_delta = jnp.where(is_exc, delta[0], delta[1])
-    return jnp.where(pre_delta[None, :], w_post_pre / dt, w_post_pre)
+    return jnp.where(pathway_flags(delta, is_exc), w_post_pre / dt, w_post_pre)
+
+
+def post_decay(flags: tuple, is_exc, decay):
+    """(N,) decay of each postsynaptic neuron's accumulator of one presynaptic type: 0 (a delta synapse:
+    the current lasts one step) where ``flags`` (post type E, I) says delta, else ``decay``."""
+    return jnp.where(jnp.asarray(flags)[jnp.where(is_exc, 0, 1)], jnp.zeros_like(decay), decay)
+
+
+def delta_targets(target, code, is_exc, delta: tuple, dt):
+    """(S, N) stimulus targets with 1 / dt on the targets of a Poisson source (kind code 2: onto the E
+    accumulator, 3: the I one) whose pathway to that neuron's type is a delta synapse: its spike then
+    moves v by about its weight, as a recurrent delta synapse does."""
+    if not any(any(row) for row in delta):
+        return target
+    t = jnp.where(is_exc, 0, 1)
+    flags = jnp.asarray(delta)
+    on_delta = jnp.where(code[:, None] == 2.0, flags[0][t][None, :],
+                         jnp.where(code[:, None] == 3.0, flags[1][t][None, :], False))
+    return jnp.where(on_delta, target / dt, target)
 
 
 def weight_rows(w_post_pre, delay_class_of_pair, n_classes: int, dtype):
@@ -112,7 +137,7 @@ def weight_rows(w_post_pre, delay_class_of_pair, n_classes: int, dtype):
 def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, contact_column, delay_class,
                   stim_region=None, stim_type=None, stim_tag=None, neuron_values=None, neuron_mask=None, *,
                   dtype, r0_um, n_classes: int, column_sizes: tuple | None = None, rule: str = "probability",
-                  autapses: bool = False, delta: tuple = (False, False), noise_hold: int = 1,
+                  autapses: bool = False, delta: tuple = ((False, False), (False, False)), noise_hold: int = 1,
                   random_weights: bool = True):
     """Arrays of one network from its knobs; ``is_exc``/``layer``/``depth_*`` are (N,).
 
@@ -124,8 +149,9 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
     the stimuli's target candidates (model/_stimuli.py ``stimulus_regions``; None: no stimuli).
     ``neuron_values`` (4, N) and ``neuron_mask`` (4,): per-neuron (a, b, c, d) replacing the parameters
     whose mask is True (``set_emitter(per_neuron=...)``; None: none). Static options: ``rule``
-    ("probability" or "fixed_indegree"), ``autapses`` (self-connections allowed), ``delta`` (the E and I
-    synapses are delta synapses: the weights are divided by dt and the current decays to 0 in one step),
+    ("probability" or "fixed_indegree"), ``autapses`` (self-connections allowed), ``delta`` (((E->E, E->I), (I->E, I->I)): the
+    pathways with delta synapses: their weights are divided by dt and the postsynaptic accumulator of that
+    presynaptic type decays to 0 in one step; a Poisson source onto one has 1 / dt on its targets),
     ``noise_hold`` (steps the noise is held: its std is sigma / sqrt(noise_hold * dt)),
     ``random_weights`` (False: w is left empty, the caller sets the user's matrix, ``weight_rows``).
     Returns (params, depth (N,), r (N,)): r ~ U(0, 1) is each neuron's heterogeneity draw, from the
@@ -179,13 +205,14 @@ def build_network(knobs: Knobs, is_exc, layer, depth_lo, depth_hi, contact_z, co
         a=abcd[:, 0], b=abcd[:, 1], c=abcd[:, 2], d=abcd[:, 3], is_exc=is_exc,
         w=w, i_mean=knobs.current.astype(dtype)[t],
         noise_scale=knobs.noise.astype(dtype)[t] / jnp.sqrt(dt if noise_hold == 1 else dt * noise_hold),
-        decay_exc=jnp.zeros((), dtype) if delta[0] else jnp.exp(-dt / knobs.tau_exc_ms.astype(dtype)),
-        decay_inh=jnp.zeros((), dtype) if delta[1] else jnp.exp(-dt / knobs.tau_inh_ms.astype(dtype)),
+        decay_exc=post_decay(delta[0], is_exc, jnp.exp(-dt / knobs.tau_exc_ms.astype(dtype))),
+        decay_inh=post_decay(delta[1], is_exc, jnp.exp(-dt / knobs.tau_inh_ms.astype(dtype))),
         dt_ms=dt, noise_key=jax.random.key_data(noise_key) if jnp.issubdtype(noise_key.dtype, jax.dtypes.prng_key) else noise_key,
         lfp_kernel=kernel.astype(dtype), active=jnp.asarray(True),
         stim_target=(jnp.zeros((0, n), dtype) if stim_region is None else
-                     stimulus_targets(key, is_exc, stim_region, stim_type, stim_tag,
-                                      knobs.stim_fraction.astype(dtype), dtype)),
+                     delta_targets(stimulus_targets(key, is_exc, stim_region, stim_type, stim_tag,
+                                                    knobs.stim_fraction.astype(dtype), dtype),
+                                   knobs.stim_wave[:, 4], is_exc, delta, dt)),
         stim_steps=knobs.stim_steps.astype(jnp.uint32), stim_wave=knobs.stim_wave.astype(dtype),
         stim_key=_raw_key(jax.random.fold_in(key, TAG_STIMULUS_SPIKES)),
         stim_table=jnp.zeros((0, n), dtype),     # shared by every member: construct sets it

@@ -63,14 +63,17 @@ PARAM_FIELDS = (
           "delays differ; no member axis when shared"),
     Field("i_mean", "float", "(N,)", "constant drive current", pad=0.0),
     Field("noise_scale", "float", "(N,)", "sigma / sqrt(dt): std of the current noise per step", pad=0.0),
-    Field("decay_exc", "float", "()", "exp(-dt / tau_exc): per-step decay of s_exc"),
-    Field("decay_inh", "float", "()", "exp(-dt / tau_inh): per-step decay of s_inh"),
+    Field("decay_exc", "float", "(N,)", "exp(-dt / tau_exc), or 0 where the E pathway to that neuron's type "
+          "is a delta synapse: per-step decay of s_exc", pad=0.0),
+    Field("decay_inh", "float", "(N,)", "exp(-dt / tau_inh), or 0 where the I pathway to that neuron's type "
+          "is a delta synapse: per-step decay of s_inh", pad=0.0),
     Field("dt_ms", "float", "()", "time step (ms)"),
     Field("noise_key", "uint32", "(2,)", "raw key of the member's counter-based noise stream"),
     Field("lfp_kernel", "float", "(P, N)", "contact-by-neuron weights of the LFP proxy", native=False),
     Field("active", "bool", "()", "False for padding members (they never emit spikes)"),
     # stimuli (model/_stimuli.py): S of them, sorted by name; S = 0 without stimuli
-    Field("stim_target", "float", "(S, N)", "1 on the targets of stimulus s, 0 elsewhere"),
+    Field("stim_target", "float", "(S, N)", "1 on the targets of stimulus s, 0 elsewhere (1 / dt on the targets "
+          "of a Poisson source whose pathway to them is a delta synapse)"),
     Field("stim_steps", "uint32", "(S, 7)",
           "stimulus s in steps: onset, active span, period, on-width (2^32 - 1: unbounded), Poisson draw "
           "threshold (array: steps per row), Poisson sources (array: its first row of stim_table), "
@@ -81,7 +84,7 @@ PARAM_FIELDS = (
     Field("stim_key", "uint32", "(2,)", "raw key of the member's Poisson spike-source stream"),
     Field("stim_table", "float", "(R, N)",
           "rows of the array-driven stimuli, each stimulus's rows in turn (one value per neuron); no member "
-          "axis: shared by every member"),
+          "axis (shared by every member) unless an array stimulus has per_member=True"),
     Field("rev_exc", "float", "()", "reversal potential (mV) of excitatory conductance synapses", native=False),
     Field("rev_inh", "float", "()", "reversal potential (mV) of inhibitory conductance synapses", native=False),
     Field("stim_onsets", "uint32", "(S, O)", "onsets (steps) of each trials stimulus, 2^32 - 1 after its last "

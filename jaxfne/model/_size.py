@@ -315,10 +315,14 @@ def _params_parts(layout: Layout, n_members: int, *, building: bool) -> list:
     remedies = ("members", "neurons") if building or layout.shared_weights else ("members", "shared", "neurons")
     parts = [Part("weights", per["w"] * w_copies, f"{shape} {how}", remedies),
              Part("other parameters", rest * n_members, f"{fmt_bytes(rest)} per member", ("members", "neurons"))]
-    if layout.stim_table_rows:     # one copy, shared by every member
-        parts.append(Part("array stimuli", per["stim_table"],
-                          f"({layout.stim_table_rows} x {n}) {layout.dtype} shared by every member",
-                          ("duration", "neurons")))
+    if layout.stim_table_rows:     # one copy shared by every member, or one per member
+        copies = n_members if layout.stim_table_per_member else 1
+        parts.append(Part("array stimuli", per["stim_table"] * copies,
+                          f"({layout.stim_table_rows} x {n}) {layout.dtype} "
+                          + (f"per member x {copies} member{'s' * (copies != 1)}" if layout.stim_table_per_member
+                             else "shared by every member"),
+                          ("members", "duration", "neurons") if layout.stim_table_per_member
+                          else ("duration", "neurons")))
     return parts
 
 

@@ -88,7 +88,7 @@ def stimulus_knobs(cfg) -> dict:
         onset = _steps(w, "onset_ms", v["onset_ms"], dt, minimum=0)
         if spec.kind == "array":
             hold = 1 if v["sample_ms"] is None else _steps(w, "sample_ms", v["sample_ms"], dt)
-            rows = v["values"].shape[0]
+            rows = spec.table_rows()
             steps.append((onset, min(rows * hold, UNBOUNDED), UNBOUNDED, UNBOUNDED, hold, first_row,
                           zlib.crc32(spec.name.encode())))
             wave.append((v["amplitude"], 0.0, 0.0, 0.0, KIND_CODES["array"]))
@@ -98,7 +98,7 @@ def stimulus_knobs(cfg) -> dict:
         profile_rows = profile_hold = 0
         if spec.kind == "poisson" and v["profile"] is not None:      # inhomogeneous: the profile sets the span
             profile_hold = 1 if v["sample_ms"] is None else _steps(w, "sample_ms", v["sample_ms"], dt)
-            profile_rows = v["profile"].shape[0]
+            profile_rows = spec.table_rows()
             v = {**v, "duration_ms": profile_rows * profile_hold * dt}
         if spec.kind == "pulses":
             width = _steps(w, "duration_ms", v["duration_ms"], dt)
@@ -196,41 +196,57 @@ def _table_values(spec):
 
 
 def table_rows(cfg) -> int:
-    """R: the rows of the shared table (array stimuli's values and Poisson profiles, in name order)."""
-    return sum(v.shape[0] for v in map(_table_values, cfg.stimuli_spec) if v is not None)
+    """R: the rows of the table (array stimuli's values and Poisson profiles, in name order)."""
+    return sum(spec.table_rows() for spec in cfg.stimuli_spec)
+
+
+def table_per_member(cfg) -> bool:
+    """Whether the table has a member axis: some array stimulus gives each member its own values."""
+    return any(spec.kind == "array" and spec.per_member for spec in cfg.stimuli_spec)
 
 
 def stimulus_table(cfg, region: np.ndarray, cell_type: np.ndarray, is_exc: np.ndarray) -> np.ndarray:
-    """The shared (R, N) table of the array stimuli (float64): stimulus by stimulus in name order.
+    """The (R, N) table of the array stimuli and Poisson profiles (float64), stimulus by stimulus in name
+    order; (members, R, N) when some array stimulus has ``per_member=True`` (the others' rows repeated).
 
     Values (T,) give every neuron the same row value (the targets' mask selects them in the step);
     values (T, K) put column j on the j-th target in ascending neuron index, which must be the same
-    neurons in every member (``is_exc`` (members, N)): K must equal the number of targets.
-    Raises ConfigurationError naming the stimulus and the shape otherwise.
+    neurons in every member (``is_exc`` (members, N)): K must equal the number of targets. Per member,
+    the values have a leading axis of one entry per member. Raises ConfigurationError naming the
+    stimulus and the shape otherwise.
     """
-    n = cfg.n
+    n, n_members = cfg.n, is_exc.shape[0]
+    per_member = table_per_member(cfg)
     parts = []
     for s, spec in enumerate(cfg.stimuli_spec):
         if _table_values(spec) is None:
             continue
         values = _table_values(spec).data
-        if values.ndim == 1:
-            parts.append(np.repeat(values[:, None], n, axis=1))
-            continue
-        kind = cell_type[s]
-        cand = region[s][None, :] & ((kind == 0) | ((kind == 1) & is_exc) | ((kind == 2) & ~is_exc))
-        if not (cand == cand[:1]).all():
+        if spec.per_member and values.shape[0] != n_members:
             raise ConfigurationError(
-                f"stimulus[{spec.name!r}]: values of shape {values.shape} give one column per target, but the "
-                "members have different targets (a cell_types sweep changes which cells are E or I); choose "
-                "the targets with neurons=[...] or give one time course (values of shape (T,))")
-        idx = np.flatnonzero(cand[0])
-        if values.shape[1] != idx.size:
-            raise ConfigurationError(
-                f"stimulus[{spec.name!r}]: values of shape {values.shape} is invalid; it has {values.shape[1]} "
-                f"columns but the stimulus has {idx.size} targets (one column per target, in ascending neuron "
-                "index, or values of shape (T,) for all)")
-        table = np.zeros((values.shape[0], n))
-        table[:, idx] = values
-        parts.append(table)
-    return np.concatenate(parts, axis=0) if parts else np.zeros((0, n))
+                f"stimulus[{spec.name!r}]: values of shape {values.shape} is invalid; per_member=True needs one "
+                f"entry per ensemble member along the first axis, and the run has {n_members} member(s)")
+        columns = values.ndim - spec.per_member == 2           # one column per target
+        rows = values if spec.per_member else values[None]     # (members or 1, T[, K])
+        if not columns:
+            table = np.repeat(rows[:, :, None], n, axis=2)
+        else:
+            kind = cell_type[s]
+            cand = region[s][None, :] & ((kind == 0) | ((kind == 1) & is_exc) | ((kind == 2) & ~is_exc))
+            if not (cand == cand[:1]).all():
+                raise ConfigurationError(
+                    f"stimulus[{spec.name!r}]: values of shape {values.shape} give one column per target, but "
+                    "the members have different targets (a cell_types sweep changes which cells are E or I); "
+                    "choose the targets with neurons=[...] or give one time course per row")
+            idx = np.flatnonzero(cand[0])
+            if rows.shape[2] != idx.size:
+                raise ConfigurationError(
+                    f"stimulus[{spec.name!r}]: values of shape {values.shape} is invalid; it has {rows.shape[2]} "
+                    f"columns but the stimulus has {idx.size} targets (one column per target, in ascending "
+                    "neuron index, or one time course for all)")
+            table = np.zeros(rows.shape[:2] + (n,))
+            table[:, :, idx] = rows
+        parts.append(np.broadcast_to(table, (n_members,) + table.shape[1:]) if per_member else table[0])
+    if not parts:
+        return np.zeros((n_members, 0, n) if per_member else (0, n))
+    return np.concatenate(parts, axis=-2)

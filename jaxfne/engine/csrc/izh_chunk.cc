@@ -210,7 +210,8 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
   X(v_peak, double, "float64") X(pad_v, double, "float64")                                         \
   X(pad_u, double, "float64") X(pad_s_exc, double, "float64") X(pad_s_inh, double, "float64")      \
   X(pad_a, double, "float64") X(pad_b, double, "float64") X(pad_c, double, "float64")              \
-  X(pad_d, double, "float64") X(pad_i_mean, double, "float64") X(pad_noise_scale, double, "float64")
+  X(pad_d, double, "float64") X(pad_i_mean, double, "float64") X(pad_noise_scale, double, "float64") \
+  X(pad_decay_exc, double, "float64") X(pad_decay_inh, double, "float64")
 
 template <ffi::DataType DT>
 struct KindFLOAT {
@@ -334,8 +335,8 @@ template <typename T, bool kStim, bool k2003>
 int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restrict istim, T* __restrict v,
                        T* __restrict u, T* __restrict se, T* __restrict si, const T* __restrict a,
                        const T* __restrict b, const T* __restrict c, const T* __restrict d,
-                       const T* __restrict imean, const T* __restrict nscale, const T dt, const T dexc,
-                       const T dinh, const T vpeak, const int32_t active, int32_t* __restrict spk,
+                       const T* __restrict imean, const T* __restrict nscale, const T dt, const T* __restrict dexc,
+                       const T* __restrict dinh, const T vpeak, const int32_t active, int32_t* __restrict spk,
                        T* __restrict obs_v, T* __restrict obs_i_syn) {
   int32_t count = 0;
   for (int64_t i = 0; i < NP; ++i) {
@@ -360,8 +361,8 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restr
     v[i] = crossed ? c[i] : vn;
     u[i] = crossed ? un + d[i] : un;
     obs_i_syn[i] = isyn;
-    se[i] = se[i] * dexc;
-    si[i] = si[i] * dinh;
+    se[i] = se[i] * dexc[i];
+    si[i] = si[i] * dinh[i];
   }
   return count;
 }
@@ -375,7 +376,8 @@ struct Batch {
   int64_t t0;
   T v_peak;
   // the value of each padded array's padding lanes
-  T pad_v, pad_u, pad_s_exc, pad_s_inh, pad_a, pad_b, pad_c, pad_d, pad_i_mean, pad_noise_scale;
+  T pad_v, pad_u, pad_s_exc, pad_s_inh, pad_a, pad_b, pad_c, pad_d, pad_i_mean, pad_noise_scale, pad_decay_exc,
+      pad_decay_inh;
   const int64_t *sample_index, *delays;
   // inputs and the state results, named as the declaration
 #define JAXFNE_MEMBER(NAME, KIND) const ffi::NativeType<Kind##KIND<DT>::dt>* NAME;
@@ -408,6 +410,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
   for (int64_t i = 0; i < NP; ++i) ncount[i] = mix32(static_cast<uint32_t>(i) * 2u + 1u);
   // the member's working copy, padded: lanes >= N rest at the declared padding values
   std::vector<T> v(NP), u(NP), se(NP), si(NP), a(NP), b(NP), c(NP), d(NP), imean(NP), nscale(NP);
+  std::vector<T> dexc(NP), dinh(NP);   // per postsynaptic neuron: its pathway's synapse kind (0: delta)
   std::vector<T> obs_v(NP), obs_i_syn(NP), acc_e(C * N, T(0)), acc_i(C * N, T(0));
   const int64_t S = q.S;
   std::vector<T> stim_target(S * NP, T(0)), istim(NP, T(0)), poi_e(N), poi_i(N);   // padding lanes: no target
@@ -437,12 +440,14 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
     load(d, q.d + o, q.pad_d);
     load(imean, q.i_mean + o, q.pad_i_mean);
     load(nscale, q.noise_scale + o, q.pad_noise_scale);
+    load(dexc, q.decay_exc + o, q.pad_decay_exc);
+    load(dinh, q.decay_inh + o, q.pad_decay_inh);
     T* pe = q.pend_exc_out + m * D * N;
     T* pi = q.pend_inh_out + m * D * N;
     copy_if_distinct(pe, q.pend_exc + m * D * N, D * N);
     copy_if_distinct(pi, q.pend_inh + m * D * N, D * N);
     const bool* is_exc = q.is_exc + o;
-    const T dt = q.dt_ms[m], dexc = q.decay_exc[m], dinh = q.decay_inh[m];
+    const T dt = q.dt_ms[m];
     const bool active = q.active[m];
     const uint32_t k0 = q.noise_key[2 * m], k1 = q.noise_key[2 * m + 1];
     const T* wm = q.shared_w ? q.w : q.w + m * C * q.n_rows * N;
@@ -467,11 +472,11 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
         stimulus_current<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
                             q.stim_table, q.R, istim.data());
         n_spikes = update_neurons<T, true, k2003>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
-                                           b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc, dinh,
+                                           b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc.data(), dinh.data(),
                                            q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
       } else {
         n_spikes = update_neurons<T, false, k2003>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
-                                            b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc, dinh,
+                                            b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc.data(), dinh.data(),
                                             q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
       }
       bool* __restrict spk_row = q.spikes_out + (m * q.steps + k) * N;
@@ -636,7 +641,7 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
       {"c", c.dimensions(), {B, N}}, {"d", d.dimensions(), {B, N}}, {"is_exc", is_exc.dimensions(), {B, N}},
       {"w", w.dimensions(), shared_w ? std::vector<int64_t>{C, N + 1, N} : std::vector<int64_t>{B, C, N + 1, N}},
       {"i_mean", i_mean.dimensions(), {B, N}}, {"noise_scale", noise_scale.dimensions(), {B, N}},
-      {"decay_exc", decay_exc.dimensions(), {B}}, {"decay_inh", decay_inh.dimensions(), {B}},
+      {"decay_exc", decay_exc.dimensions(), {B, N}}, {"decay_inh", decay_inh.dimensions(), {B, N}},
       {"dt_ms", dt_ms.dimensions(), {B}}, {"noise_key", noise_key.dimensions(), {B, 2}},
       {"active", active.dimensions(), {B}}, {"t0", t0.dimensions(), {}},
       {"stim_target", stim_target.dimensions(), {B, S, N}},
@@ -684,6 +689,8 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   q.pad_d = static_cast<T>(pad_d);
   q.pad_i_mean = static_cast<T>(pad_i_mean);
   q.pad_noise_scale = static_cast<T>(pad_noise_scale);
+  q.pad_decay_exc = static_cast<T>(pad_decay_exc);
+  q.pad_decay_inh = static_cast<T>(pad_decay_inh);
 #define JAXFNE_SET_IN(NAME, KIND) q.NAME = NAME.typed_data();
 #define JAXFNE_SET_OUT(NAME, KIND) q.NAME##_out = NAME##_out->typed_data();
   JAXFNE_STATE(JAXFNE_SET_IN)
