@@ -55,9 +55,9 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     weights:one user matrix per member                reference  agrees
     connectivity:fixed in-degree with autapses        reference  agrees
     neurons:per-neuron arrays                         reference  agrees
-    synapses:conductance (E and I)                    reference  declared unsupported
-    stimuli:inhomogeneous poisson (profile)           reference  declared unsupported
-    stimuli:trials at given onsets                    reference  declared unsupported
+    synapses:conductance (E and I)                    reference  agrees
+    stimuli:inhomogeneous poisson (profile)           reference  agrees
+    stimuli:trials at given onsets                    reference  agrees
     integrator:izhikevich2003                         reference  agrees
     noise:held for 1 ms                               reference  agrees
     stimuli:array-driven current (1-D and 2-D)        reference  agrees

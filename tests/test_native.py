@@ -178,6 +178,112 @@ def test_2003_integrator_held_noise_and_array_stimuli_together_agree_with_xla(dt
         np.testing.assert_array_equal(chunked[probe].values, native[probe].values)
 
 
+# -- trials stimuli, Poisson rate profiles, conductance pathways ------------------------------
+
+#: a synapse kind per pathway: conductance onto E cells only, so each neuron's current depends on its type
+MIXED_SYNAPSES = {"E->E": "conductance", "E->I": "exponential", "I->E": "conductance", "I->I": "exponential"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_trials_profiles_and_conductance_pathways_agree_with_xla(dtype):
+    """The three features the kernel gained (each alone is a float64 row of tests/test_conformance.py),
+    together and in both dtypes: two trials stimuli with different numbers of onsets, an inhomogeneous
+    Poisson source whose profile follows an array stimulus's rows in the shared table, a constant-rate
+    source beside them, and conductance synapses on the pathways onto E cells only. The same spikes as
+    the XLA step, and Vm and the source current to the kit's standards; in chunks of 37 steps (splitting
+    trials and profile rows) the native bits are those of one chunk."""
+    cfg = (base_config(duration_ms=30.0, dtype=dtype).column(n=40)
+           .connectivity(synapse=MIXED_SYNAPSES, reversal_mv={"E": 0.0, "I": -75.0},
+                         strength={"E->E": 0.3, "E->I": 4.0, "I->E": 1.0, "I->I": 4.0})
+           .probes(["SPK", "Vm", "source"])
+           .stimulus("a_course", kind="array", values=np.linspace(0.0, 6.0, 7), sample_ms=1.3, cell_type="I")
+           .stimulus("b_ramp", kind="poisson", rate_hz=60.0, n_sources=25, weight=1.5,
+                     profile=np.linspace(2.0, 0.0, 9), sample_ms=1.7, onset_ms=2.0)
+           .stimulus("c_steady", kind="poisson", rate_hz=30.0, n_sources=10, weight=2.0, synapse="I",
+                     cell_type="E")
+           .stimulus("d_kick", kind="trials", amplitude=20.0, onsets_ms=[3.0, 4.5, 17.2, 25.0], duration_ms=1.0,
+                     cell_type="E")
+           .stimulus("e_pair", kind="trials", amplitude=-15.0, onsets_ms=[10.0, 10.4], duration_ms=0.8,
+                     neurons=[1, 2, 33, 38])
+           .ensemble(seeds=[0, 1]))
+    model, xla, native = both(cfg)
+    layout = model.layout
+    assert layout.trial_onsets == 4 and layout.poisson_profiles and layout.stim_table_rows == 16
+    assert layout.conductance == ((True, False), (True, False)) and _native.unsupported(layout) is None
+    assert xla["SPK"].values.sum() > 100
+    np.testing.assert_array_equal(native["SPK"].values, xla["SPK"].values)
+    for probe in ("Vm", "source"):
+        diff = np.abs(native[probe].values - xla[probe].values)
+        if dtype == "float64":
+            assert diff.max() <= (1e-6 if probe == "Vm" else 1e-9), (probe, diff.max())
+        else:   # tests/test_conformance.py's float32 standard: median and 99th percentile of |difference|
+            scale = np.abs(xla[probe].values).max()
+            assert np.median(diff) <= 1e-6 * scale and np.percentile(diff, 99) <= 1e-4 * scale, probe
+    chunked = jtfne.simulate(model, engine="native", chunk_ms=3.7).dataset
+    for probe in ("SPK", "Vm", "source"):
+        np.testing.assert_array_equal(chunked[probe].values, native[probe].values)
+
+
+def test_trials_gate_is_each_listed_onset_for_its_width():
+    """Closed form: without coupling, noise or drive, a current of 5000 spikes a target at every step its
+    trials stimulus is on (one Euler step of 0.1 ms moves v by about 500 mV, whatever u has grown to)
+    and never otherwise, so the raster is the gate: on at step t when onset_j <= t < onset_j + width for a listed
+    onset (step 0 included, overlapping trials merged), for each stimulus's own number of onsets."""
+    cfg = (base_config(duration_ms=6.0, dtype="float64").column(n=40)
+           .connectivity(strength={"E->E": 0.0, "E->I": 0.0, "I->E": 0.0, "I->I": 0.0})
+           .drive(current={"E": 0.0, "I": 0.0}, noise=0.0).probes(["SPK"])
+           .stimulus("early", kind="trials", amplitude=5000.0, onsets_ms=[0.0, 0.5, 0.8, 4.0], duration_ms=0.4,
+                     neurons=[0, 5])
+           .stimulus("late", kind="trials", amplitude=5000.0, onsets_ms=[2.5], duration_ms=0.3, neurons=[5, 9])
+           .ensemble(seeds=[0, 1]))
+    native = jtfne.simulate(jtfne.construct(cfg), engine="native").dataset
+    steps = np.arange(60)
+
+    def gate(onsets, width):
+        return np.any([(steps >= o) & (steps < o + width) for o in onsets], axis=0)
+
+    early, late = gate([0, 5, 8, 40], 4), gate([25], 3)
+    want = np.zeros((2, 60, 40), bool)
+    want[:, :, 0], want[:, :, 5], want[:, :, 9] = early, early | late, late
+    np.testing.assert_array_equal(native["SPK"].values, want)
+
+
+def test_poisson_profile_counts_are_the_xla_counts_bit_for_bit():
+    """With delta synapses and no coupling the source current of a step is exactly the Poisson input of
+    that step (weight times the count, over dt): the native engine draws the same counts as the XLA step,
+    bit for bit, for rate profiles (thresholds floor(threshold * factor + 0.5) in the run's dtype,
+    float32 here: its rounding is the likelier to differ; float64 profiles are compared in
+    test_trials_profiles_and_conductance_pathways_agree_with_xla and the conformance kit), a constant rate beside it, and an array stimulus whose columns of stim_steps hold a
+    table row and a hold, not a Poisson rate (sample_ms of 2e6 ms: 2e7 steps, above the 2^24 of a sure
+    draw, and its rows after the profile's), which must draw nothing."""
+    cfg = (base_config(duration_ms=25.0, dtype="float32").column(n=40)
+           .connectivity(synapse="delta", strength={"E->E": 0.0, "E->I": 0.0, "I->E": 0.0, "I->I": 0.0})
+           .drive(noise=0.0).probes(["SPK", "source"])
+           .stimulus("a_ramp", kind="poisson", rate_hz=200.0, n_sources=20, weight=0.25,
+                     profile=np.array([0.0, 0.3, 1.0, 2.5, 4.0, 0.7]), sample_ms=2.0, onset_ms=3.0)
+           .stimulus("b_inh", kind="poisson", rate_hz=90.0, n_sources=15, weight=0.5, synapse="I",
+                     profile=np.linspace(1.0, 3.0, 11), sample_ms=2.0, fraction=0.5)
+           .stimulus("c_flat", kind="poisson", rate_hz=100.0, n_sources=5, weight=0.5, cell_type="I")
+           .stimulus("d_slow", kind="array", values=np.array([0.5, 1.0]), sample_ms=2e6, cell_type="E")
+           .ensemble(seeds=[3, 4]))
+    model, xla, native = both(cfg)
+    assert model.layout.stim_table_rows == 19
+    src = xla["source"].values
+    assert (src > 0).sum() > 200 and (src < 0).sum() > 200       # both kinds of source drew spikes
+    np.testing.assert_array_equal(native["source"].values, src)
+    assert native["source"].values.tobytes() == src.tobytes()                   # signed zeros too
+
+
+def test_the_conductance_attribute_has_one_bit_per_pathway():
+    assert _native.conductance_mask(_native.CURRENT_SYNAPSES) == 0
+    assert _native.conductance_mask(((True, False), (False, False))) == 0b0001     # E->E
+    assert _native.conductance_mask(((False, True), (False, False))) == 0b0010     # E->I
+    assert _native.conductance_mask(((False, False), (True, False))) == 0b0100     # I->E
+    assert _native.conductance_mask(((True, True), (True, True))) == 0b1111
+    with pytest.raises(SimulationError, match=r"conductance=\(True, False\) is invalid"):
+        _native.conductance_mask((True, False))
+
+
 # -- invariants within the native engine -------------------------------------------------
 
 def test_member_bits_do_not_depend_on_layout(monkeypatch):

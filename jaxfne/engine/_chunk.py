@@ -142,7 +142,8 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
             state, raw = native_chunk(state, params, t0, n_steps=n_steps, integrator=layout.integrator,
                                       noise_hold=layout.noise_hold_steps, delay_steps=layout.delay_steps,
                                       shared_w=layout.shared_weights, modes=modes, sample_index=sample_index,
-                                      sample_stride=layout.sample_every, threads=threads)
+                                      sample_stride=layout.sample_every, threads=threads,
+                                      conductance=layout.conductance)
             # -- native call end
         else:
             state, raw = xla_chunk(state, params, t0)

@@ -246,11 +246,24 @@ CALL_INPUTS = (("t0", "int32"),)
 #: the call's settings (attributes), before the model constants and the observation modes
 CALL_ATTRS = (("n_steps", "int64"), ("threads", "int64"), ("shared_w", "bool"), ("delay_steps", "int64[]"),
               ("sample_index", "int64[]"), ("sample_stride", "int64"), ("integrator", "int64"),
-              ("noise_hold", "int64"))
+              ("noise_hold", "int64"), ("conductance", "int64"))
 #: values of the "integrator" attribute, by the layout's integrator (config/_specs.py INTEGRATORS)
 INTEGRATORS = {"euler": 0, "izhikevich2003": 1}
 #: values of the "<observation>_mode" attributes (absent: 0)
 MODES = {"full": 1, "sampled": 2}
+#: no conductance pathway (the layout's ``conductance``: [pre type][post type], E then I)
+CURRENT_SYNAPSES = ((False, False), (False, False))
+
+
+def conductance_mask(conductance) -> int:
+    """The kernel's "conductance" attribute: bit 2 pre + post set where the pathway from type ``pre`` to
+    type ``post`` (0 E, 1 I) has conductance synapses; ``conductance`` as the layout's, [pre][post]."""
+    try:
+        flags = [[bool(conductance[pre][post]) for post in (0, 1)] for pre in (0, 1)]
+    except (TypeError, IndexError):
+        raise SimulationError(f"native_chunk: conductance={conductance!r} is invalid; give ((E->E, E->I), "
+                              "(I->E, I->I)) booleans, as the layout's conductance") from None
+    return sum(1 << (2 * pre + post) for pre in (0, 1) for post in (0, 1) if flags[pre][post])
 
 
 def kernel_inputs() -> list:
@@ -373,12 +386,6 @@ def unsupported(layout) -> str | None:
     lacking = [name for name in layout.probes if "native" not in REGISTRY[name].engines]
     if lacking:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
-    if any(any(pre) for pre in layout.conductance):
-        return "the native engine has current synapses only, not synapse='conductance'"
-    if layout.trial_onsets:
-        return "the native engine does not run trials stimuli (kind='trials')"
-    if layout.poisson_profiles:
-        return "the native engine draws Poisson sources at constant rates (no profile=)"
     if layout.integrator not in INTEGRATORS:
         return f"the native engine does not integrate with integrator={layout.integrator!r}"
     if layout.stim_table_per_member:
@@ -440,12 +447,12 @@ def threads_per_device(n_devices: int) -> int:
 
 def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_w: bool, modes: dict,
                  sample_index: tuple, sample_stride: int, threads: int, integrator: str = "euler",
-                 noise_hold: int = 1):
+                 noise_hold: int = 1, conductance: tuple = CURRENT_SYNAPSES):
     """Advance a block of members (leading axis) by ``n_steps``; called per device inside shard_map.
 
-    ``integrator`` and ``noise_hold``: as _step.step's (the layout's ``integrator`` and
-    ``noise_hold_steps``). ``params.stim_table`` has no member axis (shared by every member, as a
-    shared ``w``).
+    ``integrator``, ``noise_hold`` and ``conductance``: as _step.step's (the layout's ``integrator``,
+    ``noise_hold_steps`` and ``conductance``, [pre type][post type]). ``params.stim_table`` has no member
+    axis (shared by every member, as a shared ``w``).
 
     ``modes``: the raw observations to return (jaxfne/_probes.py ``RAW``; "spikes" always), each "full"
     (B, T, N) or "sampled" (B, ceil(T / sample_stride), K): every ``sample_stride``-th step from the
@@ -480,7 +487,7 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
     attrs = {"n_steps": np.int64(n_steps), "threads": np.int64(threads), "shared_w": bool(shared_w),
              "delay_steps": np.asarray(delay_steps, np.int64), "sample_index": np.asarray(sample_index, np.int64),
              "sample_stride": np.int64(sample_stride), "integrator": np.int64(INTEGRATORS[integrator]),
-             "noise_hold": np.int64(noise_hold)}
+             "noise_hold": np.int64(noise_hold), "conductance": np.int64(conductance_mask(conductance))}
     attrs.update({name: np.float64(value) for name, value in constants().items()})
     attrs.update({f"{r}_mode": np.int64(MODES[modes[r]] if r in modes else 0) for r in produced})
     res = call(*args, **attrs)

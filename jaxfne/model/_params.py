@@ -85,10 +85,10 @@ PARAM_FIELDS = (
     Field("stim_table", "float", "(R, N)",
           "rows of the array-driven stimuli, each stimulus's rows in turn (one value per neuron); no member "
           "axis (shared by every member) unless an array stimulus has per_member=True"),
-    Field("rev_exc", "float", "()", "reversal potential (mV) of excitatory conductance synapses", native=False),
-    Field("rev_inh", "float", "()", "reversal potential (mV) of inhibitory conductance synapses", native=False),
+    Field("rev_exc", "float", "()", "reversal potential (mV) of excitatory conductance synapses"),
+    Field("rev_inh", "float", "()", "reversal potential (mV) of inhibitory conductance synapses"),
     Field("stim_onsets", "uint32", "(S, O)", "onsets (steps) of each trials stimulus, 2^32 - 1 after its last "
-          "(and for every other stimulus)", native=False),
+          "(and for every other stimulus)"),
 )
 
 STATE_FIELDS = (

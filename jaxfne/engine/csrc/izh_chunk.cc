@@ -2,11 +2,13 @@
 // whole chunk of time steps in one XLA FFI call.
 //
 // The model is the one in jaxfne/engine/_step.py (forward Euler or the Izhikevich (2003) scheme,
-// exponential current synapses, event-driven recurrent input in ascending presynaptic index order,
-// delay classes through ring buffers, the same counter-based noise stream, drawn every step or held
-// for several, the stimuli's currents, array-driven ones from a table shared by every member).
-// The options (integrator, noise hold, array stimuli) are decided once per call or per stimulus and
-// step, never per neuron: the default path (Euler, noise every step, no table) runs the same loops.
+// exponential current, delta or conductance synapses per pathway, event-driven recurrent input in
+// ascending presynaptic index order, delay classes through ring buffers, the same counter-based noise
+// stream, drawn every step or held for several, the stimuli's currents, trials at listed onsets,
+// array-driven ones and Poisson rate profiles from a table shared by every member).
+// The options (integrator, noise hold, conductance, array stimuli, profiles) are decided once per call
+// or per stimulus and step (a conductance pathway's current is chosen per neuron by its type, a
+// select): the default path (Euler, noise every step, current synapses, no table) runs the same loops.
 // Loop order: member -> step -> neuron, so a member's state stays in L1 for
 // the whole chunk; the per-neuron loop is written to auto-vectorise.
 //
@@ -190,7 +192,7 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
   X(a, FLOAT) X(b, FLOAT) X(c, FLOAT) X(d, FLOAT) X(is_exc, BOOL) X(w, FLOAT) X(i_mean, FLOAT)        \
   X(noise_scale, FLOAT) X(decay_exc, FLOAT) X(decay_inh, FLOAT) X(dt_ms, FLOAT) X(noise_key, UINT32) \
   X(active, BOOL) X(stim_target, FLOAT) X(stim_steps, UINT32) X(stim_wave, FLOAT) X(stim_key, UINT32)     \
-  X(stim_table, FLOAT)
+  X(stim_table, FLOAT) X(rev_exc, FLOAT) X(rev_inh, FLOAT) X(stim_onsets, UINT32)
 #define JAXFNE_CALL_ARGS(X) X(t0, INT32)
 // Results: the new state (aliased to the state inputs), the spikes (always, every step and neuron),
 // then the optional raw observations this kernel produces (raw observations of jaxfne/_probes.py RAW,
@@ -200,14 +202,16 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
 // sample_index).
 #define JAXFNE_OBS(X) X(v, FLOAT) X(u, FLOAT) X(i_syn, FLOAT)
 // Attributes: the call's settings (integrator: kEuler or kIzhikevich2003; noise_hold: the noise of
-// step t is that of step t / noise_hold), then the model constants (jaxfne/model/_params.py V_PEAK_MV and
-// the padding-lane value of each padded array), then the observation modes.
+// step t is that of step t / noise_hold; conductance: bit 2 pre + post set where the pathway from type
+// pre to type post (0 E, 1 I) has conductance synapses), then the model constants
+// (jaxfne/model/_params.py V_PEAK_MV and the padding-lane value of each padded array), then the
+// observation modes.
 #define JAXFNE_ATTRS(X)                                                                            \
   X(n_steps, int64_t, "int64") X(threads, int64_t, "int64") X(shared_w, bool, "bool")              \
   X(delay_steps, ffi::Span<const int64_t>, "int64[]") X(sample_index, ffi::Span<const int64_t>,    \
                                                           "int64[]")                               \
   X(sample_stride, int64_t, "int64") X(integrator, int64_t, "int64") X(noise_hold, int64_t, "int64") \
-  X(v_peak, double, "float64") X(pad_v, double, "float64")                                         \
+  X(conductance, int64_t, "int64") X(v_peak, double, "float64") X(pad_v, double, "float64")       \
   X(pad_u, double, "float64") X(pad_s_exc, double, "float64") X(pad_s_inh, double, "float64")      \
   X(pad_a, double, "float64") X(pad_b, double, "float64") X(pad_c, double, "float64")              \
   X(pad_d, double, "float64") X(pad_i_mean, double, "float64") X(pad_noise_scale, double, "float64") \
@@ -244,13 +248,24 @@ constexpr int kObs = 0 JAXFNE_OBS(JAXFNE_COUNT);
 // offset, omega, phase, kind code: 0 current, 1 sine, 2 Poisson E, 3 Poisson I, 4 array). An array
 // stimulus reads the shared stim_table (R, N): row first + k / hold (first: its Poisson-sources column,
 // hold: its threshold column), clamped to R - 1 as the XLA step clamps it.
+// A trials stimulus lists its own onsets in stim_onsets (O per stimulus, kUnbounded after its last and for
+// every other stimulus): it is on while onset_j <= t < onset_j + width for some j (_step.stimulus_gate).
 constexpr int64_t kStimSteps = 7, kStimWave = 5;
 constexpr double kArrayCode = 4.0;
+constexpr uint32_t kUnbounded = 0xFFFFFFFFu;
 
-inline bool stimulus_on(const uint32_t* row, const uint32_t t, uint32_t* k_out) {
+// Whether a stimulus (its stim_steps row, its O listed onsets) is on at step t; *k_out: the steps since
+// its onset (uint32, wrapping below it), as _step.stimulus_gate.
+inline bool stimulus_on(const uint32_t* row, const uint32_t* listed, const int64_t O, const uint32_t t,
+                        uint32_t* k_out) {
   const uint32_t onset = row[0], span = row[1], period = row[2], width = row[3];
   const uint32_t k = t - onset;   // wraps below onset: masked by t >= onset
   *k_out = k;
+  if (O > 0 && listed[0] != kUnbounded) {   // a trials stimulus: on within width steps of a listed onset
+    bool in_trial = false;
+    for (int64_t j = 0; j < O; ++j) in_trial = in_trial || (t >= listed[j] && t - listed[j] < width);
+    return in_trial;
+  }
   return t >= onset && k < span && k % period < width;
 }
 
@@ -259,14 +274,15 @@ inline bool stimulus_on(const uint32_t* row, const uint32_t t, uint32_t* k_out) 
 // since onset; 0 for a Poisson source; for an array stimulus that is on, amplitude * its table row,
 // neuron by neuron), and the currents summed over the stimuli in name order into istim (NP lanes; the
 // padding lanes have no targets, so they stay 0). table: the shared stim_table (R, N), R = 0 without
-// array stimuli.
+// array stimuli or Poisson profiles. onsets: the member's stim_onsets (S, O), O = 0 without trials.
 template <typename T>
 void stimulus_current(const int64_t N, const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps,
-                      const T* wave, const T* target, const T* table, const int64_t R, T* __restrict istim) {
+                      const T* wave, const T* target, const T* table, const int64_t R, const uint32_t* onsets,
+                      const int64_t O, T* __restrict istim) {
   for (int64_t s = 0; s < S; ++s) {
     uint32_t k;
     const uint32_t* st = steps + kStimSteps * s;
-    const bool on = stimulus_on(st, t, &k);
+    const bool on = stimulus_on(st, onsets + s * O, O, t, &k);
     const T* w = wave + kStimWave * s;
     const T amp = w[0], offset = w[1], omega = w[2], phase = w[3], code = w[4];
     const T value = on && code < T(2) ? (code == T(1) ? amp * std::sin(omega * static_cast<T>(k) + phase) + offset
@@ -296,10 +312,16 @@ void stimulus_current(const int64_t N, const int64_t NP, const int64_t S, const 
 // The Poisson sources' input at global step t (_step.poisson_input): for each Poisson stimulus that is on,
 // Binomial(n_sources, threshold / 2^24) spikes per target from integer hashes of the member's stim_key
 // stream, weight * count on its targets, summed in name order into pe (excitatory) or pi (inhibitory).
+// An inhomogeneous source (stim_wave columns 1 and 2: its profile's first row of the shared table (R, N)
+// and the steps per row, > 0) draws neuron i with threshold floor(threshold * factor_i + 0.5), factor_i
+// the current row's value, in the run's dtype; the row index in uint32, clamped to R - 1 (as XLA).
+// Sources are only the Poisson kinds (codes 2 and 3): an array stimulus (code 4) keeps other numbers
+// in those columns.
 template <typename T>
 void poisson_input(const int64_t N, const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps,
-                   const T* wave, const T* target, const uint32_t* nc, const uint32_t k0, const uint32_t k1,
-                   T* __restrict pe, T* __restrict pi) {
+                   const T* wave, const T* target, const T* table, const int64_t R, const uint32_t* onsets,
+                   const int64_t O, const uint32_t* nc, const uint32_t k0, const uint32_t k1, T* __restrict pe,
+                   T* __restrict pi) {
   std::fill(pe, pe + N, T(0));
   std::fill(pi, pi + N, T(0));
   const uint32_t step_word = mix32(mix32(k0 ^ t) + k1);
@@ -307,16 +329,24 @@ void poisson_input(const int64_t N, const int64_t NP, const int64_t S, const uin
     uint32_t k;
     const uint32_t* row = steps + kStimSteps * s;
     const T* w = wave + kStimWave * s;
-    if (!(stimulus_on(row, t, &k) && w[4] >= T(2))) continue;
+    if (!(stimulus_on(row, onsets + s * O, O, t, &k) && (w[4] == T(2) || w[4] == T(3)))) continue;
     const uint32_t threshold = row[4], n_draws = row[5];
     const uint32_t word = mix32(step_word ^ row[6]);
     const T weight = w[0];
     const T* __restrict trow = target + s * NP;
     T* __restrict dst = w[4] == T(2) ? pe : pi;
+    const T* __restrict factor = nullptr;      // the profile's current row, or none (a constant rate)
+    if (R > 0 && w[2] > T(0)) {
+      const uint32_t hold = std::max<uint32_t>(static_cast<uint32_t>(w[2]), 1u);
+      const uint32_t r = std::min<uint32_t>(static_cast<uint32_t>(w[1]) + k / hold, static_cast<uint32_t>(R - 1));
+      factor = table + static_cast<int64_t>(r) * N;
+    }
+    const T base_t = static_cast<T>(threshold);
     for (int64_t i = 0; i < N; ++i) {
       const uint32_t base = mix32(word ^ nc[i]);
+      const uint32_t thr = factor ? static_cast<uint32_t>(std::floor(base_t * factor[i] + T(0.5))) : threshold;
       uint32_t count = 0;
-      for (uint32_t j = 0; j < n_draws; ++j) count += (mix32(base + j * 0x9E3779B9u) >> 8) < threshold ? 1u : 0u;
+      for (uint32_t j = 0; j < n_draws; ++j) count += (mix32(base + j * 0x9E3779B9u) >> 8) < thr ? 1u : 0u;
       dst[i] = dst[i] + trow[i] * (weight * static_cast<T>(count));
     }
   }
@@ -330,18 +360,28 @@ void poisson_input(const int64_t N, const int64_t NP, const int64_t S, const uin
 // the new u is u itself; obs_i_syn: s_exc - s_inh that drove the step) and
 // returns the spike count. kStim: add the stimuli's current istim last (as _step.step). k2003: the
 // Izhikevich (2003) scheme (v by two half steps of dt / 2 with the same input, then u by dt from the new
-// v), each operation in _step.step's order; otherwise forward Euler.
-template <typename T, bool kStim, bool k2003>
+// v), each operation in _step.step's order; otherwise forward Euler. kCond: some pathway has conductance
+// synapses; lane i's excitatory (inhibitory) current is then s_exc (rev_e - v) where ge[i] (gi[i]) is 1,
+// s_exc (-s_inh) where it is 0, from the v at the start of the step, and i_syn their sum.
+template <typename T, bool kStim, bool k2003, bool kCond>
 int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restrict istim, T* __restrict v,
                        T* __restrict u, T* __restrict se, T* __restrict si, const T* __restrict a,
                        const T* __restrict b, const T* __restrict c, const T* __restrict d,
                        const T* __restrict imean, const T* __restrict nscale, const T dt, const T* __restrict dexc,
                        const T* __restrict dinh, const T vpeak, const int32_t active, int32_t* __restrict spk,
-                       T* __restrict obs_v, T* __restrict obs_i_syn) {
+                       T* __restrict obs_v, T* __restrict obs_i_syn, const T* __restrict ge,
+                       const T* __restrict gi, const T rev_e, const T rev_i) {
   int32_t count = 0;
   for (int64_t i = 0; i < NP; ++i) {
     const T vi = v[i], ui = u[i];
-    const T isyn = se[i] - si[i];
+    T isyn;
+    if (kCond) {
+      const T ie = ge[i] != T(0) ? se[i] * (rev_e - vi) : se[i];
+      const T ii = gi[i] != T(0) ? si[i] * (rev_i - vi) : -si[i];
+      isyn = ie + ii;
+    } else {
+      isyn = se[i] - si[i];
+    }
     const T itot = kStim ? ((imean[i] + isyn) + nscale[i] * z[i]) + istim[i] : (imean[i] + isyn) + nscale[i] * z[i];
     T vn, un;
     if (k2003) {
@@ -370,8 +410,9 @@ int32_t update_neurons(const int64_t NP, const T* __restrict z, const T* __restr
 template <ffi::DataType DT>
 struct Batch {
   using T = ffi::NativeType<DT>;
-  int64_t B, N, D, C, steps, K, stride, n_rows, S, R;
+  int64_t B, N, D, C, steps, K, stride, n_rows, S, R, O;
   bool shared_w, izh2003;
+  int64_t conductance;   // bit 2 pre + post (0 E, 1 I): that pathway's synapses are conductances
   uint32_t noise_hold;
   int64_t t0;
   T v_peak;
@@ -399,8 +440,9 @@ void copy_if_distinct(T* dst, const T* src, int64_t n) {
 
 constexpr int64_t kLanes = 16;   // pad the neuron axis to a multiple of this (one AVX-512 float vector)
 
-// k2003: the integrator, decided once per call (run_members below).
-template <ffi::DataType DT, bool k2003>
+// k2003: the integrator; kCond: some pathway has conductance synapses; both decided once per call
+// (run_members below).
+template <ffi::DataType DT, bool k2003, bool kCond>
 void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
   using T = ffi::NativeType<DT>;
   const int64_t N = q.N, D = q.D, C = q.C;
@@ -411,6 +453,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
   // the member's working copy, padded: lanes >= N rest at the declared padding values
   std::vector<T> v(NP), u(NP), se(NP), si(NP), a(NP), b(NP), c(NP), d(NP), imean(NP), nscale(NP);
   std::vector<T> dexc(NP), dinh(NP);   // per postsynaptic neuron: its pathway's synapse kind (0: delta)
+  std::vector<T> ge(NP, T(0)), gi(NP, T(0));   // 1 where the E (I) pathway into the lane is a conductance
   std::vector<T> obs_v(NP), obs_i_syn(NP), acc_e(C * N, T(0)), acc_i(C * N, T(0));
   const int64_t S = q.S;
   std::vector<T> stim_target(S * NP, T(0)), istim(NP, T(0)), poi_e(N), poi_i(N);   // padding lanes: no target
@@ -447,6 +490,14 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
     copy_if_distinct(pe, q.pend_exc + m * D * N, D * N);
     copy_if_distinct(pi, q.pend_inh + m * D * N, D * N);
     const bool* is_exc = q.is_exc + o;
+    if (kCond) {     // bit 2 pre + post of q.conductance (pre, post: 0 E, 1 I); padding lanes: current
+      for (int64_t i = 0; i < N; ++i) {
+        const int post = is_exc[i] ? 0 : 1;
+        ge[i] = (q.conductance >> post) & 1 ? T(1) : T(0);
+        gi[i] = (q.conductance >> (2 + post)) & 1 ? T(1) : T(0);
+      }
+    }
+    const T rev_e = q.rev_exc[m], rev_i = q.rev_inh[m];
     const T dt = q.dt_ms[m];
     const bool active = q.active[m];
     const uint32_t k0 = q.noise_key[2 * m], k1 = q.noise_key[2 * m + 1];
@@ -454,6 +505,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
     for (int64_t s = 0; s < S; ++s)
       std::memcpy(stim_target.data() + s * NP, q.stim_target + (m * S + s) * N, sizeof(T) * N);
     const uint32_t* stim_steps = q.stim_steps + m * S * kStimSteps;
+    const uint32_t* stim_onsets = q.stim_onsets + m * S * q.O;
     const T* stim_wave = q.stim_wave + m * S * kStimWave;
     const uint32_t sk0 = q.stim_key[2 * m], sk1 = q.stim_key[2 * m + 1];
     for (int64_t k = 0; k < q.steps; ++k) {
@@ -470,14 +522,16 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
       int32_t n_spikes;
       if (S > 0) {
         stimulus_current<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
-                            q.stim_table, q.R, istim.data());
-        n_spikes = update_neurons<T, true, k2003>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
+                            q.stim_table, q.R, stim_onsets, q.O, istim.data());
+        n_spikes = update_neurons<T, true, k2003, kCond>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
                                            b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc.data(), dinh.data(),
-                                           q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
+                                           q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data(),
+                                           ge.data(), gi.data(), rev_e, rev_i);
       } else {
-        n_spikes = update_neurons<T, false, k2003>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
+        n_spikes = update_neurons<T, false, k2003, kCond>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
                                             b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc.data(), dinh.data(),
-                                            q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data());
+                                            q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data(),
+                                            ge.data(), gi.data(), rev_e, rev_i);
       }
       bool* __restrict spk_row = q.spikes_out + (m * q.steps + k) * N;
       for (int64_t i = 0; i < N; ++i) spk_row[i] = spk[i] != 0;
@@ -540,7 +594,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
       }
       if (S > 0) {     // the Poisson sources' spikes join after the recurrent input
         poisson_input<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
-                         ncount.data(), sk0, sk1, poi_e.data(), poi_i.data());
+                         q.stim_table, q.R, stim_onsets, q.O, ncount.data(), sk0, sk1, poi_e.data(), poi_i.data());
         for (int64_t i = 0; i < N; ++i) {
           se[i] = se[i] + poi_e[i];
           si[i] = si[i] + poi_i[i];
@@ -556,10 +610,11 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
 
 template <ffi::DataType DT>
 void run_members(const Batch<DT>& q, int64_t m0, int64_t m1) {
+  const bool cond = q.conductance != 0;
   if (q.izh2003) {
-    run_members_with<DT, true>(q, m0, m1);
+    cond ? run_members_with<DT, true, true>(q, m0, m1) : run_members_with<DT, true, false>(q, m0, m1);
   } else {
-    run_members_with<DT, false>(q, m0, m1);
+    cond ? run_members_with<DT, false, true>(q, m0, m1) : run_members_with<DT, false, false>(q, m0, m1);
   }
 }
 
@@ -622,6 +677,11 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   if (td.size() != 2) return bad("stim_table must be (rows, neurons), shared by every member, got " + dims_text(td));
   const int64_t R = td[0];
   if (R > (int64_t{1} << 32)) return bad("stim_table has more rows than a uint32 step index reaches");
+  auto od = stim_onsets.dimensions();
+  if (od.size() != 3) return bad("stim_onsets must be (members, stimuli, onsets), got " + dims_text(od));
+  const int64_t O = od[2];
+  if (conductance < 0 || conductance > 15)
+    return bad("conductance must be a 4-bit mask (bit 2 pre + post), got " + std::to_string(conductance));
   if (n_steps < 0 || sample_stride < 1) return bad("n_steps must be >= 0 and sample_stride >= 1");
   if (integrator != kEuler && integrator != kIzhikevich2003)
     return bad("integrator must be 0 (Euler) or 1 (Izhikevich 2003), got " + std::to_string(integrator));
@@ -647,7 +707,8 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
       {"stim_target", stim_target.dimensions(), {B, S, N}},
       {"stim_steps", stim_steps.dimensions(), {B, S, kStimSteps}},
       {"stim_wave", stim_wave.dimensions(), {B, S, kStimWave}}, {"stim_key", stim_key.dimensions(), {B, 2}},
-      {"stim_table", stim_table.dimensions(), {R, N}},
+      {"stim_table", stim_table.dimensions(), {R, N}}, {"rev_exc", rev_exc.dimensions(), {B}},
+      {"rev_inh", rev_inh.dimensions(), {B}}, {"stim_onsets", stim_onsets.dimensions(), {B, S, O}},
       {"the v result", v_out->dimensions(), {B, N}}, {"the u result", u_out->dimensions(), {B, N}},
       {"the s_exc result", s_exc_out->dimensions(), {B, N}}, {"the s_inh result", s_inh_out->dimensions(), {B, N}},
       {"the pend_exc result", pend_exc_out->dimensions(), {B, D, N}},
@@ -670,6 +731,8 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   q.n_rows = N + 1;
   q.S = S;
   q.R = R;
+  q.O = O;
+  q.conductance = conductance;
   q.izh2003 = integrator == kIzhikevich2003;
   q.noise_hold = static_cast<uint32_t>(noise_hold);
   q.steps = n_steps;
