@@ -61,6 +61,7 @@ The table as it stands (checked by ``test_the_table_above_is_current``):
     integrator:izhikevich2003                         reference  agrees
     noise:held for 1 ms                               reference  agrees
     stimuli:array-driven current (1-D and 2-D)        reference  agrees
+    stimuli:array per member (and a profile)          reference  agrees
     probe:SPK                                         reference  agrees
     probe:Vm                                          reference  agrees
     probe:u                                           reference  agrees
@@ -219,6 +220,11 @@ FEATURES = [
                                     cell_type="E", fraction=0.5)
             .stimulus("table", kind="array", values=np.outer(np.sin(np.arange(100) / 7.0), np.arange(1.0, 4.0)) * 5,
                       onset_ms=5.0, neurons=[1, 20, 33])),
+    Feature("stimuli:array per member (and a profile)",
+            lambda: base().stimulus("course", kind="array", per_member=True, sample_ms=1.0, cell_type="E",
+                                    values=np.stack([np.linspace(0.0, 8.0, 30), np.linspace(8.0, 0.0, 30)]))
+            .stimulus("kick", kind="poisson", rate_hz=200.0, n_sources=10, weight=1.0, sample_ms=2.0,
+                      profile=[0.0, 1.0, 0.5, 2.0])),
 ] + [Feature(f"probe:{name}", (lambda name=name: base().probes([name])),
              alone_of=BASE) for name in REGISTRY]
 

@@ -388,8 +388,6 @@ def unsupported(layout) -> str | None:
         return f"the native engine does not produce the probe(s) {', '.join(map(repr, lacking))}"
     if layout.integrator not in INTEGRATORS:
         return f"the native engine does not integrate with integrator={layout.integrator!r}"
-    if layout.stim_table_per_member:
-        return "the native engine reads one stimulus table shared by every member (not per_member=True)"
     return None
 
 
@@ -452,7 +450,7 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
 
     ``integrator``, ``noise_hold`` and ``conductance``: as _step.step's (the layout's ``integrator``,
     ``noise_hold_steps`` and ``conductance``, [pre type][post type]). ``params.stim_table`` has no member
-    axis (shared by every member, as a shared ``w``).
+    axis (shared by every member, as a shared ``w``) unless an array stimulus is per member.
 
     ``modes``: the raw observations to return (jaxfne/_probes.py ``RAW``; "spikes" always), each "full"
     (B, T, N) or "sampled" (B, ceil(T / sample_stride), K): every ``sample_stride``-th step from the

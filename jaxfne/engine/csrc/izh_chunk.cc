@@ -5,7 +5,7 @@
 // exponential current, delta or conductance synapses per pathway, event-driven recurrent input in
 // ascending presynaptic index order, delay classes through ring buffers, the same counter-based noise
 // stream, drawn every step or held for several, the stimuli's currents, trials at listed onsets,
-// array-driven ones and Poisson rate profiles from a table shared by every member).
+// array-driven ones and Poisson rate profiles from a table shared by every member or one per member).
 // The options (integrator, noise hold, conductance, array stimuli, profiles) are decided once per call
 // or per stimulus and step (a conductance pathway's current is chosen per neuron by its type, a
 // select): the default path (Euler, noise every step, current synapses, no table) runs the same loops.
@@ -246,8 +246,9 @@ constexpr int kObs = 0 JAXFNE_OBS(JAXFNE_COUNT);
 // The stimuli (jaxfne/model/_stimuli.py): stim_steps rows of kStimSteps uint32 (onset, span, period, width,
 // Poisson threshold, Poisson sources, stream tag), stim_wave rows of kStimWave (amplitude or weight,
 // offset, omega, phase, kind code: 0 current, 1 sine, 2 Poisson E, 3 Poisson I, 4 array). An array
-// stimulus reads the shared stim_table (R, N): row first + k / hold (first: its Poisson-sources column,
-// hold: its threshold column), clamped to R - 1 as the XLA step clamps it.
+// stimulus reads the member's stim_table (R, N; shared by every member unless per_member=True): row
+// first + k / hold (first: its Poisson-sources column, hold: its threshold column), clamped to R - 1 as
+// the XLA step clamps it.
 // A trials stimulus lists its own onsets in stim_onsets (O per stimulus, kUnbounded after its last and for
 // every other stimulus): it is on while onset_j <= t < onset_j + width for some j (_step.stimulus_gate).
 constexpr int64_t kStimSteps = 7, kStimWave = 5;
@@ -273,7 +274,7 @@ inline bool stimulus_on(const uint32_t* row, const uint32_t* listed, const int64
 // arithmetic, its value amplitude or, for a sine, amplitude * sin(omega * k + phase) + offset (k steps
 // since onset; 0 for a Poisson source; for an array stimulus that is on, amplitude * its table row,
 // neuron by neuron), and the currents summed over the stimuli in name order into istim (NP lanes; the
-// padding lanes have no targets, so they stay 0). table: the shared stim_table (R, N), R = 0 without
+// padding lanes have no targets, so they stay 0). table: the member's stim_table (R, N), R = 0 without
 // array stimuli or Poisson profiles. onsets: the member's stim_onsets (S, O), O = 0 without trials.
 template <typename T>
 void stimulus_current(const int64_t N, const int64_t NP, const int64_t S, const uint32_t t, const uint32_t* steps,
@@ -411,6 +412,7 @@ template <ffi::DataType DT>
 struct Batch {
   using T = ffi::NativeType<DT>;
   int64_t B, N, D, C, steps, K, stride, n_rows, S, R, O;
+  int64_t table_stride;   // elements between two members' stim_table (0: one table shared by every member)
   bool shared_w, izh2003;
   int64_t conductance;   // bit 2 pre + post (0 E, 1 I): that pathway's synapses are conductances
   uint32_t noise_hold;
@@ -506,6 +508,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
       std::memcpy(stim_target.data() + s * NP, q.stim_target + (m * S + s) * N, sizeof(T) * N);
     const uint32_t* stim_steps = q.stim_steps + m * S * kStimSteps;
     const uint32_t* stim_onsets = q.stim_onsets + m * S * q.O;
+    const T* stim_table = q.stim_table + m * q.table_stride;
     const T* stim_wave = q.stim_wave + m * S * kStimWave;
     const uint32_t sk0 = q.stim_key[2 * m], sk1 = q.stim_key[2 * m + 1];
     for (int64_t k = 0; k < q.steps; ++k) {
@@ -522,7 +525,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
       int32_t n_spikes;
       if (S > 0) {
         stimulus_current<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
-                            q.stim_table, q.R, stim_onsets, q.O, istim.data());
+                            stim_table, q.R, stim_onsets, q.O, istim.data());
         n_spikes = update_neurons<T, true, k2003, kCond>(NP, zk, istim.data(), v.data(), u.data(), se.data(), si.data(), a.data(),
                                            b.data(), c.data(), d.data(), imean.data(), nscale.data(), dt, dexc.data(), dinh.data(),
                                            q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data(),
@@ -594,7 +597,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
       }
       if (S > 0) {     // the Poisson sources' spikes join after the recurrent input
         poisson_input<T>(N, NP, S, static_cast<uint32_t>(t), stim_steps, stim_wave, stim_target.data(),
-                         q.stim_table, q.R, stim_onsets, q.O, ncount.data(), sk0, sk1, poi_e.data(), poi_i.data());
+                         stim_table, q.R, stim_onsets, q.O, ncount.data(), sk0, sk1, poi_e.data(), poi_i.data());
         for (int64_t i = 0; i < N; ++i) {
           se[i] = se[i] + poi_e[i];
           si[i] = si[i] + poi_i[i];
@@ -674,8 +677,11 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   if (sd.size() != 3) return bad("stim_target must be (members, stimuli, neurons), got " + dims_text(sd));
   const int64_t S = sd[1];
   auto td = stim_table.dimensions();
-  if (td.size() != 2) return bad("stim_table must be (rows, neurons), shared by every member, got " + dims_text(td));
-  const int64_t R = td[0];
+  if (td.size() != 2 && td.size() != 3)
+    return bad("stim_table must be (rows, neurons), shared by every member, or (members, rows, neurons), got " +
+               dims_text(td));
+  const bool table_per_member = td.size() == 3;   // an array stimulus with per_member=True
+  const int64_t R = td[td.size() - 2];
   if (R > (int64_t{1} << 32)) return bad("stim_table has more rows than a uint32 step index reaches");
   auto od = stim_onsets.dimensions();
   if (od.size() != 3) return bad("stim_onsets must be (members, stimuli, onsets), got " + dims_text(od));
@@ -707,7 +713,9 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
       {"stim_target", stim_target.dimensions(), {B, S, N}},
       {"stim_steps", stim_steps.dimensions(), {B, S, kStimSteps}},
       {"stim_wave", stim_wave.dimensions(), {B, S, kStimWave}}, {"stim_key", stim_key.dimensions(), {B, 2}},
-      {"stim_table", stim_table.dimensions(), {R, N}}, {"rev_exc", rev_exc.dimensions(), {B}},
+      {"stim_table", stim_table.dimensions(),
+       table_per_member ? std::vector<int64_t>{B, R, N} : std::vector<int64_t>{R, N}},
+      {"rev_exc", rev_exc.dimensions(), {B}},
       {"rev_inh", rev_inh.dimensions(), {B}}, {"stim_onsets", stim_onsets.dimensions(), {B, S, O}},
       {"the v result", v_out->dimensions(), {B, N}}, {"the u result", u_out->dimensions(), {B, N}},
       {"the s_exc result", s_exc_out->dimensions(), {B, N}}, {"the s_inh result", s_inh_out->dimensions(), {B, N}},
@@ -731,6 +739,7 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   q.n_rows = N + 1;
   q.S = S;
   q.R = R;
+  q.table_stride = table_per_member ? R * N : 0;
   q.O = O;
   q.conductance = conductance;
   q.izh2003 = integrator == kIzhikevich2003;
