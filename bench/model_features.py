@@ -54,6 +54,7 @@ def feature_cases(tutorial, plain_model, duration_ms: float) -> dict:
     n_samples = int(round(duration_ms))
     course = 3.0 * np.sin(2 * np.pi * 10.0 * np.arange(n_samples) / 1000.0)   # the sine case's current, per ms
     on_ms, for_ms = round(0.2 * duration_ms, 1), round(0.4 * duration_ms, 1)
+    members = plain_model.n_members
     return {
         "plain": ("the tutorial network", base),
         "shared weights": ("connectivity(shared=True) (reference for the user matrix)",
@@ -75,6 +76,13 @@ def feature_cases(tutorial, plain_model, duration_ms: float) -> dict:
                                                    sample_ms=10.0)),
         "stimulus array": (f"kind='array', 1-D, {n_samples} values, sample_ms=1.0 (the sine, tabulated)",
                            base.stimulus("s", kind="array", values=course, sample_ms=1.0)),
+        "stimulus array per member": (f"kind='array', per_member=True: member m's course x (1 + m / members), "
+                                      f"{n_samples} values each",
+                                      base.stimulus("s", kind="array", per_member=True, sample_ms=1.0,
+                                                    values=course[None, :] * (1.0 + np.arange(members)[:, None]
+                                                                              / members))),
+        "synapse per pathway": ("synapse={'E->E': 'delta'} (strength 100 = 20 x tau), the rest exponential",
+                                base.connectivity(synapse={"E->E": "delta"}, strength={"E->E": 100.0})),
         "synapse delta": ("synapse='delta', strength x tau (100/200/200/300)",
                           base.connectivity(synapse="delta", strength={"E->E": 100.0, "E->I": 200.0,
                                                                        "I->E": 200.0, "I->I": 300.0})),
