@@ -22,10 +22,11 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from .._errors import SimulationError
 from .._probes import RAW, REGISTRY
 from ..model import Layout
 from ._mesh import param_axes
-from ._native import library, native_chunk, threads_per_device
+from ._native import EVENTS_RAW, library, native_chunk, threads_per_device
 from ._step import ORDERED_INPUT_MAX_N, step
 
 #: accelerators use the ordered recurrent input up to this many neurons per device (members x N):
@@ -100,9 +101,15 @@ def derive_probes(raw: dict, modes: dict, layout: Layout, ctx: DeriveContext) ->
     return out
 
 
+def raster_needed(layout: Layout) -> bool:
+    """Whether a probe other than SPK reads the raw spikes (then the native kernel writes the raster even when
+    it gives the spikes as events and the SPK raster itself is not asked for)."""
+    return any(RAW[0] in REGISTRY[p].raw for p in layout.probes if p != "SPK")
+
+
 @functools.lru_cache(maxsize=64)
 def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla", ordered_input: bool = False,
-                   pack_spikes: bool = False, event_capacity: int = 0):
+                   pack_spikes: bool = False, event_capacity: int = 0, spike_raster: bool = True):
     """A jitted function advancing a batch of networks by ``n_steps``.
 
     The batch is the member axis, sharded over ``mesh``; inside ``shard_map``
@@ -114,8 +121,17 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
     come out as uint8 (B, T, ceil(N / 8)), bits in big-endian order as
     ``np.packbits`` (``unpack_spikes`` undoes it). ``event_capacity`` > 0:
     the outputs also hold ``EVENTS``, the chunk's spikes compacted on the
-    device into ``event_capacity`` slots per member (``compact_spikes``).
+    device into ``event_capacity`` slots per member (``compact_spikes``); with
+    the native engine the kernel writes them itself as it runs (the same
+    buffers, bit for bit: no raster is compacted). ``spike_raster`` False
+    (native engine with events only): the outputs have no "SPK" raster, and
+    the kernel writes none unless another probe reads the raw spikes
+    (``raster_needed``); the driver's sink then takes SPK as events alone.
     """
+    kernel_events = engine == "native" and event_capacity > 0
+    if not spike_raster and not kernel_events:
+        raise SimulationError(f"chunk_function: spike_raster=False is invalid with engine={engine!r} and "
+                              f"event_capacity={event_capacity!r}; it needs engine='native' and event_capacity > 0")
     modes = raw_modes(layout)
     axes = param_axes(layout)
     batched_step = jax.vmap(functools.partial(step, ordered_input=ordered_input, **step_options(layout)),
@@ -143,12 +159,18 @@ def chunk_function(layout: Layout, n_steps: int, mesh: Mesh, engine: str = "xla"
                                       noise_hold=layout.noise_hold_steps, delay_steps=layout.delay_steps,
                                       shared_w=layout.shared_weights, modes=modes, sample_index=sample_index,
                                       sample_stride=layout.sample_every, threads=threads,
-                                      conductance=layout.conductance)
+                                      conductance=layout.conductance, event_capacity=event_capacity,
+                                      spike_raster=spike_raster or raster_needed(layout))
             # -- native call end
         else:
             state, raw = xla_chunk(state, params, t0)
+        events = raw.pop(EVENTS_RAW, None)
         out = derive_probes(raw, modes, layout, DeriveContext(params.lfp_kernel, layout.contact_spacing_um))
-        if event_capacity:     # the chunk's spikes as events too, compacted here (after either engine)
+        if kernel_events:      # written by the kernel as it ran
+            out[EVENTS] = events
+            if not spike_raster:
+                del out["SPK"]
+        elif event_capacity:   # the chunk's spikes as events too, compacted here from the raster
             out[EVENTS] = compact_spikes(out["SPK"], event_capacity)
         if pack_spikes:
             out["SPK"] = jnp.packbits(out["SPK"], axis=-1)
@@ -276,7 +298,8 @@ def compact_spikes(spikes, capacity: int) -> dict:
     Cost measured on the CPU (2 cores, XLA 0.10.2, 1024 x 500 x 100 booleans,
     ~0.1% spiking): 1.05 s per chunk, against ~0.1 s for the native kernel's
     chunk itself and ~0.03 s for ``events_from_raster`` on the host; so CPUs
-    compact on the host by default and accelerators here (jaxfne/engine/_driver.py).
+    compact on the host by default and accelerators here (jaxfne/engine/_driver.py),
+    and the native kernel writes the same buffers itself as it runs (no raster read).
     """
     n_dt, s_dt = neuron_dtype(spikes.shape[2]), step_dtype(spikes.shape[1])
 

@@ -61,6 +61,9 @@ class Sink(Protocol):
     packed_spikes: bool
     #: (optional attribute, default False) the sink takes each chunk's spikes as events (``Chunk.events``)
     spike_events: bool
+    #: (optional attribute, default True) the sink reads the SPK raster; False (with ``spike_events``): the
+    #: chunks may come without it (``Chunk.outputs`` has no "SPK" when the native kernel gave the events)
+    spike_raster: bool
 
     def put(self, chunk: Chunk) -> None: ...
 
@@ -68,7 +71,8 @@ class Sink(Protocol):
 
 
 #: where the spikes of a sink that takes events are compacted (``run_chunks``' ``events``): "auto" (the
-#: devices on accelerators, the host on CPUs), "device" or "host"
+#: devices on accelerators, the native kernel as it runs on CPUs, the host for the XLA engine on CPUs),
+#: "device" (with the native engine: the kernel) or "host"
 SINK_EVENTS = "auto"
 
 
@@ -79,7 +83,8 @@ def drive(model: Model, sink: Sink, chunk_steps: int, *, start_step: int = 0, st
     try:
         for chunk in run_chunks(model, chunk_steps, start_step=start_step, state=state, devices=devices,
                                 engine=engine, unpack=not sink.packed_spikes,
-                                events=SINK_EVENTS if getattr(sink, "spike_events", False) else None):
+                                events=SINK_EVENTS if getattr(sink, "spike_events", False) else None,
+                                spike_raster=getattr(sink, "spike_raster", True)):
             sink.put(chunk)
             del chunk                   # nothing here holds chunk k while chunk k+2 runs
         ok = True
@@ -120,7 +125,7 @@ def _chunk_steps_unaligned(layout: Layout, chunk_ms, n_members: int = 1) -> int:
 
 def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=None, devices=None,
                engine: str = "xla", unpack: bool = True, events: str | None = None,
-               event_capacity: int | None = None):
+               event_capacity: int | None = None, spike_raster: bool = True):
     """Advance ``model`` chunk by chunk; a generator of :class:`Chunk` s (real members only).
 
     Chunk k+1 is dispatched before chunk k is yielded, so the devices compute
@@ -134,11 +139,17 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     spikes that the device packed to bits (uint8, see ``unpack_spikes``) packed.
 
     ``events``: each Chunk also carries its spikes as events (``Chunk.events``),
-    compacted on the devices ("device"), from the host raster ("host"), or
-    "auto": on the devices on accelerators, on the host on CPUs (where the
-    device compaction costs ~10x the chunk: ``compact_spikes``). None: no
-    events. ``event_capacity``: the device buffer's slots per member at first
-    (default ``default_event_capacity``); a chunk in which a member fires more
+    compacted on the devices ("device"; with the native engine the kernel
+    writes them as it runs, no raster is compacted), from the host raster
+    ("host"), or "auto": the devices on accelerators, the kernel with the
+    native engine on CPUs, the host with the XLA engine on CPUs (where the
+    XLA compaction costs ~10x the chunk: ``compact_spikes``). None: no
+    events. ``spike_raster`` False: the caller needs no SPK raster, so when the
+    native kernel gives the events the chunks' outputs have no "SPK" (the
+    kernel writes no raster, nothing is copied; measured on 2 cores, 512
+    tutorial networks x 500 ms: the raster's copy to the host 1.3 s and its
+    compaction 0.7 s of a 10 s streamed run). ``event_capacity``: the device
+    buffer's slots per member at first (default ``default_event_capacity``); a chunk in which a member fires more
     is computed again with a larger buffer, kept for the rest of the run, so no
     spike is ever dropped.
     """
@@ -149,13 +160,13 @@ def run_chunks(model: Model, chunk_steps: int, *, start_step: int = 0, state=Non
     n_pad = (-n_real) % n_dev
     params, state = place_on_mesh(model, mesh, n_pad, state)
     variant = xla_variant(layout, mesh, (n_real + n_pad) // n_dev) if engine == "xla" else {}
-    spikes = _EventTaker(events, layout, chunk_steps, mesh, event_capacity)
+    spikes = _EventTaker(events, layout, chunk_steps, mesh, event_capacity, engine, spike_raster)
     fn = chunk_function(layout, chunk_steps, mesh, engine, **variant, **spikes.variant())
     t0 = start_step
     pending_events = None
 
     def rerun(start, t0, capacity):     # a chunk again, from its start state, with a larger event buffer
-        again = chunk_function(layout, chunk_steps, mesh, engine, **variant, event_capacity=capacity)
+        again = chunk_function(layout, chunk_steps, mesh, engine, **variant, **spikes.variant(capacity))
         out = again(jax.tree_util.tree_map(jnp.copy, start), params, _put(np.int32(t0), mesh, P()))[1]
         return {k: local_host(v, n_real) for k, v in out[EVENTS].items()}
 
@@ -211,7 +222,7 @@ def _finish(pending, layout, unpack: bool, locate, reported: np.ndarray):
     t0, keep, out, state, finite, n_real, n_pad, start = pending
     # every probe trimmed to the steps inside the run (sampled probes: the samples taken in them)
     out = {k: local_host(v, n_real)[:, :-(-keep // layout.geometry(k)["stride"])] for k, v in out.items()}
-    if unpack and out["SPK"].dtype == np.uint8:   # packed on the device (xla_variant)
+    if unpack and "SPK" in out and out["SPK"].dtype == np.uint8:   # packed on the device (xla_variant)
         out["SPK"] = unpack_spikes(out["SPK"], layout.n)
     state = jax.tree_util.tree_map(lambda x: local_host(x, n_real), state)
     finite = local_host(finite, n_real)
@@ -238,12 +249,16 @@ class _EventTaker:
     whose busiest member overflowed them is computed again from its start state
     with room for twice that member's spikes, and that capacity is kept
     (``grown`` tells the loop to rebuild its chunk function once). ``redone``
-    counts the chunks computed again. "host": from the host raster.
+    counts the chunks computed again. "host": from the host raster. With the
+    native engine "device" means the kernel's own events, and then, unless
+    ``spike_raster``, no SPK raster at all.
     """
 
-    def __init__(self, mode: str | None, layout: Layout, chunk_steps: int, mesh, capacity: int | None):
+    def __init__(self, mode: str | None, layout: Layout, chunk_steps: int, mesh, capacity: int | None,
+                 engine: str = "xla", spike_raster: bool = True):
         if mode == "auto":
-            mode = "host" if mesh.devices.flat[0].platform == "cpu" else "device"
+            on_cpu = mesh.devices.flat[0].platform == "cpu"
+            mode = "host" if on_cpu and engine != "native" else "device"
         if mode not in (None, "device", "host"):
             raise SimulationError(f"run_chunks: events={mode!r} is invalid; use 'device', 'host', 'auto' or None")
         self.mode, self.layout, self.chunk_steps = mode, layout, chunk_steps
@@ -251,10 +266,17 @@ class _EventTaker:
         if mode == "device" and not 1 <= self.capacity:
             raise SimulationError(f"run_chunks: event_capacity={capacity!r} is invalid; at least 1 slot is required")
         self.grown, self.redone = False, 0
+        # the raster is left out only where the kernel gives the events (the other paths compact it)
+        self.spike_raster = spike_raster or not (mode == "device" and engine == "native")
 
-    def variant(self) -> dict:
-        self.grown = False
-        return {"event_capacity": self.capacity} if self.mode == "device" else {}
+    def variant(self, capacity: int | None = None) -> dict:
+        """chunk_function's keywords for the events: ``capacity`` slots (default: the current ones)."""
+        if capacity is None:
+            self.grown = False
+        if self.mode != "device":
+            return {}
+        out = {"event_capacity": self.capacity if capacity is None else capacity}
+        return out if self.spike_raster else {**out, "spike_raster": False}
 
     def take(self, chunk: Chunk, t0: int, start, buffers, rerun, n_real: int) -> ChunkEvents | None:
         if self.mode is None:

@@ -246,7 +246,12 @@ CALL_INPUTS = (("t0", "int32"),)
 #: the call's settings (attributes), before the model constants and the observation modes
 CALL_ATTRS = (("n_steps", "int64"), ("threads", "int64"), ("shared_w", "bool"), ("delay_steps", "int64[]"),
               ("sample_index", "int64[]"), ("sample_stride", "int64"), ("integrator", "int64"),
-              ("noise_hold", "int64"), ("conductance", "int64"))
+              ("noise_hold", "int64"), ("conductance", "int64"), ("event_capacity", "int64"))
+#: the results after the observations when ``event_capacity`` > 0: the spikes as events, (name, kind);
+#: "index" is uint16 or int32 (jaxfne/engine/_chunk.py ``neuron_dtype``, ``step_dtype``)
+EVENT_RESULTS = (("neuron", "index"), ("step", "index"), ("count", "int32"))
+#: the key of the events in ``native_chunk``'s raw observations (when asked for)
+EVENTS_RAW = "events"
 #: values of the "integrator" attribute, by the layout's integrator (config/_specs.py INTEGRATORS)
 INTEGRATORS = {"euler": 0, "izhikevich2003": 1}
 #: values of the "<observation>_mode" attributes (absent: 0)
@@ -297,6 +302,7 @@ def signature(observations=None) -> list:
     lines = [f"arg {f.name} {f.kind}" for _, f in kernel_inputs()] + [f"arg {n} {k}" for n, k in CALL_INPUTS]
     lines += [f"ret {f.name} {f.kind}" for f in declaration.STATE_FIELDS]
     lines += [f"ret {RAW[0]} bool"] + [f"obs {r} float" for r in obs]
+    lines += [f"events {n} {k}" for n, k in EVENT_RESULTS]
     lines += [f"attr {n} {t}" for n, t in CALL_ATTRS] + [f"attr {n} float64" for n in constants()]
     lines += [f"attr {r}_mode int64" for r in obs]
     return lines
@@ -445,7 +451,8 @@ def threads_per_device(n_devices: int) -> int:
 
 def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_w: bool, modes: dict,
                  sample_index: tuple, sample_stride: int, threads: int, integrator: str = "euler",
-                 noise_hold: int = 1, conductance: tuple = CURRENT_SYNAPSES):
+                 noise_hold: int = 1, conductance: tuple = CURRENT_SYNAPSES, event_capacity: int = 0,
+                 spike_raster: bool = True):
     """Advance a block of members (leading axis) by ``n_steps``; called per device inside shard_map.
 
     ``integrator``, ``noise_hold`` and ``conductance``: as _step.step's (the layout's ``integrator``,
@@ -455,7 +462,13 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
     ``modes``: the raw observations to return (jaxfne/_probes.py ``RAW``; "spikes" always), each "full"
     (B, T, N) or "sampled" (B, ceil(T / sample_stride), K): every ``sample_stride``-th step from the
     chunk's first, the neurons ``sample_index``. Returns (new state, {raw name: array}) with exactly the
-    keys of ``modes``.
+    keys of ``modes``, and ``EVENTS_RAW`` when ``event_capacity`` > 0.
+
+    ``event_capacity`` > 0: the kernel also writes the chunk's spikes as events, as
+    jaxfne/engine/_chunk.py ``compact_spikes`` returns them from the raster (the same dtypes and values,
+    bit for bit): raw[EVENTS_RAW] = {"neuron": (B, event_capacity), "step": (B, event_capacity),
+    "count": (B,) int32, the true count, above the capacity on an overflow}. ``spike_raster`` False (only
+    with events): the raster is not written, raw["spikes"] is (B, 0, N).
     """
     produced = kernel_observations()
     if integrator not in INTEGRATORS or int(noise_hold) < 1:
@@ -464,6 +477,10 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
     if modes.get(RAW[0]) != "full" or set(modes) - {RAW[0], *produced} or set(modes.values()) - set(MODES):
         raise SimulationError(f"native_chunk: modes={modes!r} is invalid; {RAW[0]!r} must be 'full', the others "
                               f"any of {produced} (what the kernel produces) as 'full' or 'sampled'")
+    if int(event_capacity) < 0 or (not spike_raster and int(event_capacity) == 0):
+        raise SimulationError(f"native_chunk: event_capacity={event_capacity!r}, spike_raster={spike_raster!r} is "
+                              "invalid; event_capacity is a slot count >= 0 (0: no events), and the raster may be "
+                              "left out only when the events are asked for")
     dtype = params.a.dtype
     b, n = params.a.shape
     w = params.w
@@ -478,17 +495,25 @@ def native_chunk(state, params, t0, *, n_steps: int, delay_steps: tuple, shared_
     sds = jax.ShapeDtypeStruct
     present = [r for r in produced if r in modes]
     sampled_shape = (b, -(-n_steps // sample_stride), len(sample_index))
-    outs = ([sds(x.shape, x.dtype) for x in args[:n_state]] + [sds((b, n_steps, n), jnp.bool_)]
+    outs = ([sds(x.shape, x.dtype) for x in args[:n_state]] + [sds((b, n_steps if spike_raster else 0, n), jnp.bool_)]
             + [sds((b, n_steps, n) if modes[r] == "full" else sampled_shape, dtype) for r in present])
+    if event_capacity:     # as _chunk.neuron_dtype / step_dtype (no import: _chunk imports this module)
+        index = {"neuron": np.uint16 if n <= 2**16 else np.int32, "step": np.uint16 if n_steps <= 2**16 else np.int32}
+        outs += [sds((b, int(event_capacity)), index["neuron"]), sds((b, int(event_capacity)), index["step"]),
+                 sds((b,), jnp.int32)]
     call = jax.ffi.ffi_call(TARGETS[str(np.dtype(dtype))], outs,
                             input_output_aliases={i: i for i in range(n_state)})
     attrs = {"n_steps": np.int64(n_steps), "threads": np.int64(threads), "shared_w": bool(shared_w),
              "delay_steps": np.asarray(delay_steps, np.int64), "sample_index": np.asarray(sample_index, np.int64),
              "sample_stride": np.int64(sample_stride), "integrator": np.int64(INTEGRATORS[integrator]),
-             "noise_hold": np.int64(noise_hold), "conductance": np.int64(conductance_mask(conductance))}
+             "noise_hold": np.int64(noise_hold), "conductance": np.int64(conductance_mask(conductance)),
+             "event_capacity": np.int64(event_capacity)}
     attrs.update({name: np.float64(value) for name, value in constants().items()})
     attrs.update({f"{r}_mode": np.int64(MODES[modes[r]] if r in modes else 0) for r in produced})
     res = call(*args, **attrs)
     new_state = type(state)(*res[:n_state])
-    raw = {RAW[0]: res[n_state], **dict(zip(present, res[n_state + 1:]))}
-    return new_state, {r: raw[r] for r in modes}
+    raw = {RAW[0]: res[n_state], **dict(zip(present, res[n_state + 1:n_state + 1 + len(present)]))}
+    raw = {r: raw[r] for r in modes}
+    if event_capacity:
+        raw[EVENTS_RAW] = dict(zip(("neuron", "step", "count"), res[n_state + 1 + len(present):]))
+    return new_state, raw

@@ -252,6 +252,9 @@ class ZarrSink:
                             label=f"jaxfne -> {path.name}", enabled=bool(progress))
         self.writer = _Writer(model, path, key, st, blocks, self.bar, creator, _state_layout(model), manifest)
         self.writer.start()
+        # the SPK raster is read only when the store keeps it (its own encoding when resumed, else the one a
+        # new store gets); otherwise the spikes come as events alone (the counts are binned from them)
+        self.spike_raster = _store.raster_stored(st.attrs if st is not None else {"spk_encoding": _store.SPK_ENCODING})
 
     def put(self, chunk: Chunk) -> None:
         # the state is copied now: the driver may reuse (donate) its buffers for a later chunk

@@ -194,16 +194,22 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
   X(active, BOOL) X(stim_target, FLOAT) X(stim_steps, UINT32) X(stim_wave, FLOAT) X(stim_key, UINT32)     \
   X(stim_table, FLOAT) X(rev_exc, FLOAT) X(rev_inh, FLOAT) X(stim_onsets, UINT32)
 #define JAXFNE_CALL_ARGS(X) X(t0, INT32)
-// Results: the new state (aliased to the state inputs), the spikes (always, every step and neuron),
-// then the optional raw observations this kernel produces (raw observations of jaxfne/_probes.py RAW,
+// Results: the new state (aliased to the state inputs), the spikes (every step and neuron; (B, 0, N), not
+// written, when the events below are asked for and nothing needs the raster), then the optional raw
+// observations this kernel produces (raw observations of jaxfne/_probes.py RAW,
 // in RAW order; a probe may declare the native engine only when the kernel produces what it needs),
 // each present when its "<name>_mode" attribute is kFull (B, T, N) or kSampled
 // (B, ceil(T / sample_stride), K: every sample_stride-th step from the chunk's first, the neurons
-// sample_index).
+// sample_index). Last, when the attribute event_capacity is > 0, the spikes as events
+// (jaxfne/engine/_chunk.py compact_spikes): neuron (B, event_capacity; uint16 up to 65536 neurons, else
+// int32), step within the chunk (B, event_capacity; uint16 up to 65536 steps, else int32), each member's
+// first event_capacity spikes in (step, neuron) order and the rest 0, and count (B,) int32, the member's
+// true number of spikes (count > event_capacity: an overflow, the driver computes the chunk again).
 #define JAXFNE_OBS(X) X(v, FLOAT) X(u, FLOAT) X(i_syn, FLOAT)
 // Attributes: the call's settings (integrator: kEuler or kIzhikevich2003; noise_hold: the noise of
 // step t is that of step t / noise_hold; conductance: bit 2 pre + post set where the pathway from type
-// pre to type post (0 E, 1 I) has conductance synapses), then the model constants
+// pre to type post (0 E, 1 I) has conductance synapses; event_capacity: the events' slots per member, 0 for
+// none), then the model constants
 // (jaxfne/model/_params.py V_PEAK_MV and the padding-lane value of each padded array), then the
 // observation modes.
 #define JAXFNE_ATTRS(X)                                                                            \
@@ -211,7 +217,8 @@ void noise_block<float>(const int64_t NP, const int64_t steps, const uint32_t* s
   X(delay_steps, ffi::Span<const int64_t>, "int64[]") X(sample_index, ffi::Span<const int64_t>,    \
                                                           "int64[]")                               \
   X(sample_stride, int64_t, "int64") X(integrator, int64_t, "int64") X(noise_hold, int64_t, "int64") \
-  X(conductance, int64_t, "int64") X(v_peak, double, "float64") X(pad_v, double, "float64")       \
+  X(conductance, int64_t, "int64") X(event_capacity, int64_t, "int64") X(v_peak, double, "float64")   \
+  X(pad_v, double, "float64")                                                                      \
   X(pad_u, double, "float64") X(pad_s_exc, double, "float64") X(pad_s_inh, double, "float64")      \
   X(pad_a, double, "float64") X(pad_b, double, "float64") X(pad_c, double, "float64")              \
   X(pad_d, double, "float64") X(pad_i_mean, double, "float64") X(pad_noise_scale, double, "float64") \
@@ -430,7 +437,11 @@ struct Batch {
   JAXFNE_STATE(JAXFNE_OUT_MEMBER)
 #undef JAXFNE_MEMBER
 #undef JAXFNE_OUT_MEMBER
-  bool* spikes_out;
+  bool* spikes_out;       // nullptr: the raster is not written (events only)
+  // the events (nullptr without them): neuron and step indices, one of each pair of pointers set
+  int64_t event_capacity;
+  uint16_t *ev_neuron16, *ev_step16;
+  int32_t *ev_neuron32, *ev_step32, *ev_count;
   int64_t obs_mode[kObs];
   T* obs_out[kObs];       // in JAXFNE_OBS order; nullptr when absent
 };
@@ -511,6 +522,7 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
     const T* stim_table = q.stim_table + m * q.table_stride;
     const T* stim_wave = q.stim_wave + m * S * kStimWave;
     const uint32_t sk0 = q.stim_key[2 * m], sk1 = q.stim_key[2 * m + 1];
+    int64_t n_events = 0;    // the member's spikes so far in this chunk (its events: the first event_capacity)
     for (int64_t k = 0; k < q.steps; ++k) {
       const uint64_t t = static_cast<uint64_t>(q.t0 + k);
       if (k % kBlock == 0) {
@@ -536,8 +548,10 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
                                             q.v_peak, active ? 1 : 0, spk, obs_v.data(), obs_i_syn.data(),
                                             ge.data(), gi.data(), rev_e, rev_i);
       }
-      bool* __restrict spk_row = q.spikes_out + (m * q.steps + k) * N;
-      for (int64_t i = 0; i < N; ++i) spk_row[i] = spk[i] != 0;
+      if (q.spikes_out != nullptr) {
+        bool* __restrict spk_row = q.spikes_out + (m * q.steps + k) * N;
+        for (int64_t i = 0; i < N; ++i) spk_row[i] = spk[i] != 0;
+      }
       for (int j = 0; j < kObs; ++j) {
         if (q.obs_mode[j] == kFull) {
           std::memcpy(q.obs_out[j] + (m * q.steps + k) * N, obs_now[j], sizeof(T) * N);
@@ -553,6 +567,17 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
         for (int64_t i = 0; i < N; ++i) {
           fired[n_fired] = static_cast<int32_t>(i);
           n_fired += spk[i] ? 1 : 0;
+        }
+        if (q.ev_count != nullptr) {   // the events: this step's fired cells, ascending, while there is room
+          const int64_t room = std::max<int64_t>(0, std::min<int64_t>(n_fired, q.event_capacity - n_events));
+          const int64_t at = m * q.event_capacity + n_events;
+          for (int64_t f = 0; f < room; ++f) {
+            if (q.ev_neuron16) q.ev_neuron16[at + f] = static_cast<uint16_t>(fired[f]);
+            else q.ev_neuron32[at + f] = fired[f];
+            if (q.ev_step16) q.ev_step16[at + f] = static_cast<uint16_t>(k);
+            else q.ev_step32[at + f] = static_cast<int32_t>(k);
+          }
+          n_events += n_fired;
         }
         for (int64_t f = 0; f < n_fired; ++f) {
           const int64_t j = fired[f];
@@ -603,6 +628,15 @@ void run_members_with(const Batch<DT>& q, int64_t m0, int64_t m1) {
           si[i] = si[i] + poi_i[i];
         }
       }
+    }
+    if (q.ev_count != nullptr) {   // the true count (an overflow shows as count > capacity); unused slots 0
+      q.ev_count[m] = static_cast<int32_t>(n_events);
+      const int64_t used = std::min<int64_t>(n_events, q.event_capacity), rest = q.event_capacity - used;
+      const int64_t at = m * q.event_capacity + used;
+      if (q.ev_neuron16) std::fill(q.ev_neuron16 + at, q.ev_neuron16 + at + rest, uint16_t{0});
+      else std::fill(q.ev_neuron32 + at, q.ev_neuron32 + at + rest, int32_t{0});
+      if (q.ev_step16) std::fill(q.ev_step16 + at, q.ev_step16 + at + rest, uint16_t{0});
+      else std::fill(q.ev_step32 + at, q.ev_step32 + at + rest, int32_t{0});
     }
     std::memcpy(q.v_out + o, v.data(), sizeof(T) * N);
     std::memcpy(q.u_out + o, u.data(), sizeof(T) * N);
@@ -693,6 +727,12 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
     return bad("integrator must be 0 (Euler) or 1 (Izhikevich 2003), got " + std::to_string(integrator));
   if (noise_hold < 1 || noise_hold > int64_t{0xFFFFFFFF})
     return bad("noise_hold must be a step count in [1, 2^32), got " + std::to_string(noise_hold));
+  if (event_capacity < 0 || event_capacity > (int64_t{1} << 31) - 1)
+    return bad("event_capacity must be in [0, 2^31) (0: no events), got " + std::to_string(event_capacity));
+  if (event_capacity > 0 && n_steps * N > (int64_t{1} << 31) - 1)
+    return bad("events need n_steps * neurons < 2^31 (an int32 count), got " + std::to_string(n_steps * N));
+  // the raster: (B, n_steps, N), or (B, 0, N) (not written) when the events are asked for
+  const bool raster = !(event_capacity > 0 && n_steps > 0 && dims_are(spikes_out->dimensions(), {B, 0, N}));
   const int64_t K = static_cast<int64_t>(sample_index.size());
   const int64_t n_sampled = (n_steps + sample_stride - 1) / sample_stride;
   // every buffer's shape, by name (dtypes and the order were checked by the typed binding)
@@ -721,7 +761,7 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
       {"the s_exc result", s_exc_out->dimensions(), {B, N}}, {"the s_inh result", s_inh_out->dimensions(), {B, N}},
       {"the pend_exc result", pend_exc_out->dimensions(), {B, D, N}},
       {"the pend_inh result", pend_inh_out->dimensions(), {B, D, N}},
-      {"the spikes result", spikes_out->dimensions(), {B, n_steps, N}},
+      {"the spikes result", spikes_out->dimensions(), {B, raster ? n_steps : 0, N}},
   };
   for (const Shape& x : shapes)
     if (x.dims.size() != x.want.size() || !std::equal(x.want.begin(), x.want.end(), x.dims.begin()))
@@ -770,8 +810,8 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
   JAXFNE_STATE(JAXFNE_SET_OUT)
 #undef JAXFNE_SET_IN
 #undef JAXFNE_SET_OUT
-  q.spikes_out = spikes_out->typed_data();
-  advise_huge_pages(spikes_out->untyped_data(), spikes_out->size_bytes());
+  q.spikes_out = raster ? spikes_out->typed_data() : nullptr;
+  if (raster) advise_huge_pages(spikes_out->untyped_data(), spikes_out->size_bytes());
   // the optional observations: present in JAXFNE_OBS order, as their modes say
 #define JAXFNE_MODE_VALUE(NAME, KIND) NAME##_mode,
 #define JAXFNE_OBS_NAME(NAME, KIND) #NAME,
@@ -794,7 +834,34 @@ ffi::Error chunk_impl(JAXFNE_STATE(JAXFNE_IN_PARAM) JAXFNE_PARAMS(JAXFNE_IN_PARA
     q.obs_out[j] = (*r)->typed_data();
     advise_huge_pages((*r)->untyped_data(), (*r)->size_bytes());
   }
-  if (next != obs.size()) return bad("more results than the observation modes ask for");
+  q.event_capacity = event_capacity;
+  q.ev_neuron16 = q.ev_step16 = nullptr;
+  q.ev_neuron32 = q.ev_step32 = q.ev_count = nullptr;
+  if (event_capacity > 0) {   // the events' three results, after the observations
+    if (next + 3 > obs.size()) return bad("event_capacity > 0 but no results for the events (neuron, step, count)");
+    const ffi::DataType n_dt = N <= 65536 ? ffi::DataType::U16 : ffi::DataType::S32;
+    const ffi::DataType s_dt = n_steps <= 65536 ? ffi::DataType::U16 : ffi::DataType::S32;
+    const char* const names[3] = {"neuron", "step", "count"};
+    const ffi::DataType want[3] = {n_dt, s_dt, ffi::DataType::S32};
+    void* data[3];
+    for (int j = 0; j < 3; ++j) {
+      auto r = obs.get<ffi::AnyBuffer>(next++);
+      if (!r.has_value()) return bad(std::string("the events' ") + names[j] + " result is not a buffer");
+      const auto dims = (*r)->dimensions();
+      const bool shape_ok = j < 2 ? dims_are(dims, {B, event_capacity}) : dims_are(dims, {B});
+      if ((*r)->element_type() != want[j] || !shape_ok)
+        return bad(std::string("the events' ") + names[j] + " result has shape " + dims_text((*r)->dimensions()) +
+                   " or the wrong dtype; expected (members" + (j < 2 ? ", event_capacity)" : ",)") +
+                   (want[j] == ffi::DataType::U16 ? " uint16" : " int32"));
+      data[j] = (*r)->untyped_data();
+    }
+    if (n_dt == ffi::DataType::U16) q.ev_neuron16 = static_cast<uint16_t*>(data[0]);
+    else q.ev_neuron32 = static_cast<int32_t*>(data[0]);
+    if (s_dt == ffi::DataType::U16) q.ev_step16 = static_cast<uint16_t*>(data[1]);
+    else q.ev_step32 = static_cast<int32_t*>(data[1]);
+    q.ev_count = static_cast<int32_t*>(data[2]);
+  }
+  if (next != obs.size()) return bad("more results than the observation modes and the events ask for");
   const int64_t n_threads = std::max<int64_t>(1, std::min<int64_t>(threads, q.B));
   if (n_threads == 1) {
     run_members(q, 0, q.B);
@@ -835,7 +902,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxfneIzhChunkF32, chunk_impl<ffi::DataType::F32>,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxfneIzhChunkF64, chunk_impl<ffi::DataType::F64>, binding<ffi::DataType::F64>());
 
 // The call's signature, one line per entry: "arg NAME KIND" (inputs, in order), "ret NAME KIND" (the
-// fixed results), "obs NAME KIND" (the optional results), "attr NAME TYPE". jaxfne/engine/_native.py
+// fixed results), "obs NAME KIND" (the optional results), "events NAME KIND" (the events' results, when
+// event_capacity > 0; KIND "index": uint16 or int32 by size), "attr NAME TYPE". jaxfne/engine/_native.py
 // compares it with the declaration when it loads the library.
 extern "C" const char* jaxfne_kernel_signature() {
   static const std::string signature = [] {
@@ -855,6 +923,9 @@ extern "C" const char* jaxfne_kernel_signature() {
     JAXFNE_STATE(JAXFNE_SIG_RET)
     line("ret", "spikes", "bool");
     JAXFNE_OBS(JAXFNE_SIG_OBS)
+    line("events", "neuron", "index");   // after the observations when event_capacity > 0
+    line("events", "step", "index");
+    line("events", "count", "int32");
     JAXFNE_ATTRS(JAXFNE_SIG_ATTR)
     JAXFNE_OBS(JAXFNE_SIG_MODE)
     return s;
