@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import AUTO_ENGINE
+from conftest import AUTO_ENGINE, jax_cache_env
 
 SPEC = """
 [runtime]
@@ -34,7 +34,7 @@ sweep = {{ "cell_types.E" = [0.75, 0.8], "drive.current.E" = [3.0, 5.0] }}
 
 
 def jaxfne(*args, check=True, **kw):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **jax_cache_env()}
     proc = subprocess.run([sys.executable, "-m", "jaxfne.cli", *args], capture_output=True, text=True, env=env,
                           timeout=600, **kw)
     if check:
@@ -105,10 +105,13 @@ def test_ctrl_c_leaves_a_resumable_store(tmp_path):
     import jaxfne as jtfne
     from jaxfne.cli import load_spec, store_summary
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC.format(duration=2000.0))
+    spec.write_text(SPEC.format(duration=600.0))
     store = tmp_path / "run.zarr"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    # 5-ms chunks: 400 of them, so the run outlasts the first chunk by seconds
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **jax_cache_env()}
+    # 5-ms chunks: 120 of them, so the run outlasts the first chunk by seconds (a 500-ms run of this spec in
+    # 5-ms chunks took 10 CPU-seconds after its import, ~0.1 s a chunk; the interrupt lands a poll after the
+    # first). 2000 ms (400 chunks) proved the same: the interrupt comes at a chunk boundary either way, and
+    # the resumed run is compared with an uninterrupted one over the whole duration (measured: 24 -> 16 CPU-s)
     # a test run started in the background by a shell without job control inherits SIGINT ignored, and
     # Python keeps an ignored SIGINT ignored: the child installs Python's Ctrl-C handler first, as it has
     # in a terminal (no preexec_fn: forking a process that runs JAX threads warns, rightly)

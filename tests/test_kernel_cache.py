@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_native
+from conftest import jax_cache_env, needs_native
 from jaxfne.engine import _native
 
 UID = os.getuid()
@@ -147,10 +147,17 @@ __attribute__((constructor)) static void pwn(void) {
 
 RUN = textwrap.dedent("""
     import jaxfne as jtfne
+    from jaxfne.engine import _native
     cfg = (jtfne.Configuration().runtime(duration_ms=5.0).column(n=20).probes(["SPK"]))
     s = jtfne.simulate(jtfne.construct(cfg), engine="native")
     print("engine", s.dataset.attrs["engine"])
+    print("library", _native._build()[0])
 """)
+
+
+def _library(proc):
+    """The path of the library the victim process built or loaded (its ``_build()``), as it printed it."""
+    return next(line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("library "))
 
 
 def _run(env):
@@ -169,15 +176,16 @@ def test_a_planted_library_never_runs(tmp_path, attack):
     tmp.mkdir()
     marker = tmp_path / "marker"
     env = {k: v for k, v in os.environ.items() if k != "JAXFNE_CACHE_DIR"}
-    env.update(XDG_CACHE_HOME=str(blocker / "cache"), TMPDIR=str(tmp), JAXFNE_TEST_MARKER=str(marker))
+    env.update(XDG_CACHE_HOME=str(blocker / "cache"), TMPDIR=str(tmp), JAXFNE_TEST_MARKER=str(marker),
+               **jax_cache_env())
     folder = tmp / f"jaxfne-kernels-{UID}"
     folder.mkdir()
     os.chmod(folder, 0o777)
     if attack == "planted-before":
-        # the name the victim will look for: ask the victim's own key function in the same environment
-        name = subprocess.run([sys.executable, "-c", "from jaxfne.engine import _native as n; "
-                               "print(f'izh_chunk-{n._key(n._compiler(), n._source())}.so')"],
-                              env=env, capture_output=True, text=True, check=True).stdout.strip()
+        # the name the victim will look for, from this process's key function (the key reads none of the
+        # variables set above); the victim's own name is checked against it below, so a planted library the
+        # victim never looked for cannot pass (this used to be one more interpreter importing jaxfne, ~5 s)
+        name = f"izh_chunk-{_native._key(_native._compiler(), _native._source())}.so"
         src = tmp_path / "planted.c"
         src.write_text(PLANTED_C)
         subprocess.run([_native._compiler(), "-shared", "-fPIC", "-x", "c", str(src), "-o", str(folder / name)],
@@ -190,12 +198,16 @@ def test_a_planted_library_never_runs(tmp_path, attack):
     assert "engine native" in proc.stdout
     assert not marker.exists(), "the planted library was loaded"
     assert [p for p in os.listdir(folder) if p.endswith(".so")] == ([] if attack != "planted-before" else [name])
+    victims = _library(proc)
+    assert os.path.dirname(victims) != str(folder)          # built in a fresh private folder instead
+    if attack == "planted-before":
+        assert os.path.basename(victims) == name            # the very library planted was the one it looked for
 
 
 @needs_native
 def test_a_truncated_real_library_is_rebuilt_not_loaded(tmp_path):
     """A truncated .so used to kill the process with SIGBUS (exit 135) before any message."""
-    env = dict(os.environ, JAXFNE_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, JAXFNE_CACHE_DIR=str(tmp_path / "cache"), **jax_cache_env())
     # the cache starts as a real build leaves it: this machine's library (built once for the suite) and its
     # sidecar, copied in; saves a second ~20 s compile, as the run below proves it loads and runs
     built, why = _native._build()
@@ -209,11 +221,12 @@ def test_a_truncated_real_library_is_rebuilt_not_loaded(tmp_path):
     first = _run(env)
     assert first.returncode == 0 and "engine native" in first.stdout, first.stderr[-2000:]
     assert [p.name for p in kernels.iterdir() if p.suffix == ".so"] == [lib.name]      # loaded, not rebuilt
+    assert _library(first) == str(lib)
     good = lib.read_bytes()
     lib.write_bytes(good[: len(good) // 3])
     again = subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", RUN], env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "engine native" in again.stdout
+    assert "engine native" in again.stdout and _library(again) == str(lib)
     assert "rebuilding the native engine" in again.stderr and "does not match its recorded SHA-256" in again.stderr
     assert _native._digest(str(lib)) == (kernels / (lib.name + ".sha256")).read_text().strip()

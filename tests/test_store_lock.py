@@ -23,6 +23,7 @@ import pytest
 import xarray as xr
 
 import jaxfne as jtfne
+from conftest import jax_cache_env
 from jaxfne.cli import load_spec
 from jaxfne.sinks._store import StoreLock
 
@@ -71,7 +72,8 @@ def lock_held(store) -> bool:
 
 def race(tmp_path, specs, staggered):
     store = tmp_path / "run.zarr"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    # the run's compilation cache: after the first race, a winner loads its programs (-22 CPU-s a file)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", **jax_cache_env())
     procs = []
     for i, spec in enumerate(specs):
         ready, go = tmp_path / f"ready{i}", tmp_path / f"go{i}"
