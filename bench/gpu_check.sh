@@ -237,7 +237,7 @@ fi
 # -- the scaling table on the GPU ------------------------------------------------------------
 if [ "$ON_GPU" = 1 ]; then
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 100 --chunk-ms 50 --members 16 1024 16384 \
-    --shared-members 16384 65536 --neurons 1000 10000 --stream-members 4096 --stream-vm-cells 5 \
+    --shared-members 16384 65536 --neurons 1000 10000 --stream-members 16384 --stream-vm-cells 5 \
     --baseline-budget-s 2 --engines xla"
 else
   DEFAULT_ARGS="--devices 1 --peers --duration-ms 50 --chunk-ms 25 --members 16 64 --shared-members 64 \
