@@ -13,6 +13,7 @@ import pytest
 import jaxfne as jtfne
 import jaxfne.cli
 from jaxfne.engine import chunk_function
+from jaxfne.model._size import event_capacity
 
 BASE = (jtfne.Configuration().runtime(duration_ms=150.0).cell_types({"E": 0.75, "I": 0.25})
         .probes(["SPK", "Vm", "LFP-proxy"]))
@@ -130,9 +131,12 @@ def test_no_recompilation_for_numeric_sweeps():
     info = chunk_function.cache_info()
     assert info.misses == 1 and info.currsize == 1
     devices = jtfne.engine.default_devices(3)
-    compiled = chunk_function(jtfne.construct(BASE.ensemble(seeds=[1, 2, 3])).layout, 1500,
-                              jtfne.engine.member_mesh(devices), jtfne.engine.resolve_engine("auto", devices))
-    assert compiled._cache_size() == 1
+    layout = jtfne.construct(BASE.ensemble(seeds=[1, 2, 3])).layout
+    engine = jtfne.engine.resolve_engine("auto", devices)
+    # the in-memory run keeps the spikes as events too: the native kernel writes them (run_chunks' "auto")
+    events = {"event_capacity": event_capacity(layout, 1500)} if engine == "native" else {}
+    compiled = chunk_function(layout, 1500, jtfne.engine.member_mesh(devices), engine, **events)
+    assert chunk_function.cache_info().currsize == 1 and compiled._cache_size() == 1
 
 
 def test_shared_connectivity_uses_one_matrix():

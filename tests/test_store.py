@@ -339,6 +339,8 @@ TWO_CHUNKS_CHILD = textwrap.dedent("""
     import sys, threading, time
     import numpy as np, psutil
     import jaxfne as jtfne
+    from jaxfne.sinks import _store
+    _store.SPK_ENCODING = sys.argv[2]          # "bool": the store keeps the raster, so the chunks carry it
     cfg = (jtfne.Configuration().runtime(seed=1, duration_ms=400.0, dt_ms=0.1).column(n=100)
            .probes(["SPK", "Vm"], neurons=5).ensemble(seeds=list(range(1024))))
     model = jtfne.construct(cfg)
@@ -367,9 +369,12 @@ def test_streaming_holds_about_two_chunks(tmp_path):
     two chunks, the yielded chunk's device buffers held) this fails at +336 MiB; now ~+210 MiB. That the
     driver never runs more than one chunk ahead of a slow writer is test_slow_disk_applies_back_pressure.
     One device, as a plain CPU process has (with several, gathering the shards adds a host copy of the
-    chunk: measured +281 MiB with 4 forced devices, docs/store.md)."""
+    chunk: measured +281 MiB with 4 forced devices, docs/store.md). Run with a store that keeps the
+    raster, so each chunk carries it: the default store takes the spikes as events that the native kernel
+    writes, without a raster, and its growth (measured +66 to +152 MiB in five runs, the same allocator
+    noise on a chunk of 21 MiB) is too noisy to bound by its chunks."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    out = subprocess.run([sys.executable, "-c", TWO_CHUNKS_CHILD, str(tmp_path)], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", TWO_CHUNKS_CHILD, str(tmp_path), "bool"], capture_output=True,
                          text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     growth, params = (int(x) for x in out.stdout.split()[-2:])
